@@ -1,0 +1,3 @@
+//! The demo API (work in progress).
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! Example (work in progress).
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! The `cors` module (work in progress).

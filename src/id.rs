@@ -1,0 +1,1 @@
+//! The `id` module (work in progress).

@@ -1,0 +1,1 @@
+//! The `jwt` module (work in progress).

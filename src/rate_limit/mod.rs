@@ -1,0 +1,1 @@
+//! The `rate_limit` module (work in progress).

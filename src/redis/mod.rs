@@ -1,0 +1,1 @@
+//! The `redis` module (work in progress).

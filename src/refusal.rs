@@ -1,0 +1,435 @@
+//! Every refusal a tower-shield layer sends, built in one place.
+//!
+//! # HTTP
+//!
+//! A refusal is an [RFC 9457] `application/problem+json` body with exactly the members
+//! `type`, `title`, `status`, `detail` and, when `RequestIdLayer` ran first, `request_id`,
+//! plus whatever headers the refusal needs (`WWW-Authenticate`, `Retry-After`, …). The `detail`
+//! is a fixed sentence per kind of refusal: no token fragment, key name or library error text
+//! ever reaches a client.
+//!
+//! # gRPC
+//!
+//! When the request's `content-type` starts with `application/grpc`, the same refusal is an
+//! HTTP 200 "trailers-only" answer with `grpc-status` and `grpc-message` headers and an empty
+//! body, so tonic clients receive a proper status: 400 → 3 `INVALID_ARGUMENT`,
+//! 401 → 16 `UNAUTHENTICATED`, 403 → 7 `PERMISSION_DENIED`, 404 → 5 `NOT_FOUND`,
+//! 429 → 8 `RESOURCE_EXHAUSTED`, 503 → 14 `UNAVAILABLE`.
+//!
+//! # Problem types
+//!
+//! Each `type` is `https://docs.rs/tower-shield/latest/tower_shield/refusal/#<slug>`; the
+//! slugs are the names of the constants on [`ProblemType`]:
+//!
+//! - <a id="bad-request"></a>`bad-request`: the request is malformed.
+//! - <a id="unauthorized"></a>`unauthorized`: credentials are missing.
+//! - <a id="invalid-token"></a>`invalid-token`: the credentials presented are not valid.
+//! - <a id="insufficient-scope"></a>`insufficient-scope`: valid credentials without the role or scope needed.
+//! - <a id="forbidden"></a>`forbidden`: the request is not allowed.
+//! - <a id="cors-rejected"></a>`cors-rejected`: the origin, method or a header is not allowed by CORS.
+//! - <a id="https-required"></a>`https-required`: the request came over plain HTTP.
+//! - <a id="not-found"></a>`not-found`: nothing here.
+//! - <a id="rate-limited"></a>`rate-limited`: too many requests; see `Retry-After`.
+//! - <a id="headers-too-large"></a>`headers-too-large`: the request headers are too large.
+//! - <a id="unavailable"></a>`unavailable`: a store the decision depends on cannot answer.
+//!
+//! ```
+//! use http::{Request, StatusCode, header};
+//! use tower_shield::refusal::{ProblemType, Refusal};
+//!
+//! let request = Request::new(());
+//! let response: http::Response<bytes::Bytes> = Refusal::new(&ProblemType::RATE_LIMITED)
+//!     .with_header(header::RETRY_AFTER, http::HeaderValue::from_static("3"))
+//!     .build(request.headers(), request.extensions());
+//! assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+//! assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
+//! assert_eq!(response.headers()[header::RETRY_AFTER], "3");
+//! ```
+//!
+//! [RFC 9457]: https://www.rfc-editor.org/rfc/rfc9457
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::{Extensions, HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use serde::Serialize;
+
+use crate::extensions::RequestId;
+
+/// The base of every problem `type` URI.
+pub const PROBLEM_TYPE_BASE: &str = "https://docs.rs/tower-shield/latest/tower_shield/refusal/#";
+
+static PROBLEM_JSON: HeaderValue = HeaderValue::from_static("application/problem+json");
+static GRPC: HeaderValue = HeaderValue::from_static("application/grpc");
+static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+
+/// A kind of refusal: its status, its problem `type` slug, its title and its fixed detail.
+///
+/// Define your own as a `const` for application errors that should look like the crate's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProblemType {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The fragment of the `type` URI (appended to [`PROBLEM_TYPE_BASE`]); `None` gives
+    /// `about:blank`.
+    pub slug: Option<&'static str>,
+    /// A short, human-readable summary (the same for every occurrence).
+    pub title: &'static str,
+    /// A fixed explanation, safe to show to any client.
+    pub detail: &'static str,
+}
+
+impl ProblemType {
+    /// 400: the request is malformed.
+    pub const BAD_REQUEST: Self = Self::new(
+        StatusCode::BAD_REQUEST,
+        "bad-request",
+        "Bad Request",
+        "The request is malformed.",
+    );
+    /// 401 without credentials.
+    pub const UNAUTHORIZED: Self = Self::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "Unauthorized",
+        "Authentication is required.",
+    );
+    /// 401 with credentials that are not valid.
+    pub const INVALID_TOKEN: Self = Self::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid-token",
+        "Unauthorized",
+        "The access token is invalid or has expired.",
+    );
+    /// 403: valid credentials without the role or scope needed.
+    pub const INSUFFICIENT_SCOPE: Self = Self::new(
+        StatusCode::FORBIDDEN,
+        "insufficient-scope",
+        "Forbidden",
+        "The access token does not grant access to this resource.",
+    );
+    /// 403: the request is not allowed.
+    pub const FORBIDDEN: Self = Self::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "Forbidden",
+        "The request is not allowed.",
+    );
+    /// 403 from CORS: the origin, method or a header is not allowed.
+    pub const CORS_REJECTED: Self = Self::new(
+        StatusCode::FORBIDDEN,
+        "cors-rejected",
+        "Forbidden",
+        "The cross-origin request is not allowed.",
+    );
+    /// 403: the request came over plain HTTP and HTTPS is required.
+    pub const HTTPS_REQUIRED: Self = Self::new(
+        StatusCode::FORBIDDEN,
+        "https-required",
+        "Forbidden",
+        "This resource must be requested over HTTPS.",
+    );
+    /// 404: nothing here.
+    pub const NOT_FOUND: Self = Self::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "Not Found",
+        "The resource does not exist.",
+    );
+    /// 429: too many requests.
+    pub const RATE_LIMITED: Self = Self::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate-limited",
+        "Too Many Requests",
+        "The rate limit has been reached; retry after the time given in Retry-After.",
+    );
+    /// 431: the request headers are too large.
+    pub const HEADERS_TOO_LARGE: Self = Self::new(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "headers-too-large",
+        "Request Header Fields Too Large",
+        "The request headers are too large.",
+    );
+    /// 503: a store the decision depends on cannot answer.
+    pub const UNAVAILABLE: Self = Self::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "Service Unavailable",
+        "The service cannot decide on this request right now; retry later.",
+    );
+
+    /// A problem type with a slug of its own.
+    pub const fn new(
+        status: StatusCode,
+        slug: &'static str,
+        title: &'static str,
+        detail: &'static str,
+    ) -> Self {
+        Self {
+            status,
+            slug: Some(slug),
+            title,
+            detail,
+        }
+    }
+}
+
+/// One field's validation failure, for 422 answers (`errors` member).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// The field's name.
+    pub field: Cow<'static, str>,
+    /// What is wrong with it (never the value itself).
+    pub message: Cow<'static, str>,
+}
+
+/// A refusal under construction: a [`ProblemType`] and the headers it needs.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Refusal {
+    problem: &'static ProblemType,
+    headers: HeaderMap,
+    errors: Vec<FieldError>,
+}
+
+#[derive(Serialize)]
+struct ProblemBody<'a> {
+    #[serde(rename = "type")]
+    type_: Cow<'a, str>,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
+    errors: &'a [FieldError],
+}
+
+impl Refusal {
+    /// A refusal of the given kind.
+    pub fn new(problem: &'static ProblemType) -> Self {
+        Self {
+            problem,
+            headers: HeaderMap::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// The kind of this refusal.
+    pub fn problem(&self) -> &'static ProblemType {
+        self.problem
+    }
+
+    /// Adds a header to the answer (appended: several values of one name are kept).
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// Adds field errors (rendered as the `errors` member, for 422 answers).
+    pub fn with_errors(mut self, errors: impl IntoIterator<Item = FieldError>) -> Self {
+        self.errors.extend(errors);
+        self
+    }
+
+    /// Whether a request with these headers is a gRPC call.
+    pub fn is_grpc(request_headers: &HeaderMap) -> bool {
+        request_headers
+            .get(CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+    }
+
+    /// The problem+json body of this refusal, with the given request id.
+    pub fn problem_json(&self, request_id: Option<&RequestId>) -> Bytes {
+        let type_ = match self.problem.slug {
+            Some(slug) => Cow::Owned(format!("{PROBLEM_TYPE_BASE}{slug}")),
+            None => Cow::Borrowed("about:blank"),
+        };
+        let body = ProblemBody {
+            type_,
+            title: self.problem.title,
+            status: self.problem.status.as_u16(),
+            detail: self.problem.detail,
+            request_id: request_id.map(RequestId::as_str),
+            errors: &self.errors,
+        };
+        // Serialising plain strings and numbers cannot fail.
+        Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+    }
+
+    /// Builds the answer to a request with these headers and extensions: problem+json, or a
+    /// gRPC status when the request is a gRPC call.
+    pub fn build<B: From<Bytes>>(
+        self,
+        request_headers: &HeaderMap,
+        request_extensions: &Extensions,
+    ) -> Response<B> {
+        if Self::is_grpc(request_headers) {
+            return self.build_grpc();
+        }
+        let body = self.problem_json(request_extensions.get::<RequestId>());
+        let mut response = Response::new(B::from(Bytes::new()));
+        *response.status_mut() = self.problem.status;
+        let mut headers = self.headers;
+        headers.insert(CONTENT_TYPE, PROBLEM_JSON.clone());
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+        *response.headers_mut() = headers;
+        *response.body_mut() = B::from(body);
+        response
+    }
+
+    /// Builds the answer to a request, reading its headers and extensions.
+    pub fn for_request<B: From<Bytes>, R>(self, request: &http::Request<R>) -> Response<B> {
+        self.build(request.headers(), request.extensions())
+    }
+
+    fn build_grpc<B: From<Bytes>>(self) -> Response<B> {
+        let mut response = Response::new(B::from(Bytes::new()));
+        let mut headers = self.headers;
+        headers.insert(CONTENT_TYPE, GRPC.clone());
+        headers.insert(
+            GRPC_STATUS.clone(),
+            HeaderValue::from(grpc_code(self.problem.status)),
+        );
+        if let Ok(message) = HeaderValue::from_str(&percent_encode(self.problem.detail)) {
+            headers.insert(GRPC_MESSAGE.clone(), message);
+        }
+        *response.headers_mut() = headers;
+        response
+    }
+}
+
+/// The gRPC status code for an HTTP status.
+pub fn grpc_code(status: StatusCode) -> u16 {
+    match status.as_u16() {
+        400 | 415 | 422 | 431 => 3,
+        401 => 16,
+        403 => 7,
+        404 => 5,
+        409 => 6,
+        413 | 429 => 8,
+        500 => 13,
+        501 => 12,
+        502..=504 => 14,
+        _ => 2,
+    }
+}
+
+/// Percent-encodes a `grpc-message` as the gRPC HTTP/2 protocol asks (space through `~`
+/// except `%` stay as they are).
+fn percent_encode(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for byte in message.bytes() {
+        if (0x20..=0x7e).contains(&byte) && byte != b'%' {
+            out.push(char::from(byte));
+        } else {
+            out.push('%');
+            out.push_str(&format!("{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request_with_id(id: &'static str) -> http::Request<()> {
+        let mut request = http::Request::new(());
+        request
+            .extensions_mut()
+            .insert(RequestId::new(HeaderValue::from_static(id)));
+        request
+    }
+
+    #[test]
+    fn http_refusal_is_problem_json_with_request_id() {
+        let request = request_with_id("abc-123");
+        let response: Response<Bytes> = Refusal::new(&ProblemType::INVALID_TOKEN)
+            .with_header(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"x\", error=\"invalid_token\""),
+            )
+            .for_request(&request);
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
+        let json: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+        let object = json.as_object().unwrap();
+        let mut keys: Vec<_> = object.keys().cloned().collect();
+        keys.sort();
+        assert_eq!(keys, ["detail", "request_id", "status", "title", "type"]);
+        assert_eq!(json["status"], 401);
+        assert_eq!(json["request_id"], "abc-123");
+        assert_eq!(
+            json["type"],
+            "https://docs.rs/tower-shield/latest/tower_shield/refusal/#invalid-token"
+        );
+        assert_eq!(
+            response.headers()[CONTENT_LENGTH],
+            response.body().len().to_string()
+        );
+        assert!(
+            response
+                .headers()
+                .contains_key(http::header::WWW_AUTHENTICATE)
+        );
+    }
+
+    #[test]
+    fn request_id_is_omitted_when_absent() {
+        let request = http::Request::new(());
+        let response: Response<Bytes> =
+            Refusal::new(&ProblemType::RATE_LIMITED).for_request(&request);
+        let json: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+        assert!(json.get("request_id").is_none());
+        assert_eq!(json["status"], 429);
+    }
+
+    #[test]
+    fn field_errors_are_rendered() {
+        const UNPROCESSABLE: ProblemType = ProblemType::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+            "Unprocessable Content",
+            "The request body is not valid.",
+        );
+        let request = http::Request::new(());
+        let response: Response<Bytes> = Refusal::new(&UNPROCESSABLE)
+            .with_errors([FieldError {
+                field: "email".into(),
+                message: "must be an email address".into(),
+            }])
+            .for_request(&request);
+        let json: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+        assert_eq!(json["errors"][0]["field"], "email");
+    }
+
+    #[test]
+    fn grpc_refusal_maps_status() {
+        for (problem, code) in [
+            (&ProblemType::UNAUTHORIZED, "16"),
+            (&ProblemType::INSUFFICIENT_SCOPE, "7"),
+            (&ProblemType::RATE_LIMITED, "8"),
+            (&ProblemType::BAD_REQUEST, "3"),
+            (&ProblemType::UNAVAILABLE, "14"),
+        ] {
+            let mut request = http::Request::new(());
+            request.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc+proto"),
+            );
+            let response: Response<Bytes> = Refusal::new(problem).for_request(&request);
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(response.headers()["grpc-status"], code);
+            assert!(response.headers().contains_key("grpc-message"));
+            assert!(response.body().is_empty());
+        }
+    }
+
+    #[test]
+    fn grpc_message_is_percent_encoded() {
+        assert_eq!(percent_encode("a b%c\u{e9}"), "a b%25c%C3%A9");
+    }
+}

@@ -1,0 +1,1 @@
+//! The `request_id` module (work in progress).

@@ -1,0 +1,1 @@
+//! The `security_headers` module (work in progress).
