@@ -1,9 +1,44 @@
 //! The client's address: the TCP peer, or what a trusted proxy says it is.
 //!
-//! This module holds the pieces several layers share: [`TrustedProxies`] (a validated CIDR
-//! list) and [`peer_addr`], which finds the TCP peer address in a request's extensions
-//! (a `SocketAddr`, as plain hyper servers insert it, or axum's `ConnectInfo<SocketAddr>` with
-//! the `axum` feature).
+//! [`ClientIp`] is the crate's answer to "who is this client?", shared by the rate limiter,
+//! handlers and logs. [`ClientIpResolver`] finds it:
+//!
+//! 1. A `ClientIp` already in the request extensions is kept (a layer further out resolved it).
+//! 2. Otherwise the TCP peer comes from [`peer_addr`]: a `SocketAddr` extension (plain hyper)
+//!    or axum's `ConnectInfo<SocketAddr>` (feature `axum`). No peer → [`ClientIpError::MissingPeer`]:
+//!    the layers refuse such requests (403 problem) rather than guess. It means the server
+//!    does not record peers (in axum, serve with `into_make_service_with_connect_info`).
+//! 3. Only when the peer is inside [`TrustedProxies`] are forwarding headers read: `Forwarded`
+//!    (RFC 7239 `for=`; preferred when present) or else `X-Forwarded-For` (every header line,
+//!    joined in order). The list is walked **from the right**, skipping trusted hops; the first
+//!    address that is not a trusted proxy is the client. An entry that cannot be parsed
+//!    (garbage, `unknown`, an obfuscated `_id`) ends the walk and the last address parsed
+//!    (a trusted proxy) is used. Ports are ignored. A client behind an untrusted peer cannot
+//!    change anything by sending these headers.
+//! 4. IPv4-mapped IPv6 addresses (`::ffff:192.0.2.1`) become IPv4. For rate-limit keys, IPv6
+//!    addresses are grouped by prefix ([`ClientIp::group`], /56 by default), so rotating
+//!    addresses inside one allocation does not escape a limit; [`ClientIp::ip`] keeps the
+//!    real address.
+//!
+//! Client input is bounded before it is parsed: each header line is read on its last
+//! [`MAX_FORWARDING_LINE_BYTES`] bytes only (the entries nearest to us; the cut entry counts as
+//! unparsable) and at most [`MAX_FORWARDING_HOPS`] entries are examined.
+//!
+//! ```
+//! use std::net::SocketAddr;
+//! use http::Request;
+//! use tower_shield::client_ip::{ClientIpResolver, TrustedProxies};
+//!
+//! let resolver = ClientIpResolver::new(TrustedProxies::new(["10.0.0.0/8"]).unwrap());
+//! let mut request = Request::builder()
+//!     .header("x-forwarded-for", "198.51.100.7, 203.0.113.9, 10.0.0.3")
+//!     .body(())
+//!     .unwrap();
+//! request.extensions_mut().insert("10.0.0.2:51000".parse::<SocketAddr>().unwrap());
+//! let ip = resolver.resolve(request.headers(), request.extensions()).unwrap();
+//! // 10.0.0.3 is a trusted hop; 203.0.113.9 is the first address that is not.
+//! assert_eq!(ip.ip().to_string(), "203.0.113.9");
+//! ```
 
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
@@ -110,6 +145,470 @@ pub fn peer_addr(extensions: &Extensions) -> Option<SocketAddr> {
     None
 }
 
+/// The longest part of one forwarding header line that is read (the right-most bytes).
+pub const MAX_FORWARDING_LINE_BYTES: usize = 1024;
+
+/// The most forwarding entries examined, over all header lines.
+pub const MAX_FORWARDING_HOPS: usize = 16;
+
+/// The default prefix length IPv6 clients are grouped by for rate-limit keys.
+pub const DEFAULT_IPV6_PREFIX: u8 = 56;
+
+/// The client's address, as resolved by [`ClientIpResolver`] (see the [module docs](self)).
+///
+/// Layers that resolve it insert it into the request extensions when absent, so handlers and
+/// logs can read it (with the `axum` feature it is also an extractor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientIp {
+    ip: IpAddr,
+    group: IpAddr,
+    group_len: u8,
+    peer: IpAddr,
+}
+
+impl ClientIp {
+    /// The client's address (IPv4-mapped addresses already turned into IPv4).
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+
+    /// The address rate limits key on: IPv4 as it is; IPv6 with every bit past the group
+    /// prefix cleared (`2001:db8:aa:bb00::` for any address in `2001:db8:aa:bb00::/56`).
+    pub fn group(&self) -> IpAddr {
+        self.group
+    }
+
+    /// The group as a network (`/32` for IPv4, the configured prefix for IPv6).
+    pub fn group_net(&self) -> IpNet {
+        match self.group {
+            IpAddr::V4(v4) => IpNet::from(IpAddr::V4(v4)),
+            IpAddr::V6(v6) => ipnet::Ipv6Net::new(v6, self.group_len)
+                .map_or(IpNet::from(IpAddr::V6(v6)), IpNet::V6),
+        }
+    }
+
+    /// The TCP peer the request came from (a trusted proxy when forwarding headers were used).
+    pub fn peer(&self) -> IpAddr {
+        self.peer
+    }
+
+    /// Whether the address came from a trusted proxy's forwarding header.
+    pub fn is_forwarded(&self) -> bool {
+        self.ip != self.peer
+    }
+
+    /// A client address read from no header: the peer itself, grouped with the given IPv6
+    /// prefix length (clamped to 1..=128).
+    pub fn from_peer(peer: IpAddr, ipv6_prefix: u8) -> Self {
+        let peer = canonical_ip(peer);
+        Self::with_peer(peer, peer, ipv6_prefix)
+    }
+
+    fn with_peer(ip: IpAddr, peer: IpAddr, ipv6_prefix: u8) -> Self {
+        let group_len = ipv6_prefix.clamp(1, 128);
+        let group = match ip {
+            IpAddr::V4(v4) => IpAddr::V4(v4),
+            IpAddr::V6(v6) => {
+                let bits = u128::from(v6);
+                let mask = u128::MAX << (128 - u32::from(group_len));
+                IpAddr::V6(std::net::Ipv6Addr::from(bits & mask))
+            }
+        };
+        Self {
+            ip,
+            group,
+            group_len,
+            peer,
+        }
+    }
+}
+
+impl std::fmt::Display for ClientIp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.ip.fmt(f)
+    }
+}
+
+/// Why no client address could be resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientIpError {
+    /// The request carries no peer address: the server does not record it (plain hyper:
+    /// insert the `SocketAddr`; axum: `into_make_service_with_connect_info::<SocketAddr>()`).
+    #[error("the request carries no peer address")]
+    MissingPeer,
+}
+
+/// Resolves a request's [`ClientIp`] from its peer and, behind trusted proxies, its
+/// forwarding headers (see the [module docs](self)).
+#[derive(Debug, Clone)]
+pub struct ClientIpResolver {
+    proxies: TrustedProxies,
+    ipv6_prefix: u8,
+}
+
+impl Default for ClientIpResolver {
+    fn default() -> Self {
+        Self::new(TrustedProxies::none())
+    }
+}
+
+impl ClientIpResolver {
+    /// A resolver that believes forwarding headers only from these proxies, grouping IPv6 by
+    /// /56.
+    pub fn new(proxies: TrustedProxies) -> Self {
+        Self {
+            proxies,
+            ipv6_prefix: DEFAULT_IPV6_PREFIX,
+        }
+    }
+
+    /// Groups IPv6 clients by this prefix length for rate-limit keys (1 to 128; 128 keeps
+    /// every address apart, 64 is one subnet, 56 the usual home allocation, 48 a site).
+    pub fn ipv6_prefix(mut self, len: u8) -> Result<Self, ConfigError> {
+        if !(1..=128).contains(&len) {
+            return Err(ConfigError::invalid(
+                "ipv6_prefix",
+                "must be between 1 and 128",
+            ));
+        }
+        self.ipv6_prefix = len;
+        Ok(self)
+    }
+
+    /// The trusted proxies.
+    pub fn trusted_proxies(&self) -> &TrustedProxies {
+        &self.proxies
+    }
+
+    /// The IPv6 grouping prefix length.
+    pub fn ipv6_prefix_len(&self) -> u8 {
+        self.ipv6_prefix
+    }
+
+    /// The client of a request: a [`ClientIp`] already in the extensions, else resolved from
+    /// the peer address and (behind trusted proxies) the forwarding headers.
+    pub fn resolve(
+        &self,
+        headers: &http::HeaderMap,
+        extensions: &Extensions,
+    ) -> Result<ClientIp, ClientIpError> {
+        if let Some(ip) = extensions.get::<ClientIp>() {
+            return Ok(*ip);
+        }
+        let peer = peer_addr(extensions).ok_or(ClientIpError::MissingPeer)?;
+        Ok(self.resolve_from_peer(peer.ip(), headers))
+    }
+
+    /// Like [`resolve`](Self::resolve), and inserts the result into the extensions when it
+    /// was not there.
+    pub fn resolve_and_insert<B>(
+        &self,
+        request: &mut http::Request<B>,
+    ) -> Result<ClientIp, ClientIpError> {
+        if let Some(ip) = request.extensions().get::<ClientIp>() {
+            return Ok(*ip);
+        }
+        let ip = self.resolve(request.headers(), request.extensions())?;
+        request.extensions_mut().insert(ip);
+        Ok(ip)
+    }
+
+    /// The client behind this peer, given the request's headers.
+    pub fn resolve_from_peer(&self, peer: IpAddr, headers: &http::HeaderMap) -> ClientIp {
+        let peer = canonical_ip(peer);
+        if self.proxies.is_empty() || !self.proxies.contains(peer) {
+            return ClientIp::with_peer(peer, peer, self.ipv6_prefix);
+        }
+        let forwarded = headers.get_all(http::header::FORWARDED);
+        let client = if forwarded.iter().next().is_some() {
+            self.walk(peer, forwarded.iter().rev(), Syntax::Forwarded)
+        } else {
+            let xff = headers.get_all(&X_FORWARDED_FOR);
+            self.walk(peer, xff.iter().rev(), Syntax::XForwardedFor)
+        };
+        ClientIp::with_peer(client, peer, self.ipv6_prefix)
+    }
+
+    /// Walks header lines (given right-most first), returning the first untrusted address,
+    /// or the last trusted one parsed when the walk ends early.
+    fn walk<'a>(
+        &self,
+        peer: IpAddr,
+        lines: impl Iterator<Item = &'a http::HeaderValue>,
+        syntax: Syntax,
+    ) -> IpAddr {
+        let mut candidate = peer;
+        let mut hops = 0usize;
+        for line in lines {
+            let bytes = line.as_bytes();
+            let (tail, cut) = match bytes.len().checked_sub(MAX_FORWARDING_LINE_BYTES) {
+                Some(start) if start > 0 => (bytes.get(start..).unwrap_or_default(), true),
+                _ => (bytes, false),
+            };
+            let mut elements = Elements::new(tail, syntax);
+            while let Some((element, is_first)) = elements.next_back() {
+                hops += 1;
+                if hops > MAX_FORWARDING_HOPS || (cut && is_first) {
+                    return candidate;
+                }
+                let parsed = match syntax {
+                    Syntax::XForwardedFor => parse_node(element),
+                    Syntax::Forwarded => forwarded_for(element).and_then(parse_node_owned),
+                };
+                let Some(ip) = parsed else {
+                    return candidate;
+                };
+                let ip = canonical_ip(ip);
+                candidate = ip;
+                if !self.proxies.contains(ip) {
+                    return candidate;
+                }
+            }
+        }
+        candidate
+    }
+}
+
+static X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Syntax {
+    XForwardedFor,
+    Forwarded,
+}
+
+/// The comma-separated elements of one header line, yielded right to left. For `Forwarded`,
+/// commas inside quoted strings do not split.
+struct Elements<'a> {
+    rest: &'a [u8],
+    syntax: Syntax,
+    /// For `Forwarded`: the element boundaries, found by a forward scan (bounded by the line cap).
+    bounds: Vec<(usize, usize)>,
+    done: bool,
+}
+
+impl<'a> Elements<'a> {
+    fn new(line: &'a [u8], syntax: Syntax) -> Self {
+        let mut bounds = Vec::new();
+        if syntax == Syntax::Forwarded {
+            let mut start = 0;
+            let mut in_quotes = false;
+            let mut escaped = false;
+            for (i, &b) in line.iter().enumerate() {
+                if in_quotes {
+                    if escaped {
+                        escaped = false;
+                    } else if b == b'\\' {
+                        escaped = true;
+                    } else if b == b'"' {
+                        in_quotes = false;
+                    }
+                } else if b == b'"' {
+                    in_quotes = true;
+                } else if b == b',' {
+                    bounds.push((start, i));
+                    start = i + 1;
+                }
+            }
+            // An unterminated quote leaves a last element that will not parse.
+            bounds.push((start, line.len()));
+        }
+        Self {
+            rest: line,
+            syntax,
+            bounds,
+            done: false,
+        }
+    }
+
+    /// The next element from the right, and whether it is the left-most one of the line.
+    fn next_back(&mut self) -> Option<(&'a [u8], bool)> {
+        if self.done {
+            return None;
+        }
+        match self.syntax {
+            Syntax::XForwardedFor => match self.rest.iter().rposition(|&b| b == b',') {
+                Some(i) => {
+                    let element = self.rest.get(i + 1..).unwrap_or_default();
+                    self.rest = self.rest.get(..i).unwrap_or_default();
+                    Some((element, false))
+                }
+                None => {
+                    self.done = true;
+                    Some((self.rest, true))
+                }
+            },
+            Syntax::Forwarded => {
+                let (start, end) = self.bounds.pop()?;
+                let is_first = self.bounds.is_empty();
+                if is_first {
+                    self.done = true;
+                }
+                Some((self.rest.get(start..end).unwrap_or_default(), is_first))
+            }
+        }
+    }
+}
+
+/// The `for=` value of one `Forwarded` element (unquoted), if it has exactly one.
+fn forwarded_for(element: &[u8]) -> Option<Vec<u8>> {
+    let mut found = None;
+    let mut i = 0;
+    let len = element.len();
+    while i < len {
+        // name
+        let name_start = i;
+        while i < len && element.get(i).is_some_and(|&b| b != b'=' && b != b';') {
+            i += 1;
+        }
+        let name = trim(element.get(name_start..i)?);
+        if element.get(i) != Some(&b'=') {
+            return None;
+        }
+        i += 1;
+        // skip optional whitespace before the value
+        while element.get(i).is_some_and(|b| *b == b' ' || *b == b'\t') {
+            i += 1;
+        }
+        let mut value = Vec::new();
+        if element.get(i) == Some(&b'"') {
+            i += 1;
+            let mut closed = false;
+            while let Some(&b) = element.get(i) {
+                i += 1;
+                match b {
+                    b'\\' => {
+                        value.push(*element.get(i)?);
+                        i += 1;
+                    }
+                    b'"' => {
+                        closed = true;
+                        break;
+                    }
+                    b => value.push(b),
+                }
+            }
+            if !closed {
+                return None;
+            }
+            while element.get(i).is_some_and(|b| *b == b' ' || *b == b'\t') {
+                i += 1;
+            }
+        } else {
+            while let Some(&b) = element.get(i) {
+                if b == b';' {
+                    break;
+                }
+                value.push(b);
+                i += 1;
+            }
+            let trimmed = trim(&value).to_vec();
+            value = trimmed;
+        }
+        match element.get(i) {
+            None => {}
+            Some(b';') => i += 1,
+            Some(_) => return None,
+        }
+        if name.eq_ignore_ascii_case(b"for") {
+            if found.is_some() {
+                return None;
+            }
+            found = Some(value);
+        }
+    }
+    found
+}
+
+fn trim(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|b| *b != b' ' && *b != b'\t')
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| *b != b' ' && *b != b'\t')
+        .map_or(start, |i| i + 1);
+    bytes.get(start..end).unwrap_or_default()
+}
+
+fn parse_node_owned(node: Vec<u8>) -> Option<IpAddr> {
+    parse_node(&node)
+}
+
+/// A node (`192.0.2.1`, `192.0.2.1:80`, `2001:db8::1`, `[2001:db8::1]:80`); `unknown`,
+/// obfuscated identifiers and anything else give `None`.
+fn parse_node(node: &[u8]) -> Option<IpAddr> {
+    let node = std::str::from_utf8(trim(node)).ok()?;
+    if node.is_empty() || node.len() > 64 {
+        return None;
+    }
+    if let Some(rest) = node.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']')?;
+        if !(after.is_empty() || valid_port(after.strip_prefix(':')?)) {
+            return None;
+        }
+        return inside.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6);
+    }
+    if let Ok(ip) = node.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    let (host, port) = node.split_once(':')?;
+    if !valid_port(port) {
+        return None;
+    }
+    host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+fn valid_port(port: &str) -> bool {
+    // A number, or an RFC 7239 obfuscated port (`_abc`): ignored either way.
+    !port.is_empty()
+        && port.len() <= 16
+        && (port.bytes().all(|b| b.is_ascii_digit())
+            || (port.starts_with('_')
+                && port
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')))
+}
+
+#[cfg(feature = "axum")]
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
+    type Rejection = http::Response<axum::body::Body>;
+
+    /// The `ClientIp` a layer inserted, else the TCP peer (forwarding headers are only read
+    /// by a layer configured with trusted proxies). No peer: a 403 problem.
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(ip) = parts.extensions.get::<Self>() {
+            return Ok(*ip);
+        }
+        match peer_addr(&parts.extensions) {
+            Some(peer) => Ok(Self::from_peer(peer.ip(), DEFAULT_IPV6_PREFIX)),
+            None => {
+                warn_missing_peer();
+                Err(
+                    crate::refusal::Refusal::new(&crate::refusal::ProblemType::FORBIDDEN)
+                        .build(&parts.headers, &parts.extensions),
+                )
+            }
+        }
+    }
+}
+
+/// Logs, once per process, that requests arrive without a peer address.
+pub(crate) fn warn_missing_peer() {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            target: "tower_shield::client_ip",
+            "requests carry no peer address; they are refused (insert a SocketAddr extension, or serve axum with into_make_service_with_connect_info)"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +645,192 @@ mod tests {
         let addr: SocketAddr = "192.0.2.1:4000".parse().unwrap();
         extensions.insert(addr);
         assert_eq!(peer_addr(&extensions), Some(addr));
+    }
+
+    fn resolver() -> ClientIpResolver {
+        ClientIpResolver::new(TrustedProxies::new(["10.0.0.0/8", "2001:db8:ffff::/48"]).unwrap())
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> http::HeaderMap {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, http::HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    fn resolve(peer: &str, pairs: &[(&'static str, &str)]) -> String {
+        resolver()
+            .resolve_from_peer(peer.parse().unwrap(), &headers(pairs))
+            .ip()
+            .to_string()
+    }
+
+    #[test]
+    fn untrusted_peer_ignores_headers() {
+        assert_eq!(
+            resolve("203.0.113.5", &[("x-forwarded-for", "1.2.3.4")]),
+            "203.0.113.5"
+        );
+        assert_eq!(
+            resolve("203.0.113.5", &[("forwarded", "for=1.2.3.4")]),
+            "203.0.113.5"
+        );
+    }
+
+    #[test]
+    fn xff_walks_from_the_right_skipping_trusted_hops() {
+        let pairs = [("x-forwarded-for", "6.6.6.6, 198.51.100.1, 10.1.1.1")];
+        assert_eq!(resolve("10.0.0.1", &pairs), "198.51.100.1");
+        // Several lines are joined in order.
+        let pairs = [
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-for", "198.51.100.2:4431"),
+            ("x-forwarded-for", "10.2.2.2, 10.3.3.3"),
+        ];
+        assert_eq!(resolve("10.0.0.1", &pairs), "198.51.100.2");
+        // All hops trusted: the left-most one parsed.
+        assert_eq!(
+            resolve("10.0.0.1", &[("x-forwarded-for", "10.9.9.9, 10.8.8.8")]),
+            "10.9.9.9"
+        );
+        // No header: the peer.
+        assert_eq!(resolve("10.0.0.1", &[]), "10.0.0.1");
+    }
+
+    #[test]
+    fn unparsable_entry_ends_the_walk() {
+        let pairs = [("x-forwarded-for", "1.2.3.4, garbage, 10.1.1.1")];
+        assert_eq!(resolve("10.0.0.1", &pairs), "10.1.1.1");
+        let pairs = [("x-forwarded-for", "1.2.3.4,,")];
+        assert_eq!(resolve("10.0.0.1", &pairs), "10.0.0.1");
+        let pairs = [("forwarded", "for=1.2.3.4, for=unknown, for=10.7.7.7")];
+        assert_eq!(resolve("10.0.0.1", &pairs), "10.7.7.7");
+        let pairs = [("forwarded", "for=_hidden")];
+        assert_eq!(resolve("10.0.0.1", &pairs), "10.0.0.1");
+    }
+
+    #[test]
+    fn forwarded_is_preferred_and_parsed() {
+        let pairs = [
+            ("x-forwarded-for", "9.9.9.9"),
+            (
+                "forwarded",
+                r#"for=192.0.2.60;proto=http;by=203.0.113.43, For="[2001:db8:cafe::17]:4711""#,
+            ),
+        ];
+        assert_eq!(resolve("10.0.0.1", &pairs), "2001:db8:cafe::17");
+        let pairs = [(
+            "forwarded",
+            r#"for="192.0.2.61:8080";proto=https, for=10.0.0.9"#,
+        )];
+        assert_eq!(resolve("10.0.0.1", &pairs), "192.0.2.61");
+        // A comma inside a quoted string does not split elements.
+        let pairs = [("forwarded", r#"for="1.1.1.1, for=2.2.2.2", for=10.0.0.9"#)];
+        assert_eq!(resolve("10.0.0.1", &pairs), "10.0.0.9");
+        // Two `for` in one element: unparsable.
+        let pairs = [("forwarded", "for=1.1.1.1;for=2.2.2.2")];
+        assert_eq!(resolve("10.0.0.1", &pairs), "10.0.0.1");
+    }
+
+    #[test]
+    fn ipv4_mapped_and_ipv6_grouping() {
+        let ip =
+            resolver().resolve_from_peer("::ffff:198.51.100.9".parse().unwrap(), &headers(&[]));
+        assert_eq!(ip.ip().to_string(), "198.51.100.9");
+        assert_eq!(ip.group().to_string(), "198.51.100.9");
+        // Mapped trusted proxy.
+        assert_eq!(
+            resolve(
+                "::ffff:10.0.0.1",
+                &[("x-forwarded-for", "::ffff:198.51.100.3")]
+            ),
+            "198.51.100.3"
+        );
+        let a = resolver().resolve_from_peer("2001:db8:1:ab01::1".parse().unwrap(), &headers(&[]));
+        let b =
+            resolver().resolve_from_peer("2001:db8:1:abff:ffff::9".parse().unwrap(), &headers(&[]));
+        let c = resolver().resolve_from_peer("2001:db8:1:ac00::1".parse().unwrap(), &headers(&[]));
+        assert_eq!(a.group(), b.group());
+        assert_ne!(a.group(), c.group());
+        assert_eq!(a.group().to_string(), "2001:db8:1:ab00::");
+        assert_eq!(a.group_net().to_string(), "2001:db8:1:ab00::/56");
+        assert_ne!(a.ip(), b.ip());
+        let per64 = resolver().ipv6_prefix(64).unwrap();
+        let a = per64.resolve_from_peer("2001:db8:1:ab01::1".parse().unwrap(), &headers(&[]));
+        let b = per64.resolve_from_peer("2001:db8:1:ab02::1".parse().unwrap(), &headers(&[]));
+        assert_ne!(a.group(), b.group());
+        assert!(resolver().ipv6_prefix(0).is_err());
+        assert!(resolver().ipv6_prefix(129).is_err());
+    }
+
+    #[test]
+    fn oversized_lines_and_many_hops_are_bounded() {
+        // A huge client-sent prefix is cut; the proxy-appended tail still resolves.
+        let value = format!("{}1.2.3.4, 198.51.100.4", "9.9.9.9, ".repeat(10_000));
+        assert_eq!(
+            resolve("10.0.0.1", &[("x-forwarded-for", &value)]),
+            "198.51.100.4"
+        );
+        // A line whose tail is all trusted hops: the cut entry ends the walk.
+        let value = format!("{}10.0.0.5", "10.0.0.7,".repeat(500));
+        let got = resolve("10.0.0.1", &[("x-forwarded-for", &value)]);
+        assert!(got.starts_with("10.0.0."), "{got}");
+        // Many header lines: at most MAX_FORWARDING_HOPS examined.
+        let lines: Vec<(&'static str, &str)> =
+            (0..1000).map(|_| ("x-forwarded-for", "10.1.1.1")).collect();
+        assert_eq!(resolve("10.0.0.1", &lines), "10.1.1.1");
+    }
+
+    #[test]
+    fn resolve_reads_extensions_and_refuses_missing_peer() {
+        let r = resolver();
+        let mut request = http::Request::new(());
+        assert_eq!(
+            r.resolve_and_insert(&mut request),
+            Err(ClientIpError::MissingPeer)
+        );
+        request
+            .extensions_mut()
+            .insert("192.0.2.1:1234".parse::<SocketAddr>().unwrap());
+        let ip = r.resolve_and_insert(&mut request).unwrap();
+        assert_eq!(request.extensions().get::<ClientIp>(), Some(&ip));
+        assert!(!ip.is_forwarded());
+    }
+
+    mod hostile {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn hostile_value() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..200),
+                "[0-9a-f:.\\[\\]\", ;=_]{0,300}".prop_map(String::into_bytes),
+                (0usize..20_000).prop_map(|n| "1.2.3.4,".repeat(n / 8).into_bytes()),
+                (0usize..3_000).prop_map(|n| "\"".repeat(n).into_bytes()),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn never_panics_and_untrusted_peer_wins(
+                values in proptest::collection::vec(hostile_value(), 0..8),
+                forwarded in any::<bool>(),
+            ) {
+                let mut map = http::HeaderMap::new();
+                let name = if forwarded { "forwarded" } else { "x-forwarded-for" };
+                for value in &values {
+                    if let Ok(v) = http::HeaderValue::from_bytes(value) {
+                        map.append(name, v);
+                    }
+                }
+                let r = resolver();
+                let untrusted: IpAddr = "203.0.113.77".parse().unwrap();
+                prop_assert_eq!(r.resolve_from_peer(untrusted, &map).ip(), untrusted);
+                let trusted: IpAddr = "10.0.0.1".parse().unwrap();
+                let got = r.resolve_from_peer(trusted, &map);
+                prop_assert_eq!(got.peer(), trusted);
+            }
+        }
     }
 }
