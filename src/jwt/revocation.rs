@@ -1,0 +1,402 @@
+//! Revocation: deny one token (`jti`) until it expires, or every token of a subject issued
+//! before a time (a per-subject watermark, for "log out everywhere" and password changes).
+//!
+//! [`JwtAuthLayer`](super::JwtAuthLayer) asks the store on every request, cached
+//! verifications included; a store error refuses the request with 503 (fail closed).
+//!
+//! # The contract every store keeps
+//!
+//! - All times are unix seconds, taken from the caller's [`Clock`](crate::clock::Clock)
+//!   (the layer's clock; an issuer uses the same one). A Redis store may use the server's
+//!   clock for expiry; tokens are checked against the layer's clock anyway.
+//! - [`revoke_token`](RevocationStore::revoke_token)`(jti, expires_at)`: the token with this
+//!   `jti` is revoked. `expires_at` is the token's `exp` (plus the layer's leeway if you want
+//!   to be exact): after it the token is refused as expired anyway, so the store may forget
+//!   the entry then (Redis: `SET … EXAT expires_at`). Idempotent; revoking the same `jti`
+//!   again keeps the later of the two expiry times.
+//! - [`revoke_subject`](RevocationStore::revoke_subject)`(subject, issued_before, expires_at)`:
+//!   every token of `subject` whose `iat` is *strictly less* than `issued_before` is revoked,
+//!   and so is every token of that subject without `iat`. A token issued in the same second
+//!   as `issued_before` or later stays valid, so a client may log in again at once. The
+//!   watermark only ever moves forward: a lower `issued_before` than the stored one is
+//!   ignored. It may be forgotten after `expires_at` (pass `issued_before` plus the longest
+//!   access-token lifetime plus leeway).
+//! - [`check`](RevocationStore::check) answers `Ok(true)` when the token is revoked by either
+//!   rule. It must not block the executor: memory stores answer with a ready future; network
+//!   stores box an async call and should apply their own timeout.
+//! - Errors are [`StoreError`]s; they never carry token text.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use dashmap::DashMap;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::StoreError;
+
+/// What a revocation check needs to know about a verified token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenRef<'a> {
+    /// The `jti` claim, when the token has one (a token without `jti` cannot be revoked
+    /// alone, only through its subject's watermark).
+    pub jti: Option<&'a str>,
+    /// The `sub` claim.
+    pub subject: &'a str,
+    /// The `iat` claim, when present.
+    pub issued_at: Option<u64>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'static>>;
+
+/// The answer of a [`RevocationStore`]: ready at once (memory) or boxed (network).
+///
+/// The future owns what it needs (`'static`), so the layer can keep it across the await.
+#[must_use = "futures do nothing unless polled"]
+pub struct StoreFuture<T> {
+    kind: StoreFutureKind<T>,
+}
+
+enum StoreFutureKind<T> {
+    Ready(Option<Result<T, StoreError>>),
+    Boxed(BoxFuture<T>),
+}
+
+impl<T> fmt::Debug for StoreFuture<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            StoreFutureKind::Ready(_) => "ready",
+            StoreFutureKind::Boxed(_) => "boxed",
+        };
+        f.debug_tuple("StoreFuture").field(&kind).finish()
+    }
+}
+
+impl<T> StoreFuture<T> {
+    /// An answer that is already known (no allocation).
+    pub fn ready(result: Result<T, StoreError>) -> Self {
+        Self {
+            kind: StoreFutureKind::Ready(Some(result)),
+        }
+    }
+
+    /// An answer that needs to wait (e.g. a Redis round trip).
+    pub fn boxed(future: impl Future<Output = Result<T, StoreError>> + Send + 'static) -> Self {
+        Self {
+            kind: StoreFutureKind::Boxed(Box::pin(future)),
+        }
+    }
+
+    /// Takes the answer when it is already known, leaving the future spent.
+    pub(crate) fn take_ready(&mut self) -> Option<Result<T, StoreError>> {
+        match &mut self.kind {
+            StoreFutureKind::Ready(result) => result.take(),
+            StoreFutureKind::Boxed(_) => None,
+        }
+    }
+}
+
+// Nothing in a `StoreFuture` is structurally pinned.
+impl<T> Unpin for StoreFuture<T> {}
+
+impl<T> Future for StoreFuture<T> {
+    type Output = Result<T, StoreError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Both variants are Unpin (the boxed future is pinned on the heap).
+        match &mut self.get_mut().kind {
+            StoreFutureKind::Ready(result) => Poll::Ready(
+                result
+                    .take()
+                    .unwrap_or_else(|| Err(StoreError::Protocol("polled after completion".into()))),
+            ),
+            StoreFutureKind::Boxed(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
+/// Where revoked tokens and subject watermarks are kept. See the [module docs](self) for
+/// the exact contract.
+///
+/// Object-safe: the layer holds an `Arc<dyn RevocationStore>`.
+pub trait RevocationStore: Send + Sync + fmt::Debug + 'static {
+    /// Revokes the token with this `jti` until `expires_at` (unix seconds). Idempotent.
+    fn revoke_token(&self, jti: &str, expires_at: u64) -> StoreFuture<()>;
+
+    /// Revokes every token of `subject` issued before `issued_before` (unix seconds; tokens
+    /// with `iat < issued_before` or without `iat`). The watermark never moves back and may
+    /// be forgotten after `expires_at`.
+    fn revoke_subject(&self, subject: &str, issued_before: u64, expires_at: u64)
+    -> StoreFuture<()>;
+
+    /// Whether this token is revoked.
+    fn check(&self, token: TokenRef<'_>) -> StoreFuture<bool>;
+}
+
+impl<St: RevocationStore + ?Sized> RevocationStore for Arc<St> {
+    fn revoke_token(&self, jti: &str, expires_at: u64) -> StoreFuture<()> {
+        (**self).revoke_token(jti, expires_at)
+    }
+
+    fn revoke_subject(
+        &self,
+        subject: &str,
+        issued_before: u64,
+        expires_at: u64,
+    ) -> StoreFuture<()> {
+        (**self).revoke_subject(subject, issued_before, expires_at)
+    }
+
+    fn check(&self, token: TokenRef<'_>) -> StoreFuture<bool> {
+        (**self).check(token)
+    }
+}
+
+/// Longest `jti` or subject a store keeps (longer ones are refused with an error).
+const MAX_ID_LEN: usize = 512;
+
+/// An in-memory [`RevocationStore`] for one process: concurrent maps, bounded.
+///
+/// Entries past their `expires_at` are treated as absent and swept: each write sweeps when
+/// the store is full, and at most every 1024 writes otherwise. When it is still full after
+/// a sweep, a new entry is refused with [`StoreError::Unavailable`] rather than dropping a
+/// revocation silently.
+///
+/// ```
+/// use tower_shield::jwt::{MemoryRevocationStore, RevocationStore, TokenRef};
+///
+/// # tokio_test_block_on(async {
+/// let store = MemoryRevocationStore::new();
+/// let token = TokenRef { jti: Some("tok_1"), subject: "user_1", issued_at: Some(100) };
+/// assert!(!store.check(token).await?);
+/// store.revoke_token("tok_1", u64::MAX).await?;
+/// assert!(store.check(token).await?);
+/// # Ok::<(), tower_shield::StoreError>(())
+/// # }).unwrap();
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct MemoryRevocationStore {
+    inner: Arc<MemoryInner>,
+}
+
+struct MemoryInner {
+    tokens: DashMap<Box<str>, u64>,
+    /// subject → (issued_before, expires_at)
+    subjects: DashMap<Box<str>, (u64, u64)>,
+    capacity: usize,
+    writes: AtomicUsize,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for MemoryRevocationStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryRevocationStore")
+            .field("tokens", &self.inner.tokens.len())
+            .field("subjects", &self.inner.subjects.len())
+            .field("capacity", &self.inner.capacity)
+            .finish()
+    }
+}
+
+impl Default for MemoryRevocationStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryRevocationStore {
+    /// A store of up to 1,000,000 entries on the system clock.
+    pub fn new() -> Self {
+        Self::with_capacity(1_000_000)
+    }
+
+    /// A store of up to `capacity` entries (tokens and subjects together; at least 1).
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            inner: Arc::new(MemoryInner {
+                tokens: DashMap::new(),
+                subjects: DashMap::new(),
+                capacity: capacity.max(1),
+                writes: AtomicUsize::new(0),
+                clock: Arc::new(SystemClock),
+            }),
+        }
+    }
+
+    /// Uses this clock to decide which entries have expired (share the layer's clock).
+    #[must_use]
+    pub fn clock(self, clock: impl Clock) -> Self {
+        let inner = &self.inner;
+        Self {
+            inner: Arc::new(MemoryInner {
+                tokens: inner.tokens.clone(),
+                subjects: inner.subjects.clone(),
+                capacity: inner.capacity,
+                writes: AtomicUsize::new(0),
+                clock: Arc::new(clock),
+            }),
+        }
+    }
+
+    /// How many entries (tokens and subjects) are kept, expired ones not yet swept included.
+    pub fn len(&self) -> usize {
+        self.inner.tokens.len() + self.inner.subjects.len()
+    }
+
+    /// Whether nothing is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops every entry past its `expires_at`.
+    pub fn sweep(&self) {
+        let now = self.inner.clock.unix_secs();
+        self.inner.tokens.retain(|_, until| *until > now);
+        self.inner.subjects.retain(|_, (_, until)| *until > now);
+    }
+
+    fn make_room(&self) -> Result<(), StoreError> {
+        let writes = self.inner.writes.fetch_add(1, Ordering::Relaxed);
+        if writes % 1024 == 1023 || self.len() >= self.inner.capacity {
+            self.sweep();
+        }
+        if self.len() >= self.inner.capacity {
+            return Err(StoreError::Unavailable(
+                "the in-memory revocation store is full".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn check_id(id: &str) -> Result<(), StoreError> {
+    if id.is_empty() || id.len() > MAX_ID_LEN {
+        return Err(StoreError::Protocol("identifier empty or too long".into()));
+    }
+    Ok(())
+}
+
+impl RevocationStore for MemoryRevocationStore {
+    fn revoke_token(&self, jti: &str, expires_at: u64) -> StoreFuture<()> {
+        let result = check_id(jti).and_then(|()| {
+            if let Some(mut entry) = self.inner.tokens.get_mut(jti) {
+                *entry = (*entry).max(expires_at);
+                return Ok(());
+            }
+            self.make_room()?;
+            self.inner
+                .tokens
+                .entry(jti.into())
+                .and_modify(|until| *until = (*until).max(expires_at))
+                .or_insert(expires_at);
+            Ok(())
+        });
+        StoreFuture::ready(result)
+    }
+
+    fn revoke_subject(
+        &self,
+        subject: &str,
+        issued_before: u64,
+        expires_at: u64,
+    ) -> StoreFuture<()> {
+        let merge = |entry: &mut (u64, u64)| {
+            entry.0 = entry.0.max(issued_before);
+            entry.1 = entry.1.max(expires_at);
+        };
+        let result = check_id(subject).and_then(|()| {
+            if let Some(mut entry) = self.inner.subjects.get_mut(subject) {
+                merge(&mut entry);
+                return Ok(());
+            }
+            self.make_room()?;
+            self.inner
+                .subjects
+                .entry(subject.into())
+                .and_modify(merge)
+                .or_insert((issued_before, expires_at));
+            Ok(())
+        });
+        StoreFuture::ready(result)
+    }
+
+    fn check(&self, token: TokenRef<'_>) -> StoreFuture<bool> {
+        let now = self.inner.clock.unix_secs();
+        if let Some(jti) = token.jti
+            && let Some(until) = self.inner.tokens.get(jti)
+            && *until > now
+        {
+            return StoreFuture::ready(Ok(true));
+        }
+        if let Some(entry) = self.inner.subjects.get(token.subject) {
+            let (issued_before, until) = *entry;
+            if until > now && token.issued_at.is_none_or(|iat| iat < issued_before) {
+                return StoreFuture::ready(Ok(true));
+            }
+        }
+        StoreFuture::ready(Ok(false))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn tok<'a>(jti: Option<&'a str>, sub: &'a str, iat: Option<u64>) -> TokenRef<'a> {
+        TokenRef {
+            jti,
+            subject: sub,
+            issued_at: iat,
+        }
+    }
+
+    #[tokio::test]
+    async fn jti_denied_until_it_expires() {
+        let clock = ManualClock::at(UNIX_EPOCH + Duration::from_secs(1_000));
+        let store = MemoryRevocationStore::new().clock(clock.clone());
+        store.revoke_token("a", 1_010).await.unwrap();
+        store.revoke_token("a", 1_005).await.unwrap(); // never shortens
+        assert!(store.check(tok(Some("a"), "s", Some(1))).await.unwrap());
+        assert!(!store.check(tok(Some("b"), "s", Some(1))).await.unwrap());
+        clock.advance(Duration::from_secs(10));
+        assert!(!store.check(tok(Some("a"), "s", Some(1))).await.unwrap());
+        store.sweep();
+        assert!(store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn subject_watermark_is_strict_and_only_moves_forward() {
+        let clock = ManualClock::at(UNIX_EPOCH + Duration::from_secs(1_000));
+        let store = MemoryRevocationStore::new().clock(clock);
+        store.revoke_subject("u", 900, 2_000).await.unwrap();
+        store.revoke_subject("u", 800, 2_000).await.unwrap();
+        assert!(store.check(tok(None, "u", Some(899))).await.unwrap());
+        assert!(!store.check(tok(None, "u", Some(900))).await.unwrap());
+        assert!(
+            store.check(tok(None, "u", None)).await.unwrap(),
+            "no iat: revoked"
+        );
+        assert!(!store.check(tok(None, "v", Some(1))).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn full_store_refuses_instead_of_forgetting() {
+        let clock = ManualClock::at(UNIX_EPOCH + Duration::from_secs(1_000));
+        let store = MemoryRevocationStore::with_capacity(2).clock(clock.clone());
+        store.revoke_token("a", 1_001).await.unwrap();
+        store.revoke_token("b", 5_000).await.unwrap();
+        assert!(store.revoke_token("c", 5_000).await.is_err());
+        store.revoke_token("b", 6_000).await.unwrap(); // updating is always possible
+        clock.advance(Duration::from_secs(2));
+        store.revoke_token("c", 5_000).await.unwrap(); // "a" expired and was swept
+        assert_eq!(store.len(), 2);
+    }
+}
