@@ -1,1 +1,397 @@
-//! The `request_id` module (work in progress).
+//! Gives every request an id that is safe to log, and sends it back on every response.
+//!
+//! ```
+//! use http::{Request, Response};
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_shield::RequestId;
+//! use tower_shield::request_id::RequestIdLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let service = ServiceBuilder::new()
+//!     .layer(RequestIdLayer::new())
+//!     .service_fn(|request: Request<()>| async move {
+//!         // The handler sees the id in the extensions (and in the request header).
+//!         let id = request.extensions().get::<RequestId>().unwrap().clone();
+//!         Ok::<_, std::convert::Infallible>(Response::new(id.to_string()))
+//!     });
+//!
+//! // A client-chosen id is not trusted by default: it is replaced, never echoed.
+//! let request = Request::builder()
+//!     .header("x-request-id", "forged id\tINFO admin logged in")
+//!     .body(())
+//!     .unwrap();
+//! let response = service.oneshot(request).await.unwrap();
+//! let id = response.headers()["x-request-id"].to_str().unwrap();
+//! assert_eq!(id.len(), 36); // a UUID v4
+//! assert_eq!(response.body(), id);
+//! # }
+//! ```
+//!
+//! # What the layer does
+//!
+//! - Reads the request header (`x-request-id` by default) only when told to trust it
+//!   ([`RequestIdLayer::trust_incoming`]); even then the value is kept only when it is a single
+//!   header line of 1 to 128 bytes of `[A-Za-z0-9._:-]`. Anything else (several lines, newlines,
+//!   control bytes, non-UTF-8, a 10 KB value) is replaced by a fresh id and never echoed, so a
+//!   client cannot forge log lines.
+//! - Generates a UUID v4 (or v7 with [`RequestIdLayer::uuid_v7`]) from a userspace CSPRNG
+//!   (uuid's `fast-rng`), formatted on the stack.
+//! - Writes the final id into the request header (so inner services read the same value) and
+//!   inserts a [`RequestId`] into the request extensions: refusals of the other tower-shield
+//!   layers put it in their problem body.
+//! - Runs the inner service inside a `tracing` span named `request` with a `request_id` field.
+//! - Sets the header on every response the inner stack produces, refusals and 5xx included,
+//!   replacing any value the inner service set. An inner service that fails with `Err` has no
+//!   response to carry a header; the server turns that error into its own answer.
+//!
+//! It never refuses a request, so its response keeps the inner body type.
+//!
+//! With the `axum` feature, [`RequestId`] is also an extractor (see its
+//! `FromRequestParts` implementation below).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::Instrument;
+use tracing::instrument::Instrumented;
+use uuid::Uuid;
+
+use crate::extensions::RequestId;
+
+/// The default header: `x-request-id`.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The longest incoming id ever kept, in bytes.
+pub const MAX_ID_LEN: usize = 128;
+
+/// Which UUID version new ids use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    V4,
+    V7,
+}
+
+#[derive(Debug, Clone)]
+struct Config {
+    header_name: HeaderName,
+    version: Version,
+    trust_incoming: bool,
+    max_len: usize,
+}
+
+/// Layer that gives every request a [`RequestId`]; see the [module docs](self).
+///
+/// Cloning is one reference-count increment.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RequestIdLayer {
+    config: Arc<Config>,
+}
+
+impl Default for RequestIdLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RequestIdLayer {
+    /// UUID v4 ids in `x-request-id`; incoming ids are not trusted.
+    pub fn new() -> Self {
+        Self {
+            config: Arc::new(Config {
+                header_name: X_REQUEST_ID.clone(),
+                version: Version::V4,
+                trust_incoming: false,
+                max_len: MAX_ID_LEN,
+            }),
+        }
+    }
+
+    /// Reads and writes this header instead of `x-request-id`.
+    pub fn header_name(mut self, name: HeaderName) -> Self {
+        Arc::make_mut(&mut self.config).header_name = name;
+        self
+    }
+
+    /// Generates UUID v7 ids (time-ordered, so logs sort by id) instead of v4.
+    pub fn uuid_v7(mut self) -> Self {
+        Arc::make_mut(&mut self.config).version = Version::V7;
+        self
+    }
+
+    /// Whether an incoming id is kept (default `false`).
+    ///
+    /// Turn it on only when a proxy you control sets the header. Even when trusted, an id is
+    /// kept only when it is one header line of at most [`max_len`](Self::max_len) bytes of
+    /// `[A-Za-z0-9._:-]`.
+    pub fn trust_incoming(mut self, trust: bool) -> Self {
+        Arc::make_mut(&mut self.config).trust_incoming = trust;
+        self
+    }
+
+    /// The longest trusted incoming id kept, in bytes; clamped to `1..=128` (the default).
+    pub fn max_len(mut self, max_len: usize) -> Self {
+        Arc::make_mut(&mut self.config).max_len = max_len.clamp(1, MAX_ID_LEN);
+        self
+    }
+}
+
+impl<S> Layer<S> for RequestIdLayer {
+    type Service = RequestIdService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestIdService {
+            inner,
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+/// Service made by [`RequestIdLayer`].
+#[derive(Debug, Clone)]
+pub struct RequestIdService<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> RequestIdService<S> {
+    crate::inner_service_accessors!();
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequestIdService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let config = &*self.config;
+        let id = if config.trust_incoming {
+            trusted_incoming(request.headers(), &config.header_name, config.max_len)
+        } else {
+            None
+        }
+        .unwrap_or_else(|| new_id(config.version));
+
+        // One header line with the final value, whatever the client sent.
+        request
+            .headers_mut()
+            .insert(config.header_name.clone(), id.clone());
+        let request_id = RequestId::new(id.clone());
+        let span = tracing::info_span!("request", request_id = %request_id);
+        request.extensions_mut().insert(request_id);
+
+        let future = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        ResponseFuture {
+            inner: future.instrument(span),
+            header: Some((config.header_name.clone(), id)),
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`RequestIdService`]: the inner future inside the request span, then
+    /// the id header set on the response.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: Instrumented<F>,
+        header: Option<(HeaderName, HeaderValue)>,
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = match this.inner.poll(cx) {
+            Poll::Ready(Ok(response)) => response,
+            other => return other,
+        };
+        if let Some((name, value)) = this.header.take() {
+            response.headers_mut().insert(name, value);
+        }
+        Poll::Ready(Ok(response))
+    }
+}
+
+/// Whether `value` is an id worth keeping: 1 to `max_len` bytes of `[A-Za-z0-9._:-]`.
+pub fn is_valid_id(value: &[u8], max_len: usize) -> bool {
+    !value.is_empty()
+        && value.len() <= max_len.min(MAX_ID_LEN)
+        && value
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// The incoming id when it is exactly one valid header line.
+fn trusted_incoming(headers: &HeaderMap, name: &HeaderName, max_len: usize) -> Option<HeaderValue> {
+    let mut lines = headers.get_all(name).iter();
+    let first = lines.next()?;
+    if lines.next().is_some() || !is_valid_id(first.as_bytes(), max_len) {
+        return None;
+    }
+    Some(first.clone())
+}
+
+/// A fresh UUID id as a header value, formatted on the stack.
+fn new_id(version: Version) -> HeaderValue {
+    let uuid = match version {
+        Version::V4 => Uuid::new_v4(),
+        Version::V7 => Uuid::now_v7(),
+    };
+    uuid_header_value(uuid)
+}
+
+fn uuid_header_value(uuid: Uuid) -> HeaderValue {
+    let mut buffer = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = uuid.hyphenated().encode_lower(&mut buffer);
+    // A hyphenated UUID is always a valid header value.
+    HeaderValue::from_bytes(text.as_bytes())
+        .unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-0000-0000-000000000000"))
+}
+
+/// Axum extractor: the request's id.
+///
+/// With [`RequestIdLayer`] installed, this is the id the layer chose (and sent back in the
+/// response header). Without the layer the extractor does not fail: it makes a fresh UUID v4,
+/// stores it in the request extensions so every later extractor of the same request sees the
+/// same id, and returns it; that id is then not sent in any response header, since only the
+/// layer does that. Use `Option<RequestId>` to tell the two cases apart.
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(id) = parts.extensions.get::<Self>() {
+            return Ok(id.clone());
+        }
+        let id = Self::new(new_id(Version::V4));
+        parts.extensions.insert(id.clone());
+        Ok(id)
+    }
+}
+
+/// Axum extractor for `Option<RequestId>`: `None` when no [`RequestIdLayer`] ran.
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<Self>().cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn charset_and_length() {
+        assert!(is_valid_id(b"abc-DEF_0.9:x", 128));
+        assert!(is_valid_id(&[b'a'; 128], 128));
+        assert!(!is_valid_id(&[b'a'; 129], 128));
+        assert!(!is_valid_id(&[b'a'; 129], 1000));
+        assert!(!is_valid_id(b"abc", 2));
+        assert!(!is_valid_id(b"", 128));
+        for bad in [
+            &b"a b"[..],
+            b"a\nb",
+            b"a\rb",
+            b"a\tb",
+            b"a\x00b",
+            b"a\x7fb",
+            b"\xff\xfe",
+            b"a/b",
+            b"a\"b",
+            b"a%0ab",
+        ] {
+            assert!(!is_valid_id(bad, 128), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn generated_ids_are_uuids() {
+        let v4 = new_id(Version::V4);
+        let parsed = Uuid::parse_str(v4.to_str().unwrap()).unwrap();
+        assert_eq!(parsed.get_version_num(), 4);
+        let v7 = new_id(Version::V7);
+        let parsed = Uuid::parse_str(v7.to_str().unwrap()).unwrap();
+        assert_eq!(parsed.get_version_num(), 7);
+        assert!(is_valid_id(v7.as_bytes(), MAX_ID_LEN));
+        assert_ne!(new_id(Version::V4), new_id(Version::V4));
+    }
+
+    #[test]
+    fn several_lines_are_not_trusted() {
+        let mut headers = HeaderMap::new();
+        headers.append(&X_REQUEST_ID, HeaderValue::from_static("one"));
+        assert_eq!(
+            trusted_incoming(&headers, &X_REQUEST_ID, 128).unwrap(),
+            "one"
+        );
+        headers.append(&X_REQUEST_ID, HeaderValue::from_static("two"));
+        assert!(trusted_incoming(&headers, &X_REQUEST_ID, 128).is_none());
+    }
+
+    #[test]
+    fn max_len_is_clamped() {
+        let layer = RequestIdLayer::new().max_len(10_000);
+        assert_eq!(layer.config.max_len, MAX_ID_LEN);
+        let layer = RequestIdLayer::new().max_len(0);
+        assert_eq!(layer.config.max_len, 1);
+    }
+
+    proptest! {
+        #[test]
+        fn accepted_ids_are_safe(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if is_valid_id(&bytes, MAX_ID_LEN) {
+                prop_assert!(bytes.len() <= MAX_ID_LEN);
+                prop_assert!(bytes.iter().all(|b| b.is_ascii_graphic()));
+                prop_assert!(HeaderValue::from_bytes(&bytes).is_ok());
+            }
+        }
+
+        #[test]
+        fn valid_charset_is_accepted(id in "[A-Za-z0-9._:-]{1,128}") {
+            prop_assert!(is_valid_id(id.as_bytes(), MAX_ID_LEN));
+        }
+    }
+}
