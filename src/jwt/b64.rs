@@ -101,6 +101,7 @@ fn decode_with(input: &[u8], table: &[u8; 256]) -> Option<Vec<u8>> {
 }
 
 /// Encodes as unpadded base64url.
+#[cfg(test)]
 pub(crate) fn encode_url(input: &[u8]) -> String {
     encode_with(input, URL_ALPHABET, false)
 }

@@ -1,0 +1,121 @@
+//! The verified-token cache: SHA-256 of the whole token → what verification established.
+//!
+//! A hit skips base64, JSON and the signature; the layer still checks `exp`/`nbf` against
+//! the current time, that the key is still present and not retired past its grace, and asks
+//! the revocation store. Entries are dropped once their token has expired, so none outlives
+//! `exp`. The map is a sharded `DashMap` (no global lock); when full, expired entries are
+//! swept and, if that is not enough, an arbitrary eighth of the entries is evicted.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+
+use aws_lc_rs::digest;
+use dashmap::DashMap;
+
+use super::claims::{Scopes, Verified};
+use crate::extensions::Principal;
+
+/// The cache key: SHA-256 of the token bytes (collision resistant, so a forged token can
+/// never hit another token's entry).
+pub(crate) type TokenHash = [u8; 32];
+
+pub(crate) fn hash_token(token: &[u8]) -> TokenHash {
+    let d = digest::digest(&digest::SHA256, token);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref().get(..32).unwrap_or(&[0u8; 32]));
+    out
+}
+
+/// What a cache hit restores.
+#[derive(Debug)]
+pub(crate) struct CachedToken<C> {
+    pub(crate) verified: Verified<C>,
+    pub(crate) principal: Principal,
+    pub(crate) scopes: Scopes,
+    pub(crate) key_instance: u64,
+    pub(crate) exp: u64,
+    pub(crate) nbf: Option<u64>,
+    pub(crate) iat: Option<u64>,
+}
+
+/// The keys are already uniform (SHA-256), so the map hashes them by their first 8 bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        if let Some(first) = bytes.first_chunk::<8>() {
+            self.0 = u64::from_le_bytes(*first);
+        } else {
+            for &b in bytes {
+                self.0 = self.0.rotate_left(8) ^ u64::from(b);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BuildDigestHasher;
+
+impl BuildHasher for BuildDigestHasher {
+    type Hasher = DigestHasher;
+
+    fn build_hasher(&self) -> DigestHasher {
+        DigestHasher(0)
+    }
+}
+
+pub(crate) struct TokenCache<C> {
+    map: DashMap<TokenHash, Arc<CachedToken<C>>, BuildDigestHasher>,
+    capacity: usize,
+}
+
+impl<C> std::fmt::Debug for TokenCache<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache")
+            .field("len", &self.map.len())
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+impl<C> TokenCache<C> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            map: DashMap::with_hasher(BuildDigestHasher),
+            capacity: capacity.max(1),
+        }
+    }
+
+    pub(crate) fn get(&self, key: &TokenHash) -> Option<Arc<CachedToken<C>>> {
+        self.map.get(key).map(|e| Arc::clone(e.value()))
+    }
+
+    pub(crate) fn remove(&self, key: &TokenHash) {
+        self.map.remove(key);
+    }
+
+    pub(crate) fn insert(&self, key: TokenHash, entry: Arc<CachedToken<C>>, expired_before: u64) {
+        if self.map.len() >= self.capacity {
+            self.map.retain(|_, e| e.exp > expired_before);
+            if self.map.len() >= self.capacity {
+                let excess = self.map.len() + 1 - self.capacity;
+                let evict = excess.max(self.capacity / 8);
+                let victims: Vec<TokenHash> =
+                    self.map.iter().take(evict).map(|e| *e.key()).collect();
+                for victim in victims {
+                    self.map.remove(&victim);
+                }
+            }
+        }
+        self.map.insert(key, entry);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+}

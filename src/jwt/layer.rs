@@ -1,0 +1,557 @@
+//! `JwtAuthLayer`: its builder and validated configuration.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue, header};
+use tower_layer::Layer;
+
+use super::cache::{CachedToken, TokenCache, hash_token};
+use super::claims::{Claims, Scopes, Verified};
+use super::keys::{KeyRing, KeySource, install_crypto_provider};
+use super::revocation::RevocationStore;
+use super::service::JwtAuthService;
+use super::validation::{self, Invalid, Policy, TokenType, check_times};
+use crate::clock::{Clock, SystemClock};
+use crate::error::ConfigError;
+use crate::extensions::Principal;
+use crate::refusal::ProblemType;
+
+/// Where the layer reads the token. Never a query parameter (URLs end up in logs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenSource {
+    /// `Authorization: Bearer <token>` (scheme case-insensitive, exactly one header).
+    Bearer,
+    /// The cookie of this name (exactly one).
+    Cookie(String),
+    /// The `Authorization` header when present, else the cookie of this name.
+    BearerOrCookie(String),
+}
+
+/// Default cap on a token's length.
+pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
+/// Default leeway for `exp`, `nbf` and `iat`.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+/// Largest leeway `build()` accepts.
+const MAX_LEEWAY: Duration = Duration::from_secs(300);
+/// Longest `Cookie` header value scanned (total of all lines).
+const MAX_COOKIE_HEADER: usize = 16 * 1024;
+
+/// Builds a [`JwtAuthLayer`]; see [`JwtAuthLayer::builder`].
+#[must_use]
+pub struct JwtAuthBuilder<C = Claims> {
+    source: Arc<dyn KeySource>,
+    require_keys: bool,
+    issuers: Vec<String>,
+    audiences: Vec<String>,
+    leeway: Duration,
+    max_token_len: usize,
+    token_source: TokenSource,
+    token_type: TokenType,
+    optional: bool,
+    revocation: Option<Arc<dyn RevocationStore>>,
+    cache: Option<usize>,
+    clock: Arc<dyn Clock>,
+    realm: String,
+    _claims: PhantomData<fn() -> C>,
+}
+
+impl<C> fmt::Debug for JwtAuthBuilder<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtAuthBuilder")
+            .field("issuers", &self.issuers)
+            .field("audiences", &self.audiences)
+            .field("leeway", &self.leeway)
+            .field("max_token_len", &self.max_token_len)
+            .field("token_source", &self.token_source)
+            .field("token_type", &self.token_type)
+            .field("optional", &self.optional)
+            .field("revocation", &self.revocation.is_some())
+            .field("cache", &self.cache)
+            .field("realm", &self.realm)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> JwtAuthBuilder<C> {
+    /// Verifies claims into another type `D` (default [`Claims`]).
+    pub fn claims<D>(self) -> JwtAuthBuilder<D> {
+        JwtAuthBuilder {
+            source: self.source,
+            require_keys: self.require_keys,
+            issuers: self.issuers,
+            audiences: self.audiences,
+            leeway: self.leeway,
+            max_token_len: self.max_token_len,
+            token_source: self.token_source,
+            token_type: self.token_type,
+            optional: self.optional,
+            revocation: self.revocation,
+            cache: self.cache,
+            clock: self.clock,
+            realm: self.realm,
+            _claims: PhantomData,
+        }
+    }
+
+    /// Accepts tokens whose `iss` is this issuer (repeatable; when none is given `iss` is not
+    /// checked).
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuers.push(issuer.into());
+        self
+    }
+
+    /// Accepts tokens whose `aud` (string or array) contains this audience (repeatable; when
+    /// none is given `aud` is not checked).
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// Clock skew allowed on `exp`, `nbf` and `iat` (default 30 s, at most 5 min; whole
+    /// seconds).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Longest token accepted, checked before any decoding (default 8 KiB; 256 B to 64 KiB).
+    pub fn max_token_len(mut self, len: usize) -> Self {
+        self.max_token_len = len;
+        self
+    }
+
+    /// Where to read the token (default `Authorization: Bearer`).
+    pub fn token_from(mut self, source: TokenSource) -> Self {
+        self.token_source = source;
+        self
+    }
+
+    /// Which kind of token is accepted (default [`TokenType::access`]: `typ` `at+jwt`).
+    pub fn expect_type(mut self, token_type: TokenType) -> Self {
+        self.token_type = token_type;
+        self
+    }
+
+    /// Lets requests without a token through (without claims); an invalid token is still
+    /// refused.
+    pub fn optional(mut self) -> Self {
+        self.optional = true;
+        self
+    }
+
+    /// Checks every request against this revocation store (a store error refuses with 503).
+    pub fn revocation(mut self, store: impl RevocationStore) -> Self {
+        self.revocation = Some(Arc::new(store));
+        self
+    }
+
+    /// Caches up to `capacity` verified tokens (by SHA-256 of the token).
+    pub fn cache(mut self, capacity: usize) -> Self {
+        self.cache = Some(capacity);
+        self
+    }
+
+    /// The clock for `exp`/`nbf`/`iat` and key retirement (default: the system clock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The `realm` of the `WWW-Authenticate` challenge (default `api`).
+    pub fn realm(mut self, realm: impl Into<String>) -> Self {
+        self.realm = realm.into();
+        self
+    }
+
+    /// Validates the configuration.
+    pub fn build(self) -> Result<JwtAuthLayer<C>, ConfigError> {
+        if self.require_keys && self.source.snapshot().is_empty() {
+            return Err(ConfigError::Missing { setting: "keys" });
+        }
+        if self.leeway > MAX_LEEWAY {
+            return Err(ConfigError::dangerous(
+                "leeway",
+                "more than 5 minutes of leeway keeps expired tokens alive",
+            ));
+        }
+        if !(256..=64 * 1024).contains(&self.max_token_len) {
+            return Err(ConfigError::invalid(
+                "max_token_len",
+                "must be between 256 bytes and 64 KiB",
+            ));
+        }
+        if self.issuers.iter().any(String::is_empty) {
+            return Err(ConfigError::invalid("issuer", "empty issuer"));
+        }
+        if self.audiences.iter().any(String::is_empty) {
+            return Err(ConfigError::invalid("audience", "empty audience"));
+        }
+        if self.cache == Some(0) {
+            return Err(ConfigError::invalid("cache", "capacity must be at least 1"));
+        }
+        if self.token_type.is_empty_rule() {
+            return Err(ConfigError::invalid("expect_type", "no accepted typ value"));
+        }
+        if let TokenSource::Cookie(name) | TokenSource::BearerOrCookie(name) = &self.token_source
+            && (name.is_empty()
+                || name.len() > 128
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+        {
+            return Err(ConfigError::invalid(
+                "token_from",
+                "cookie name must be 1 to 128 of [A-Za-z0-9._-]",
+            ));
+        }
+        let (missing, invalid) = challenges(&self.realm)?;
+        install_crypto_provider();
+        Ok(JwtAuthLayer {
+            shared: Arc::new(Shared {
+                policy: Policy {
+                    max_token_len: self.max_token_len,
+                    leeway: self.leeway.as_secs(),
+                    issuers: self.issuers,
+                    audiences: self.audiences,
+                    token_type: self.token_type,
+                },
+                source: self.source,
+                token_source: self.token_source,
+                optional: self.optional,
+                revocation: self.revocation,
+                cache: self.cache.map(TokenCache::new),
+                clock: self.clock,
+                missing_challenge: missing,
+                invalid_challenge: invalid,
+            }),
+        })
+    }
+}
+
+/// The `WWW-Authenticate` values for a missing and an invalid token.
+pub(crate) fn challenges(realm: &str) -> Result<(HeaderValue, HeaderValue), ConfigError> {
+    if realm.is_empty()
+        || realm.len() > 128
+        || !realm
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        return Err(ConfigError::invalid(
+            "realm",
+            "1 to 128 printable ASCII characters without `\"` or `\\`",
+        ));
+    }
+    let missing = HeaderValue::from_str(&format!("Bearer realm=\"{realm}\""))
+        .map_err(|_| ConfigError::invalid("realm", "not a header value"))?;
+    let invalid = HeaderValue::from_str(&format!(
+        "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"The access token is invalid or has expired\""
+    ))
+    .map_err(|_| ConfigError::invalid("realm", "not a header value"))?;
+    Ok((missing, invalid))
+}
+
+/// Tower layer that authenticates requests with a JWT bearer token.
+///
+/// Reads the token from `Authorization: Bearer` (or a cookie, see [`TokenSource`]), verifies
+/// it (see [`validation`](super) for the order of checks), asks the revocation store, and
+/// puts [`Verified<C>`], [`Principal`] and [`Scopes`] into the request extensions.
+///
+/// Refuses with 401 problem+json and `WWW-Authenticate: Bearer realm="…"` when the token is
+/// missing (`ProblemType::UNAUTHORIZED`), or with `error="invalid_token"` when it is not
+/// valid (`ProblemType::INVALID_TOKEN`); 503 (`ProblemType::UNAVAILABLE`) when the revocation
+/// store cannot answer. gRPC calls get `UNAUTHENTICATED` / `UNAVAILABLE`.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response, StatusCode, header};
+/// use jsonwebtoken::{Algorithm, Header, encode};
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+/// use tower_shield::jwt::{Claims, JwtAuthLayer, Key, KeySet, Verified};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let keys = KeySet::new().with(Key::generate(Algorithm::ES256)?)?;
+/// let signing = keys.signing_key().unwrap();
+/// let mut header = Header::new(signing.alg);
+/// header.kid = Some(signing.kid.to_owned());
+/// header.typ = Some("at+jwt".to_owned());
+/// let now = jsonwebtoken::get_current_timestamp();
+/// let claims = serde_json::json!({ "sub": "user_1", "exp": now + 60, "iss": "https://issuer" });
+/// let token = encode(&header, &claims, signing.key)?;
+///
+/// let service = ServiceBuilder::new()
+///     .layer(JwtAuthLayer::builder(keys).issuer("https://issuer").build()?)
+///     .service(service_fn(|req: Request<String>| async move {
+///         let who = req.extensions().get::<Verified<Claims>>().unwrap().sub.clone();
+///         Ok::<_, Infallible>(Response::new(who))
+///     }));
+///
+/// let request = Request::get("/").header(header::AUTHORIZATION, format!("Bearer {token}"));
+/// let response = service.clone().oneshot(request.body(String::new())?).await?;
+/// assert_eq!(response.status(), StatusCode::OK);
+///
+/// let response = service.oneshot(Request::new(String::new())).await?;
+/// assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+/// assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer realm=\"api\"");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[must_use]
+pub struct JwtAuthLayer<C = Claims> {
+    pub(crate) shared: Arc<Shared<C>>,
+}
+
+impl<C> Clone for JwtAuthLayer<C> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<C> fmt::Debug for JwtAuthLayer<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtAuthLayer")
+            .field("shared", &self.shared)
+            .finish()
+    }
+}
+
+impl JwtAuthLayer {
+    /// A builder verifying with these keys (a [`KeySet`](super::KeySet) or a shared
+    /// [`KeyRing`]), into [`Claims`] (use [`JwtAuthBuilder::claims`] for another type).
+    pub fn builder(keys: impl Into<KeyRing>) -> JwtAuthBuilder<Claims> {
+        let ring: KeyRing = keys.into();
+        let mut builder = Self::builder_with_source(ring);
+        builder.require_keys = true;
+        builder
+    }
+
+    /// A builder verifying with keys from any [`KeySource`].
+    pub fn builder_with_source(source: impl KeySource) -> JwtAuthBuilder<Claims> {
+        JwtAuthBuilder {
+            source: Arc::new(source),
+            require_keys: false,
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            leeway: DEFAULT_LEEWAY,
+            max_token_len: DEFAULT_MAX_TOKEN_LEN,
+            token_source: TokenSource::Bearer,
+            token_type: TokenType::access(),
+            optional: false,
+            revocation: None,
+            cache: None,
+            clock: Arc::new(SystemClock),
+            realm: "api".to_owned(),
+            _claims: PhantomData,
+        }
+    }
+}
+
+impl<C> JwtAuthLayer<C> {
+    /// How many verified tokens the cache holds (0 without a cache).
+    pub fn cached_tokens(&self) -> usize {
+        self.shared.cache.as_ref().map_or(0, TokenCache::len)
+    }
+}
+
+impl<S, C> Layer<S> for JwtAuthLayer<C> {
+    type Service = JwtAuthService<S, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        JwtAuthService::new(inner, self.shared.clone())
+    }
+}
+
+pub(crate) struct Shared<C> {
+    pub(crate) policy: Policy,
+    pub(crate) source: Arc<dyn KeySource>,
+    pub(crate) token_source: TokenSource,
+    pub(crate) optional: bool,
+    pub(crate) revocation: Option<Arc<dyn RevocationStore>>,
+    pub(crate) cache: Option<TokenCache<C>>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) missing_challenge: HeaderValue,
+    pub(crate) invalid_challenge: HeaderValue,
+}
+
+impl<C> fmt::Debug for Shared<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtAuth")
+            .field("keys", &self.source)
+            .field("token_source", &self.token_source)
+            .field("optional", &self.optional)
+            .field("revocation", &self.revocation)
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The synchronous part of authentication.
+pub(crate) enum Outcome<C> {
+    Anonymous,
+    Refuse(&'static ProblemType),
+    Accept(Arc<CachedToken<C>>),
+}
+
+enum Extracted<'a> {
+    Absent,
+    Token(&'a [u8]),
+    Malformed,
+}
+
+impl<C> Shared<C>
+where
+    C: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Outcome<C> {
+        let token = match self.extract(headers) {
+            Extracted::Token(token) => token,
+            Extracted::Absent if self.optional => return Outcome::Anonymous,
+            Extracted::Absent => return Outcome::Refuse(&ProblemType::UNAUTHORIZED),
+            Extracted::Malformed => return self.invalid(Invalid::Malformed),
+        };
+        if token.len() > self.policy.max_token_len {
+            return self.invalid(Invalid::TooLong);
+        }
+        let now = self.clock.unix_secs();
+        let hash = self.cache.as_ref().map(|_| hash_token(token));
+        if let (Some(cache), Some(hash)) = (&self.cache, &hash)
+            && let Some(entry) = cache.get(hash)
+        {
+            return match self.recheck(&entry, now) {
+                Ok(()) => Outcome::Accept(entry),
+                Err(reason) => {
+                    cache.remove(hash);
+                    self.invalid(reason)
+                }
+            };
+        }
+        match validation::verify::<C>(token, &self.policy, self.source.as_ref(), now) {
+            Ok(accepted) => {
+                let subject: Arc<str> = accepted.subject.into();
+                let entry = Arc::new(CachedToken {
+                    verified: Verified::new(
+                        accepted.claims,
+                        accepted.key,
+                        accepted.jti.map(Arc::from),
+                        subject.clone(),
+                        accepted.exp,
+                        accepted.iat,
+                    ),
+                    principal: Principal::new(subject, accepted.role.map(Arc::from)),
+                    scopes: Scopes::new(accepted.scopes),
+                    key_instance: accepted.key_instance,
+                    exp: accepted.exp,
+                    nbf: accepted.nbf,
+                    iat: accepted.iat,
+                });
+                if let (Some(cache), Some(hash)) = (&self.cache, hash) {
+                    cache.insert(hash, entry.clone(), now.saturating_sub(self.policy.leeway));
+                }
+                Outcome::Accept(entry)
+            }
+            Err(reason) => self.invalid(reason),
+        }
+    }
+
+    /// A cache hit: time, and the key still trusted.
+    fn recheck(&self, entry: &CachedToken<C>, now: u64) -> Result<(), Invalid> {
+        check_times(entry.exp, entry.nbf, entry.iat, self.policy.leeway, now)?;
+        let keys = self.source.snapshot();
+        match keys.get(entry.verified.kid()) {
+            Some(key) if key.instance_id() == entry.key_instance && key.verifies_at(now) => Ok(()),
+            _ => Err(Invalid::KeyRetired),
+        }
+    }
+
+    fn invalid(&self, reason: Invalid) -> Outcome<C> {
+        tracing::debug!(target: "tower_shield::jwt", reason = reason.as_str(), "bearer token refused");
+        Outcome::Refuse(&ProblemType::INVALID_TOKEN)
+    }
+
+    fn extract<'h>(&self, headers: &'h HeaderMap) -> Extracted<'h> {
+        match &self.token_source {
+            TokenSource::Bearer => self.bearer(headers),
+            TokenSource::Cookie(name) => self.cookie(headers, name),
+            TokenSource::BearerOrCookie(name) => match self.bearer(headers) {
+                Extracted::Absent => self.cookie(headers, name),
+                other => other,
+            },
+        }
+    }
+
+    fn bearer<'h>(&self, headers: &'h HeaderMap) -> Extracted<'h> {
+        let mut values = headers.get_all(header::AUTHORIZATION).iter();
+        let Some(value) = values.next() else {
+            return Extracted::Absent;
+        };
+        if values.next().is_some() {
+            return Extracted::Malformed;
+        }
+        let bytes = value.as_bytes();
+        // "Bearer" + at least one space + the token; anything longer is refused unread.
+        if bytes.len() > self.policy.max_token_len + 16 {
+            return Extracted::Malformed;
+        }
+        let Some((scheme, rest)) = bytes.split_at_checked(6) else {
+            return Extracted::Malformed;
+        };
+        if !scheme.eq_ignore_ascii_case(b"bearer") || rest.first() != Some(&b' ') {
+            return Extracted::Malformed;
+        }
+        let token = trim_ascii_spaces(rest);
+        if token.is_empty() || token.contains(&b' ') {
+            return Extracted::Malformed;
+        }
+        Extracted::Token(token)
+    }
+
+    fn cookie<'h>(&self, headers: &'h HeaderMap, name: &str) -> Extracted<'h> {
+        let mut found = None;
+        let mut total = 0usize;
+        for value in headers.get_all(header::COOKIE) {
+            total += value.len();
+            if total > MAX_COOKIE_HEADER {
+                return Extracted::Malformed;
+            }
+            for pair in value.as_bytes().split(|&b| b == b';') {
+                let pair = trim_ascii_spaces(pair);
+                let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+                    continue;
+                };
+                let (n, v) = pair.split_at(eq);
+                if n != name.as_bytes() {
+                    continue;
+                }
+                if found.is_some() {
+                    return Extracted::Malformed;
+                }
+                let v = v.get(1..).unwrap_or_default();
+                let v = match v {
+                    [b'"', inner @ .., b'"'] => inner,
+                    _ => v,
+                };
+                found = Some(v);
+            }
+        }
+        match found {
+            Some([]) => Extracted::Malformed,
+            Some(token) => Extracted::Token(token),
+            None => Extracted::Absent,
+        }
+    }
+}
+
+fn trim_ascii_spaces(mut bytes: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = bytes {
+        bytes = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = bytes {
+        bytes = rest;
+    }
+    bytes
+}

@@ -1,0 +1,257 @@
+//! `JwtAuthService` and its response future.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use http::{HeaderValue, Request, Response, header};
+use pin_project_lite::pin_project;
+use serde::de::DeserializeOwned;
+use tower_service::Service;
+
+use super::claims::Claims;
+use super::layer::{Outcome, Shared};
+use super::revocation::{StoreFuture, TokenRef};
+use crate::body::ShieldBody;
+use crate::refusal::{ProblemType, Refusal};
+
+/// The service built by [`JwtAuthLayer`](super::JwtAuthLayer).
+pub struct JwtAuthService<S, C = Claims> {
+    inner: S,
+    shared: Arc<Shared<C>>,
+}
+
+impl<S, C> JwtAuthService<S, C> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared<C>>) -> Self {
+        Self { inner, shared }
+    }
+
+    crate::inner_service_accessors!();
+}
+
+impl<S: Clone, C> Clone for JwtAuthService<S, C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, C> fmt::Debug for JwtAuthService<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtAuthService")
+            .field("inner", &self.inner)
+            .field("config", &self.shared)
+            .finish()
+    }
+}
+
+fn refuse<B, R>(
+    problem: &'static ProblemType,
+    request: &Request<R>,
+    missing: &HeaderValue,
+    invalid: &HeaderValue,
+) -> Response<ShieldBody<B>> {
+    let mut refusal = Refusal::new(problem);
+    if problem == &ProblemType::UNAUTHORIZED {
+        refusal = refusal.with_header(header::WWW_AUTHENTICATE, missing.clone());
+    } else if problem == &ProblemType::INVALID_TOKEN {
+        refusal = refusal.with_header(header::WWW_AUTHENTICATE, invalid.clone());
+    }
+    refusal.for_request(request)
+}
+
+impl<S, C, ReqBody, ResBody> Service<Request<ReqBody>> for JwtAuthService<S, C>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    C: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    type Response = Response<ShieldBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let shared = &self.shared;
+        let entry = match shared.authenticate(req.headers()) {
+            Outcome::Anonymous => return ResponseFuture::calling(self.inner.call(req)),
+            Outcome::Refuse(problem) => {
+                return ResponseFuture::refused(refuse(
+                    problem,
+                    &req,
+                    &shared.missing_challenge,
+                    &shared.invalid_challenge,
+                ));
+            }
+            Outcome::Accept(entry) => entry,
+        };
+        let check = shared.revocation.as_ref().map(|store| {
+            store.check(TokenRef {
+                jti: entry.verified.jti(),
+                subject: entry.verified.subject(),
+                issued_at: entry.iat,
+            })
+        });
+        let extensions = req.extensions_mut();
+        extensions.insert(entry.verified.clone());
+        extensions.insert(entry.principal.clone());
+        extensions.insert(entry.scopes.clone());
+        let Some(mut check) = check else {
+            return ResponseFuture::calling(self.inner.call(req));
+        };
+        match check.take_ready() {
+            Some(Ok(false)) => ResponseFuture::calling(self.inner.call(req)),
+            Some(answer) => ResponseFuture::refused(refuse(
+                revocation_problem(answer),
+                &req,
+                &shared.missing_challenge,
+                &shared.invalid_challenge,
+            )),
+            None => {
+                // The store must be awaited: move the readied inner service into the future
+                // and keep a fresh clone here (tower's rule for cloning inner services).
+                let clone = self.inner.clone();
+                let svc = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture {
+                    state: State::Checking {
+                        check,
+                        svc: Some(svc),
+                        req: Some(req),
+                        invalid: shared.invalid_challenge.clone(),
+                    },
+                }
+            }
+        }
+    }
+}
+
+fn revocation_problem(answer: Result<bool, crate::StoreError>) -> &'static ProblemType {
+    match answer {
+        Ok(false) => &ProblemType::INVALID_TOKEN, // not reached: callers pass refusals only
+        Ok(true) => &ProblemType::INVALID_TOKEN,
+        Err(error) => {
+            tracing::warn!(target: "tower_shield::jwt", %error, "revocation store failed; refusing");
+            &ProblemType::UNAVAILABLE
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`JwtAuthService`].
+    pub struct ResponseFuture<S, ReqBody, ResBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<S, ReqBody, ResBody>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqBody, ResBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        Refused { response: Option<Response<ShieldBody<ResBody>>> },
+        Checking {
+            check: StoreFuture<bool>,
+            svc: Option<S>,
+            req: Option<Request<ReqBody>>,
+            invalid: HeaderValue,
+        },
+        Calling { #[pin] fut: S::Future },
+    }
+}
+
+impl<S, ReqBody, ResBody> ResponseFuture<S, ReqBody, ResBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    fn calling(fut: S::Future) -> Self {
+        Self {
+            state: State::Calling { fut },
+        }
+    }
+
+    fn refused(response: Response<ShieldBody<ResBody>>) -> Self {
+        Self {
+            state: State::Refused {
+                response: Some(response),
+            },
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> fmt::Debug for ResponseFuture<S, ReqBody, ResBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Refused { .. } => "refused",
+            State::Checking { .. } => "checking revocation",
+            State::Calling { .. } => "calling",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody, ResBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Output = Result<Response<ShieldBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Refused { response } => {
+                    return match response.take() {
+                        Some(response) => Poll::Ready(Ok(response)),
+                        None => Poll::Pending,
+                    };
+                }
+                StateProj::Calling { fut } => {
+                    let response = ready!(fut.poll(cx))?;
+                    return Poll::Ready(Ok(ShieldBody::wrap(response)));
+                }
+                StateProj::Checking {
+                    check,
+                    svc,
+                    req,
+                    invalid,
+                } => {
+                    let answer = ready!(Pin::new(check).poll(cx));
+                    let (Some(mut svc), Some(req)) = (svc.take(), req.take()) else {
+                        return Poll::Pending;
+                    };
+                    let next = match answer {
+                        Ok(false) => State::Calling { fut: svc.call(req) },
+                        other => {
+                            let problem = revocation_problem(other);
+                            let mut refusal = Refusal::new(problem);
+                            if problem == &ProblemType::INVALID_TOKEN {
+                                refusal =
+                                    refusal.with_header(header::WWW_AUTHENTICATE, invalid.clone());
+                            }
+                            State::Refused {
+                                response: Some(refusal.for_request(&req)),
+                            }
+                        }
+                    };
+                    this.state.set(next);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,1147 @@
+#![cfg(feature = "jwt")]
+//! `JwtAuthLayer` against every known JWT attack, one test each, each building its hostile
+//! token itself; plus rotation, the cache, revocation, optional mode, guards, gRPC codes and
+//! the axum extractors.
+
+use std::convert::Infallible;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use jsonwebtoken::Algorithm;
+use serde_json::{Value, json};
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+use tower_shield::clock::ManualClock;
+use tower_shield::jwt::{
+    Claims, JwtAuthBuilder, JwtAuthLayer, Key, KeyRing, KeySet, MemoryRevocationStore,
+    RequireRoleLayer, RequireScopeLayer, RevocationStore, Scopes, StoreFuture, TokenRef,
+    TokenSource, TokenType, Verified,
+};
+use tower_shield::{Principal, ShieldBody, StoreError};
+
+const NOW: u64 = 1_800_000_000;
+
+fn clock() -> ManualClock {
+    ManualClock::at(UNIX_EPOCH + Duration::from_secs(NOW))
+}
+
+fn b64url(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
+/// Shared keys (RSA generation is slow): RS256, ES256, EdDSA, HS256, PS256.
+struct TestKeys {
+    rs: Key,
+    es: Key,
+    ed: Key,
+    hs: Key,
+    ps: Key,
+}
+
+fn test_keys() -> &'static TestKeys {
+    static KEYS: OnceLock<TestKeys> = OnceLock::new();
+    KEYS.get_or_init(|| TestKeys {
+        rs: Key::generate(Algorithm::RS256).unwrap(),
+        es: Key::generate(Algorithm::ES256).unwrap(),
+        ed: Key::generate(Algorithm::EdDSA).unwrap(),
+        hs: Key::hmac(Algorithm::HS256, b"0123456789abcdef0123456789abcdef").unwrap(),
+        ps: Key::generate(Algorithm::PS256).unwrap(),
+    })
+}
+
+fn keyset() -> KeySet {
+    let k = test_keys();
+    let mut set = KeySet::new();
+    for key in [&k.rs, &k.es, &k.ed, &k.hs, &k.ps] {
+        set.insert(key.clone()).unwrap();
+    }
+    set
+}
+
+fn claims() -> Value {
+    json!({
+        "sub": "user_1",
+        "role": "user",
+        "iss": "https://issuer.example",
+        "aud": "api",
+        "iat": NOW - 10,
+        "nbf": NOW - 10,
+        "exp": NOW + 300,
+        "jti": "tok_1",
+        "scope": "items:read items:write",
+    })
+}
+
+fn header_for(key: &Key) -> Value {
+    json!({ "alg": tower_shield::jwt::algorithm_name(key.algorithm()), "kid": key.kid(), "typ": "at+jwt" })
+}
+
+/// Signs arbitrary header and claims JSON with `key` (jsonwebtoken's signer).
+fn sign_raw(key: &Key, header: &Value, claims: &Value) -> String {
+    let message = format!(
+        "{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(claims.to_string().as_bytes())
+    );
+    let signature = jsonwebtoken::crypto::sign(
+        message.as_bytes(),
+        key.encoding_key().unwrap(),
+        key.algorithm(),
+    )
+    .unwrap();
+    format!("{message}.{signature}")
+}
+
+fn token(key: &Key) -> String {
+    sign_raw(key, &header_for(key), &claims())
+}
+
+fn builder() -> JwtAuthBuilder {
+    JwtAuthLayer::builder(keyset())
+        .issuer("https://issuer.example")
+        .audience("api")
+        .clock(clock())
+}
+
+type Body = ShieldBody<Full<Bytes>>;
+
+async fn echo(req: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let who = req
+        .extensions()
+        .get::<Verified<Claims>>()
+        .map_or_else(|| "anonymous".to_owned(), |v| v.sub.clone());
+    let principal = req.extensions().get::<Principal>().cloned();
+    if let Some(p) = principal {
+        assert_eq!(&*p.subject, who.as_str());
+    }
+    Ok(Response::new(Full::new(Bytes::from(who))))
+}
+
+async fn call_with(layer: &JwtAuthLayer, req: Request<Full<Bytes>>) -> Response<Body> {
+    ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(service_fn(echo))
+        .oneshot(req)
+        .await
+        .unwrap()
+}
+
+fn bearer(token: &str) -> Request<Full<Bytes>> {
+    Request::get("/api/me")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Full::default())
+        .unwrap()
+}
+
+async fn body_text(response: Response<Body>) -> String {
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+async fn run(token: &str) -> Response<Body> {
+    call_with(&builder().build().unwrap(), bearer(token)).await
+}
+
+async fn assert_ok(token: &str) {
+    let response = run(token).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(body_text(response).await, "user_1");
+}
+
+/// A refusal: 401 problem+json with the invalid_token challenge, echoing nothing of the token.
+async fn assert_invalid(response: Response<Body>, token: &str) {
+    assert_eq!(
+        response.status(),
+        StatusCode::UNAUTHORIZED,
+        "token {token:.60}"
+    );
+    assert_eq!(
+        response.headers()[header::WWW_AUTHENTICATE],
+        "Bearer realm=\"api\", error=\"invalid_token\", error_description=\"The access token is invalid or has expired\""
+    );
+    assert_problem(response, "invalid-token", token).await;
+}
+
+async fn assert_problem(response: Response<Body>, slug: &str, token: &str) {
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+    let text = body_text(response).await;
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert!(body["type"].as_str().unwrap().ends_with(slug), "{text}");
+    for part in token.split('.').filter(|p| p.len() >= 8) {
+        assert!(!text.contains(part), "refusal echoes the token");
+    }
+}
+
+async fn refused(token: &str) {
+    assert_invalid(run(token).await, token).await;
+}
+
+// ---------------------------------------------------------------- the happy paths
+
+#[tokio::test]
+async fn valid_tokens_of_every_algorithm_are_accepted() {
+    let k = test_keys();
+    for key in [&k.rs, &k.es, &k.ed, &k.hs, &k.ps] {
+        assert_ok(&token(key)).await;
+    }
+}
+
+#[tokio::test]
+async fn claims_principal_and_scopes_reach_the_handler() {
+    let layer = builder().build().unwrap();
+    let service = ServiceBuilder::new().layer(layer).service(service_fn(
+        |req: Request<Full<Bytes>>| async move {
+            let v = req.extensions().get::<Verified<Claims>>().unwrap();
+            assert_eq!(v.jti(), Some("tok_1"));
+            assert_eq!(v.kid(), test_keys().es.kid());
+            assert_eq!(v.expires_at(), NOW + 300);
+            let p = req.extensions().get::<Principal>().unwrap();
+            assert_eq!(p.role.as_deref(), Some("user"));
+            let s = req.extensions().get::<Scopes>().unwrap();
+            assert!(s.contains("items:write") && !s.contains("items"));
+            Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+        },
+    ));
+    let response = service
+        .oneshot(bearer(&token(&test_keys().es)))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+// ---------------------------------------------------------------- attacks
+
+#[tokio::test]
+async fn alg_none_in_any_casing_is_refused() {
+    let payload = b64url(claims().to_string().as_bytes());
+    for alg in ["none", "None", "NONE", "nOnE"] {
+        for kid in [None, Some(test_keys().hs.kid())] {
+            let mut header = json!({ "alg": alg, "typ": "at+jwt" });
+            if let Some(kid) = kid {
+                header["kid"] = json!(kid);
+            }
+            let unsigned = format!("{}.{payload}", b64url(header.to_string().as_bytes()));
+            refused(&format!("{unsigned}.")).await;
+            refused(&unsigned).await;
+            refused(&format!("{unsigned}.c2lnbmF0dXJl")).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn rsa_public_key_used_as_hmac_secret_is_refused() {
+    // Algorithm confusion: the attacker signs HS256 with the RSA *public* key as the secret.
+    let rs = &test_keys().rs;
+    let jwk = rs.public_jwk().unwrap();
+    let public_pem_like = serde_json::to_vec(jwk).unwrap();
+    let der = rs.decoding_key().as_bytes_for_test();
+    for secret in [der.clone(), public_pem_like] {
+        let forged_key = Key::hmac(Algorithm::HS256, &secret).unwrap();
+        for kid in [Some(rs.kid()), None] {
+            let mut header = json!({ "alg": "HS256", "typ": "at+jwt" });
+            if let Some(kid) = kid {
+                header["kid"] = json!(kid);
+            }
+            refused(&sign_raw(&forged_key, &header, &claims())).await;
+        }
+    }
+}
+
+trait DerForTest {
+    fn as_bytes_for_test(&self) -> Vec<u8>;
+}
+
+impl DerForTest for jsonwebtoken::DecodingKey {
+    fn as_bytes_for_test(&self) -> Vec<u8> {
+        self.try_get_as_bytes().unwrap().to_vec()
+    }
+}
+
+#[tokio::test]
+async fn unknown_and_path_traversal_kids_are_refused() {
+    let es = &test_keys().es;
+    for kid in [
+        "unknown",
+        "../../etc/passwd",
+        "/dev/null",
+        "' OR 1=1 --",
+        "",
+    ] {
+        let header = json!({ "alg": "ES256", "kid": kid, "typ": "at+jwt" });
+        refused(&sign_raw(es, &header, &claims())).await;
+    }
+}
+
+#[tokio::test]
+async fn kid_bound_to_another_algorithm_is_refused() {
+    let k = test_keys();
+    // ES256 key's kid with an RS256 signature by our own RSA key.
+    let header = json!({ "alg": "RS256", "kid": k.es.kid(), "typ": "at+jwt" });
+    refused(&sign_raw(&k.rs, &header, &claims())).await;
+    // PS256 is not RS256 even with the same key family.
+    let header = json!({ "alg": "PS256", "kid": k.rs.kid(), "typ": "at+jwt" });
+    refused(&sign_raw(&k.ps, &header, &claims())).await;
+}
+
+#[tokio::test]
+async fn token_without_kid_needs_exactly_one_key_of_its_algorithm() {
+    let k = test_keys();
+    let header = json!({ "alg": "ES256", "typ": "at+jwt" });
+    assert_ok(&sign_raw(&k.es, &header, &claims())).await;
+    let mut keys = keyset();
+    keys.insert(Key::generate(Algorithm::ES256).unwrap())
+        .unwrap();
+    let layer = JwtAuthLayer::builder(keys).clock(clock()).build().unwrap();
+    let token = sign_raw(&k.es, &header, &claims());
+    assert_invalid(call_with(&layer, bearer(&token)).await, &token).await;
+}
+
+#[tokio::test]
+async fn embedded_jwk_jku_x5u_x5c_are_never_used() {
+    let attacker = Key::generate(Algorithm::ES256).unwrap();
+    let jwk = serde_json::to_value(attacker.public_jwk().unwrap()).unwrap();
+    let ours = test_keys().es.kid();
+    for (member, value) in [
+        ("jwk", jwk),
+        ("jku", json!("https://attacker.example/jwks.json")),
+        ("x5u", json!("https://attacker.example/cert.pem")),
+        ("x5c", json!(["MIIB"])),
+    ] {
+        for kid in [attacker.kid(), ours] {
+            let header = json!({ "alg": "ES256", "kid": kid, "typ": "at+jwt", member: value });
+            refused(&sign_raw(&attacker, &header, &claims())).await;
+        }
+        // Even signed by our own key, a token asking us to fetch keys is refused.
+        let header = json!({ "alg": "ES256", "kid": ours, "typ": "at+jwt", member: value });
+        refused(&sign_raw(&test_keys().es, &header, &claims())).await;
+    }
+}
+
+#[tokio::test]
+async fn crit_header_is_refused() {
+    let es = &test_keys().es;
+    let header = json!({ "alg": "ES256", "kid": es.kid(), "typ": "at+jwt", "crit": ["exp"] });
+    refused(&sign_raw(es, &header, &claims())).await;
+    let header =
+        json!({ "alg": "ES256", "kid": es.kid(), "typ": "at+jwt", "crit": ["b64"], "b64": false });
+    refused(&sign_raw(es, &header, &claims())).await;
+}
+
+#[tokio::test]
+async fn duplicate_header_member_is_refused() {
+    let es = &test_keys().es;
+    let header = format!(
+        r#"{{"alg":"ES256","kid":"{}","typ":"at+jwt","alg":"none"}}"#,
+        es.kid()
+    );
+    let message = format!(
+        "{}.{}",
+        b64url(header.as_bytes()),
+        b64url(claims().to_string().as_bytes())
+    );
+    let sig = jsonwebtoken::crypto::sign(
+        message.as_bytes(),
+        es.encoding_key().unwrap(),
+        Algorithm::ES256,
+    )
+    .unwrap();
+    refused(&format!("{message}.{sig}")).await;
+}
+
+#[tokio::test]
+async fn expired_token_is_refused_after_leeway() {
+    let es = &test_keys().es;
+    let mut c = claims();
+    c["exp"] = json!(NOW - 31);
+    refused(&sign_raw(es, &header_for(es), &c)).await;
+    c["exp"] = json!(NOW - 29); // inside the 30 s leeway
+    assert_ok(&sign_raw(es, &header_for(es), &c)).await;
+    let mut c = claims();
+    c.as_object_mut().unwrap().remove("exp");
+    refused(&sign_raw(es, &header_for(es), &c)).await;
+}
+
+#[tokio::test]
+async fn nbf_and_iat_in_the_future_are_refused() {
+    let es = &test_keys().es;
+    for claim in ["nbf", "iat"] {
+        let mut c = claims();
+        c[claim] = json!(NOW + 60);
+        refused(&sign_raw(es, &header_for(es), &c)).await;
+        c[claim] = json!(NOW + 20);
+        assert_ok(&sign_raw(es, &header_for(es), &c)).await;
+    }
+}
+
+#[tokio::test]
+async fn wrong_issuer_or_audience_is_refused() {
+    let es = &test_keys().es;
+    let mut c = claims();
+    c["iss"] = json!("https://evil.example");
+    refused(&sign_raw(es, &header_for(es), &c)).await;
+    c.as_object_mut().unwrap().remove("iss");
+    refused(&sign_raw(es, &header_for(es), &c)).await;
+    let mut c = claims();
+    c["aud"] = json!("other");
+    refused(&sign_raw(es, &header_for(es), &c)).await;
+    c["aud"] = json!(["other", "yet-another"]);
+    refused(&sign_raw(es, &header_for(es), &c)).await;
+    c["aud"] = json!(["other", "api"]);
+    assert_ok(&sign_raw(es, &header_for(es), &c)).await;
+}
+
+#[tokio::test]
+async fn tampered_payload_is_refused() {
+    let k = test_keys();
+    for key in [&k.rs, &k.es, &k.ed, &k.hs] {
+        let good = token(key);
+        let parts: Vec<&str> = good.split('.').collect();
+        let mut c = claims();
+        c["role"] = json!("admin");
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            b64url(c.to_string().as_bytes()),
+            parts[2]
+        );
+        refused(&forged).await;
+    }
+}
+
+#[tokio::test]
+async fn truncated_or_stripped_signature_is_refused() {
+    let k = test_keys();
+    for key in [&k.rs, &k.es, &k.ed, &k.hs] {
+        let good = token(key);
+        let (message, sig) = good.rsplit_once('.').unwrap();
+        refused(&format!("{message}.")).await;
+        refused(message).await;
+        refused(&format!("{message}.{}", &sig[..sig.len() - 4])).await;
+        refused(&format!("{message}.{}", &sig[..sig.len() / 2])).await;
+        refused(&format!("{message}.{sig}AAAA")).await;
+    }
+}
+
+#[tokio::test]
+async fn psychic_signature_r_s_zero_is_refused() {
+    // CVE-2022-21449: an ECDSA signature with r = s = 0 "verifies" on broken implementations.
+    let es = &test_keys().es;
+    let message = format!(
+        "{}.{}",
+        b64url(header_for(es).to_string().as_bytes()),
+        b64url(claims().to_string().as_bytes())
+    );
+    refused(&format!("{message}.{}", b64url(&[0u8; 64]))).await;
+    // DER-encoded r = s = 0 too.
+    refused(&format!(
+        "{message}.{}",
+        b64url(&[0x30, 6, 2, 1, 0, 2, 1, 0])
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn invalid_base64_is_refused() {
+    let good = token(&test_keys().es);
+    let parts: Vec<&str> = good.split('.').collect();
+    for bad in [
+        format!("{}=.{}.{}", parts[0], parts[1], parts[2]),
+        format!("{}.{}+.{}", parts[0], parts[1], parts[2]),
+        format!("{}.{}.{}/", parts[0], parts[1], parts[2]),
+        format!("!!!.{}.{}", parts[1], parts[2]),
+        format!("{}.{}.{}", &parts[0][1..], parts[1], parts[2]),
+        "e30.e30.e30".to_owned(),
+        "not-a-token".to_owned(),
+        "a.b.c.d".to_owned(),
+        "..".to_owned(),
+    ] {
+        refused(&bad).await;
+    }
+    // Header that is base64 but not JSON, and JSON that is not an object.
+    let payload = b64url(claims().to_string().as_bytes());
+    refused(&format!("{}.{payload}.AAAA", b64url(b"not json"))).await;
+    refused(&format!("{}.{payload}.AAAA", b64url(b"[\"alg\"]"))).await;
+}
+
+#[tokio::test]
+async fn oversized_tokens_and_headers_are_refused() {
+    let good = token(&test_keys().es);
+    let parts: Vec<&str> = good.split('.').collect();
+    let padding = "A".repeat(100 * 1024);
+    for big in [
+        format!("{}.{}{padding}.{}", parts[0], parts[1], parts[2]),
+        format!("{padding}.{}.{}", parts[1], parts[2]),
+        padding.clone(),
+    ] {
+        refused(&big).await;
+    }
+    // A signed token just over the cap is refused unread.
+    let mut c = claims();
+    c["pad"] = json!("x".repeat(9000));
+    refused(&sign_raw(&test_keys().es, &header_for(&test_keys().es), &c)).await;
+}
+
+#[tokio::test]
+async fn deeply_nested_claims_neither_overflow_nor_pass_into_values() {
+    let hs = &test_keys().hs;
+    let mut c = claims();
+    let nested: Value =
+        serde_json::from_str(&format!("{}{}", "[".repeat(100), "]".repeat(100))).unwrap();
+    c["x"] = nested;
+    // Build a much deeper document by hand (serde_json refuses to build one over 128 deep).
+    let text = c.to_string().replacen(
+        &format!("{}{}", "[".repeat(100), "]".repeat(100)),
+        &format!("{}{}", "[".repeat(2500), "]".repeat(2500)),
+        1,
+    );
+    let message = format!(
+        "{}.{}",
+        b64url(header_for(hs).to_string().as_bytes()),
+        b64url(text.as_bytes())
+    );
+    let sig = jsonwebtoken::crypto::sign(
+        message.as_bytes(),
+        hs.encoding_key().unwrap(),
+        Algorithm::HS256,
+    )
+    .unwrap();
+    let token = format!("{message}.{sig}");
+    assert!(token.len() < 8192);
+    // Claims ignores `x` (skipped iteratively): accepted, no stack overflow.
+    assert_ok(&token).await;
+    // A claims type that keeps every member hits serde_json's recursion limit: refused.
+    #[derive(Clone, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Everything {
+        #[serde(flatten)]
+        all: serde_json::Map<String, Value>,
+    }
+    let layer = JwtAuthLayer::builder(keyset())
+        .claims::<Everything>()
+        .clock(clock())
+        .build()
+        .unwrap();
+    let response = ServiceBuilder::new()
+        .layer(layer)
+        .service(service_fn(echo))
+        .oneshot(bearer(&token))
+        .await
+        .unwrap();
+    assert_invalid(response, &token).await;
+}
+
+#[tokio::test]
+async fn refresh_or_id_token_is_not_an_access_token() {
+    let es = &test_keys().es;
+    for typ in [
+        Some("rt+jwt"),
+        Some("JWT"),
+        Some("refresh"),
+        Some("at+jwt2"),
+        None,
+    ] {
+        let mut header = json!({ "alg": "ES256", "kid": es.kid() });
+        if let Some(typ) = typ {
+            header["typ"] = json!(typ);
+        }
+        refused(&sign_raw(es, &header, &claims())).await;
+    }
+    let header = json!({ "alg": "ES256", "kid": es.kid(), "typ": "application/AT+JWT" });
+    assert_ok(&sign_raw(es, &header, &claims())).await;
+}
+
+#[tokio::test]
+async fn token_type_by_claim() {
+    let es = &test_keys().es;
+    let layer = builder()
+        .expect_type(TokenType::claim("token_use", "access"))
+        .build()
+        .unwrap();
+    let header = json!({ "alg": "ES256", "kid": es.kid(), "typ": "JWT" });
+    let mut c = claims();
+    c["token_use"] = json!("refresh");
+    let t = sign_raw(es, &header, &c);
+    assert_invalid(call_with(&layer, bearer(&t)).await, &t).await;
+    c["token_use"] = json!("access");
+    let t = sign_raw(es, &header, &c);
+    assert_eq!(call_with(&layer, bearer(&t)).await.status(), StatusCode::OK);
+}
+
+// ---------------------------------------------------------------- the Authorization header
+
+#[tokio::test]
+async fn missing_token_gets_a_challenge_without_error_code() {
+    let layer = builder().realm("tower-shield-demo").build().unwrap();
+    let response = call_with(&layer, Request::new(Full::default())).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        response.headers()[header::WWW_AUTHENTICATE],
+        "Bearer realm=\"tower-shield-demo\""
+    );
+    assert_problem(response, "unauthorized", "").await;
+}
+
+#[tokio::test]
+async fn duplicate_authorization_header_is_refused() {
+    let t = token(&test_keys().es);
+    let mut req = bearer(&t);
+    req.headers_mut().append(
+        header::AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {t}")).unwrap(),
+    );
+    assert_invalid(call_with(&builder().build().unwrap(), req).await, &t).await;
+    let mut req = bearer(&t);
+    for _ in 0..100 {
+        req.headers_mut()
+            .append(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+    }
+    assert_invalid(call_with(&builder().build().unwrap(), req).await, &t).await;
+}
+
+#[tokio::test]
+async fn scheme_is_case_insensitive_and_must_be_bearer() {
+    let t = token(&test_keys().es);
+    let layer = builder().build().unwrap();
+    for scheme in ["bearer", "BEARER", "Bearer", "bEaReR"] {
+        let req = Request::get("/")
+            .header(header::AUTHORIZATION, format!("{scheme} {t}"))
+            .body(Full::default())
+            .unwrap();
+        assert_eq!(
+            call_with(&layer, req).await.status(),
+            StatusCode::OK,
+            "{scheme}"
+        );
+    }
+    for value in [
+        format!("Basic {t}"),
+        format!("Bearer{t}"),
+        "Bearer".to_owned(),
+        "Bearer ".to_owned(),
+        format!("Bearer {t} extra"),
+        format!("Bearer\t{t}"),
+    ] {
+        let req = Request::get("/")
+            .header(header::AUTHORIZATION, value)
+            .body(Full::default())
+            .unwrap();
+        assert_invalid(call_with(&layer, req).await, &t).await;
+    }
+}
+
+#[tokio::test]
+async fn control_bytes_and_non_utf8_are_refused() {
+    let layer = builder().build().unwrap();
+    for raw in [
+        &b"Bearer \xff\xfe.\xfa.\xfb"[..],
+        b"Bearer a.b\t.c",
+        b"Bearer a\x80b.c.d",
+        b"Bearer \xc3\xa9.e30.e30",
+    ] {
+        let mut req = Request::new(Full::default());
+        req.headers_mut()
+            .insert(header::AUTHORIZATION, HeaderValue::from_bytes(raw).unwrap());
+        assert_invalid(call_with(&layer, req).await, "").await;
+    }
+}
+
+#[tokio::test]
+async fn cookie_source() {
+    let t = token(&test_keys().es);
+    let layer = builder()
+        .token_from(TokenSource::Cookie("access_token".into()))
+        .build()
+        .unwrap();
+    let req = |cookie: &str| {
+        Request::get("/")
+            .header(header::COOKIE, cookie)
+            .body(Full::default())
+            .unwrap()
+    };
+    let ok = call_with(&layer, req(&format!("theme=dark; access_token={t}; x=1"))).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    let dup = call_with(&layer, req(&format!("access_token={t}; access_token={t}"))).await;
+    assert_invalid(dup, &t).await;
+    let missing = call_with(&layer, req("theme=dark")).await;
+    assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        !missing.headers()[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains("error")
+    );
+    // The bearer header is not read in cookie mode.
+    assert_eq!(
+        call_with(&layer, bearer(&t)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // A query parameter never is.
+    let q = Request::get(format!("/?access_token={t}"))
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(
+        call_with(&layer, q).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+// ---------------------------------------------------------------- rotation, cache, revocation
+
+#[tokio::test]
+async fn retired_key_verifies_within_grace_then_is_refused() {
+    let clock = clock();
+    let old = Key::generate(Algorithm::ES256).unwrap();
+    let old_kid = old.kid().to_owned();
+    let ring = KeyRing::new(KeySet::new().with(old.clone()).unwrap());
+    for cache in [false, true] {
+        let mut b = JwtAuthLayer::builder(ring.clone()).clock(clock.clone());
+        if cache {
+            b = b.cache(100);
+        }
+        let layer = b.build().unwrap();
+        let mut c = claims();
+        c["exp"] = json!(NOW + 100_000);
+        let old_token = sign_raw(&old, &header_for(&old), &c);
+        assert_eq!(
+            call_with(&layer, bearer(&old_token)).await.status(),
+            StatusCode::OK
+        );
+
+        if !cache {
+            // Rotate while serving.
+            let new = Key::generate(Algorithm::ES256).unwrap();
+            ring.update(|keys| {
+                let kid = keys.insert(new.clone())?;
+                keys.set_active(&kid)?;
+                keys.retire(&old_kid, UNIX_EPOCH + Duration::from_secs(NOW + 3600))
+            })
+            .unwrap();
+            assert_ne!(ring.snapshot().signing_key().unwrap().kid, old_kid);
+            let new_token = sign_raw(&new, &header_for(&new), &c);
+            assert_eq!(
+                call_with(&layer, bearer(&new_token)).await.status(),
+                StatusCode::OK
+            );
+        }
+        clock.set(UNIX_EPOCH + Duration::from_secs(NOW + 3600));
+        assert_eq!(
+            call_with(&layer, bearer(&old_token)).await.status(),
+            StatusCode::OK
+        );
+        clock.set(UNIX_EPOCH + Duration::from_secs(NOW + 3601));
+        assert_invalid(call_with(&layer, bearer(&old_token)).await, &old_token).await;
+        clock.set(UNIX_EPOCH + Duration::from_secs(NOW));
+        // The published JWKS still lists the retired key.
+        assert_eq!(ring.snapshot().to_jwks().keys.len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn removed_key_is_refused_even_from_the_cache() {
+    let key = Key::generate(Algorithm::EdDSA).unwrap();
+    let other = Key::generate(Algorithm::EdDSA).unwrap();
+    let ring = KeyRing::new(
+        KeySet::new()
+            .with(key.clone())
+            .unwrap()
+            .with(other)
+            .unwrap(),
+    );
+    let layer = JwtAuthLayer::builder(ring.clone())
+        .clock(clock())
+        .cache(10)
+        .build()
+        .unwrap();
+    let t = token(&key);
+    assert_eq!(call_with(&layer, bearer(&t)).await.status(), StatusCode::OK);
+    assert_eq!(layer.cached_tokens(), 1);
+    ring.update(|keys| Ok(keys.remove(key.kid()))).unwrap();
+    assert_invalid(call_with(&layer, bearer(&t)).await, &t).await;
+}
+
+#[tokio::test]
+async fn cache_hit_still_honours_exp_and_revocation() {
+    let clock = clock();
+    let store = MemoryRevocationStore::new().clock(clock.clone());
+    let layer = JwtAuthLayer::builder(keyset())
+        .clock(clock.clone())
+        .cache(1000)
+        .revocation(store.clone())
+        .build()
+        .unwrap();
+    let es = &test_keys().es;
+    let t = token(es);
+    for _ in 0..3 {
+        assert_eq!(call_with(&layer, bearer(&t)).await.status(), StatusCode::OK);
+    }
+    assert_eq!(layer.cached_tokens(), 1);
+    // Revoking the jti refuses the cached token at once.
+    store.revoke_token("tok_1", NOW + 300).await.unwrap();
+    assert_invalid(call_with(&layer, bearer(&t)).await, &t).await;
+
+    // Another token of the same subject, then a "log out everywhere" watermark.
+    let mut c = claims();
+    c["jti"] = json!("tok_2");
+    let t2 = sign_raw(es, &header_for(es), &c);
+    assert_eq!(
+        call_with(&layer, bearer(&t2)).await.status(),
+        StatusCode::OK
+    );
+    store
+        .revoke_subject("user_1", NOW, NOW + 400)
+        .await
+        .unwrap();
+    assert_invalid(call_with(&layer, bearer(&t2)).await, &t2).await;
+    // A token issued at the watermark or later is fine.
+    c["jti"] = json!("tok_3");
+    c["iat"] = json!(NOW);
+    let t3 = sign_raw(es, &header_for(es), &c);
+    assert_eq!(
+        call_with(&layer, bearer(&t3)).await.status(),
+        StatusCode::OK
+    );
+
+    // Expiry is checked on hits: the cached t3 dies at exp + leeway.
+    clock.set(UNIX_EPOCH + Duration::from_secs(NOW + 300 + 29));
+    assert_eq!(
+        call_with(&layer, bearer(&t3)).await.status(),
+        StatusCode::OK
+    );
+    clock.set(UNIX_EPOCH + Duration::from_secs(NOW + 300 + 30));
+    assert_invalid(call_with(&layer, bearer(&t3)).await, &t3).await;
+}
+
+#[tokio::test]
+async fn cache_is_bounded() {
+    let layer = JwtAuthLayer::builder(keyset())
+        .clock(clock())
+        .cache(16)
+        .build()
+        .unwrap();
+    let es = &test_keys().es;
+    for i in 0..100 {
+        let mut c = claims();
+        c["jti"] = json!(format!("tok_{i}"));
+        let t = sign_raw(es, &header_for(es), &c);
+        assert_eq!(call_with(&layer, bearer(&t)).await.status(), StatusCode::OK);
+        assert!(layer.cached_tokens() <= 16);
+    }
+}
+
+/// A store that answers asynchronously (boxed), optionally failing.
+#[derive(Debug, Clone)]
+struct SlowStore {
+    fail: bool,
+    revoked: bool,
+}
+
+impl RevocationStore for SlowStore {
+    fn revoke_token(&self, _: &str, _: u64) -> StoreFuture<()> {
+        StoreFuture::ready(Ok(()))
+    }
+    fn revoke_subject(&self, _: &str, _: u64, _: u64) -> StoreFuture<()> {
+        StoreFuture::ready(Ok(()))
+    }
+    fn check(&self, _: TokenRef<'_>) -> StoreFuture<bool> {
+        let (fail, revoked) = (self.fail, self.revoked);
+        StoreFuture::boxed(async move {
+            tokio::task::yield_now().await;
+            if fail {
+                Err(StoreError::Timeout)
+            } else {
+                Ok(revoked)
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn async_store_paths_call_refuse_or_fail_closed() {
+    let t = token(&test_keys().es);
+    let with = |fail, revoked| {
+        builder()
+            .revocation(SlowStore { fail, revoked })
+            .build()
+            .unwrap()
+    };
+    assert_eq!(
+        call_with(&with(false, false), bearer(&t)).await.status(),
+        StatusCode::OK
+    );
+    assert_invalid(call_with(&with(false, true), bearer(&t)).await, &t).await;
+    let response = call_with(&with(true, false), bearer(&t)).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
+    assert_problem(response, "unavailable", &t).await;
+}
+
+// ---------------------------------------------------------------- optional, guards, gRPC
+
+#[tokio::test]
+async fn optional_mode_lets_anonymous_through_but_not_invalid_tokens() {
+    let layer = builder().optional().build().unwrap();
+    let anonymous = call_with(&layer, Request::new(Full::default())).await;
+    assert_eq!(anonymous.status(), StatusCode::OK);
+    assert_eq!(body_text(anonymous).await, "anonymous");
+    let t = token(&test_keys().es);
+    assert_eq!(
+        body_text(call_with(&layer, bearer(&t)).await).await,
+        "user_1"
+    );
+    let forged = format!("{}x", &t[..t.len() - 1]);
+    assert_invalid(call_with(&layer, bearer(&forged)).await, &forged).await;
+}
+
+async fn guarded(
+    guard: impl tower::Layer<
+        tower::util::ServiceFn<
+            fn(
+                Request<Full<Bytes>>,
+            ) -> std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>,
+        >,
+        Service = tower_shield::jwt::GuardService<
+            tower::util::ServiceFn<
+                fn(
+                    Request<Full<Bytes>>,
+                )
+                    -> std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>,
+            >,
+        >,
+    >,
+    req: Request<Full<Bytes>>,
+) -> Response<ShieldBody<ShieldBody<Full<Bytes>>>> {
+    fn ok(
+        _: Request<Full<Bytes>>,
+    ) -> std::future::Ready<Result<Response<Full<Bytes>>, Infallible>> {
+        std::future::ready(Ok(Response::new(Full::default())))
+    }
+    let handler: fn(Request<Full<Bytes>>) -> _ = ok;
+    ServiceBuilder::new()
+        .layer(builder().build().unwrap())
+        .layer(guard)
+        .service(service_fn(handler))
+        .oneshot(req)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn role_and_scope_guards() {
+    let es = &test_keys().es;
+    let user = token(es);
+    let mut c = claims();
+    c["role"] = json!("admin");
+    let admin = sign_raw(es, &header_for(es), &c);
+
+    let r = guarded(
+        RequireRoleLayer::any_of(["admin", "premium"]),
+        bearer(&user),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        r.headers()[header::WWW_AUTHENTICATE],
+        "Bearer realm=\"api\", error=\"insufficient_scope\""
+    );
+    let r = guarded(
+        RequireRoleLayer::any_of(["admin", "premium"]),
+        bearer(&admin),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let r = guarded(
+        RequireScopeLayer::all_of(["items:read", "items:write"]),
+        bearer(&user),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = guarded(
+        RequireScopeLayer::all_of(["items:read", "admin"]),
+        bearer(&user),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = guarded(
+        RequireScopeLayer::any_of(["admin", "items:read"]),
+        bearer(&user),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // A guard without an authenticating layer in front: 401, not 403.
+    let service = ServiceBuilder::new()
+        .layer(RequireRoleLayer::any_of(["admin"]))
+        .service(service_fn(|_: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+        }));
+    let r = service.oneshot(Request::new(())).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        RequireRoleLayer::any_of(["a"])
+            .with_realm("bad\"realm")
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn grpc_calls_get_status_codes() {
+    let grpc = |token: Option<&str>| {
+        let mut b = Request::post("/svc/Method").header(header::CONTENT_TYPE, "application/grpc");
+        if let Some(t) = token {
+            b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        b.body(Full::default()).unwrap()
+    };
+    let layer = builder().build().unwrap();
+    let r = call_with(&layer, grpc(None)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["grpc-status"], "16");
+    let r = call_with(&layer, grpc(Some("a.b.c"))).await;
+    assert_eq!(r.headers()["grpc-status"], "16");
+    let r = guarded(
+        RequireRoleLayer::any_of(["admin"]),
+        grpc(Some(&token(&test_keys().es))),
+    )
+    .await;
+    assert_eq!(r.headers()["grpc-status"], "7");
+}
+
+#[test]
+fn builder_refuses_dangerous_configuration() {
+    assert!(
+        JwtAuthLayer::builder(KeySet::new()).build().is_err(),
+        "no keys"
+    );
+    assert!(builder().leeway(Duration::from_secs(3600)).build().is_err());
+    assert!(builder().max_token_len(10).build().is_err());
+    assert!(builder().realm("a\"b").build().is_err());
+    assert!(builder().realm("").build().is_err());
+    assert!(builder().cache(0).build().is_err());
+    assert!(
+        builder()
+            .token_from(TokenSource::Cookie("a b".into()))
+            .build()
+            .is_err()
+    );
+    assert!(
+        builder()
+            .expect_type(TokenType::header_typ(Vec::<String>::new()))
+            .build()
+            .is_err()
+    );
+    assert!(format!("{:?}", builder().build().unwrap()).len() < 2000);
+    // Debug never prints key material.
+    let debug = format!("{:?}", keyset());
+    assert!(!debug.contains("0123456789abcdef"));
+}
+
+#[test]
+fn hmac_and_rsa_key_sizes_are_enforced() {
+    assert!(Key::hmac(Algorithm::HS256, &[1; 31]).is_err());
+    let small = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    drop(small); // 2048 is the floor aws-lc-rs can generate; smaller keys come from JWKs:
+    let jwk = json!({"kty":"RSA","alg":"RS256","n": b64url(&[0xc5; 128]),"e":"AQAB"});
+    let jwks = json!({ "keys": [jwk] }).to_string();
+    assert!(KeySet::from_jwks(&jwks).is_err(), "1024-bit RSA refused");
+    let no_alg =
+        json!({ "keys": [{"kty":"OKP","crv":"Ed25519","x": b64url(&[9; 32])}] }).to_string();
+    assert!(KeySet::from_jwks(&no_alg).is_err(), "alg required");
+}
+
+#[test]
+fn jwks_publishes_public_parts_only() {
+    let jwks = serde_json::to_value(keyset().to_jwks()).unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 4, "HMAC key not published");
+    for key in keys {
+        assert_eq!(key["use"], "sig");
+        assert!(key["kid"].is_string() && key["alg"].is_string());
+        for private in ["d", "p", "q", "dp", "dq", "qi", "k"] {
+            assert!(key.get(private).is_none());
+        }
+    }
+    // Round trip: the published set verifies tokens signed by the private keys.
+    let public = KeySet::from_jwks(&jwks.to_string()).unwrap();
+    assert!(public.signing_key().is_none());
+    assert_eq!(public.len(), 4);
+}
+
+#[tokio::test]
+async fn public_keys_from_jwks_verify_tokens() {
+    let jwks = serde_json::to_string(&keyset().to_jwks()).unwrap();
+    let layer = JwtAuthLayer::builder(KeySet::from_jwks(&jwks).unwrap())
+        .clock(clock())
+        .build()
+        .unwrap();
+    let k = test_keys();
+    for key in [&k.rs, &k.es, &k.ed, &k.ps] {
+        let t = token(key);
+        assert_eq!(call_with(&layer, bearer(&t)).await.status(), StatusCode::OK);
+    }
+}
+
+// ---------------------------------------------------------------- axum extractors
+
+#[cfg(feature = "axum")]
+mod axum_extractors {
+    use super::*;
+    use axum::Router;
+    use axum::routing::get;
+
+    async fn me(claims: Verified<Claims>) -> String {
+        claims.sub.clone()
+    }
+
+    async fn maybe(claims: Option<Verified<Claims>>) -> String {
+        claims.map_or_else(|| "anonymous".to_owned(), |c| c.sub.clone())
+    }
+
+    #[tokio::test]
+    async fn required_and_optional_extractors() {
+        let app = Router::new()
+            .route("/me", get(me))
+            .route("/maybe", get(maybe))
+            .layer(builder().optional().build().unwrap());
+        let t = token(&test_keys().es);
+        let req = |path: &str, token: Option<&str>| {
+            let mut b = Request::get(path);
+            if let Some(t) = token {
+                b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+            }
+            b.body(axum::body::Body::empty()).unwrap()
+        };
+        let text = |r: axum::response::Response| async move {
+            String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+        };
+        let r = app.clone().oneshot(req("/me", Some(&t))).await.unwrap();
+        assert_eq!(text(r).await, "user_1");
+        let r = app.clone().oneshot(req("/maybe", None)).await.unwrap();
+        assert_eq!(text(r).await, "anonymous");
+        let r = app.clone().oneshot(req("/me", None)).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+    }
+}
+
+#[allow(dead_code)]
+fn unused(_: SystemTime, _: Arc<()>) {}
