@@ -281,8 +281,16 @@ fn server_label(info: &::redis::ConnectionInfo) -> String {
 /// on the same node and one script may touch them all. The prefix may not contain `{` or
 /// `}` (that would move the hash tag into the prefix); braces and `%` inside a tag are
 /// percent-escaped so a client-chosen value cannot change the slot rule.
+///
+/// The default is the empty prefix.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct KeyPrefix(Arc<str>);
+
+impl Default for KeyPrefix {
+    fn default() -> Self {
+        Self(Arc::from(""))
+    }
+}
 
 impl fmt::Debug for KeyPrefix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

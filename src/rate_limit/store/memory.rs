@@ -1,0 +1,306 @@
+//! [`MemoryStore`]: per-process state on `governor`'s keyed state store.
+
+use std::fmt;
+use std::future::{Ready, ready};
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use governor::clock::{Clock as GovClock, DefaultClock, Reference};
+use governor::nanos::Nanos;
+use governor::state::StateStore;
+use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
+
+use super::{Decision, Gcra, RateLimitStore};
+use crate::error::StoreError;
+use crate::rate_limit::key::{PrehashedKey, RateKey, keyed_hash};
+use crate::rate_limit::quota::Quota;
+
+/// The default maximum number of keys one limiter keeps (one million).
+pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
+
+/// How often (in calls per limiter) the key count and the sweep timer are looked at.
+const HOUSEKEEPING_EVERY: u64 = 1024;
+
+/// Rate-limit state kept in this process, on `governor`'s keyed state store (a `DashMap` of
+/// atomic GCRA states, updated with compare-and-swap).
+///
+/// # Memory
+///
+/// Each limiter (one per policy, tier and quota) keeps one entry per key it has seen: the key
+/// is a 64-bit SipHash of the key material under a random per-store key (so clients cannot
+/// aim at each other's entries), the value governor's 8-byte atomic state. Measured by
+/// `tests/rate_limit.rs` (`million_keys_stay_bounded`) with a counting allocator: about
+/// **32 bytes per key** (16 bytes of entry plus `DashMap`'s control bytes and spare
+/// capacity), so the default bound of [`DEFAULT_MAX_KEYS`] keys costs about 32 MB per
+/// limiter at worst.
+///
+/// # Bounds and sweeping
+///
+/// Every [`HOUSEKEEPING_EVERY`](self) calls a limiter looks at its size and clock:
+///
+/// - every `sweep_interval` (default 60 s), and whenever it holds `max_keys` keys, it drops
+///   the keys whose budget is whole again (governor's `retain_recent`: such a key behaves
+///   exactly as an unknown one, so nothing is forgotten that matters);
+/// - if it still holds `max_keys` keys (every key is active), **new** keys get
+///   [`StoreError::Unavailable`] until a sweep frees room, and the layer applies its
+///   [`FailurePolicy`](super::FailurePolicy) (fail closed by default). Known keys keep
+///   working. The map may overshoot `max_keys` by at most one housekeeping period
+///   (1024 calls) before this takes effect.
+///
+/// Sweeps run inline, on the request that notices they are due (O(keys)).
+///
+/// # Time
+///
+/// Time comes from a `governor` clock: the default monotonic one, or
+/// `governor::clock::FakeRelativeClock` in tests ([`MemoryStore::with_clock`]).
+pub struct MemoryStore<C: GovClock = DefaultClock> {
+    inner: Arc<Shared<C>>,
+}
+
+struct Shared<C: GovClock> {
+    clock: C,
+    start: C::Instant,
+    hasher: std::hash::RandomState,
+    max_keys: usize,
+    sweep_interval: Duration,
+}
+
+impl<C: GovClock> Clone for MemoryStore<C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<C: GovClock> fmt::Debug for MemoryStore<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("max_keys", &self.inner.max_keys)
+            .field("sweep_interval", &self.inner.sweep_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// A store with the default bounds ([`DEFAULT_MAX_KEYS`] keys per limiter, a sweep every
+    /// 60 s) and the default monotonic clock.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// A builder to change the bounds.
+    pub fn builder() -> MemoryStoreBuilder {
+        MemoryStoreBuilder {
+            max_keys: DEFAULT_MAX_KEYS,
+            sweep_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+impl<C: GovClock + Send + Sync + 'static> MemoryStore<C> {
+    /// A store with the default bounds and the given clock (e.g.
+    /// `governor::clock::FakeRelativeClock` in tests).
+    pub fn with_clock(clock: C) -> Self {
+        MemoryStore::builder().build_with_clock(clock)
+    }
+}
+
+/// Builds a [`MemoryStore`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct MemoryStoreBuilder {
+    max_keys: usize,
+    sweep_interval: Duration,
+}
+
+impl MemoryStoreBuilder {
+    /// The most keys one limiter keeps (at least 1024; smaller values are raised).
+    pub fn max_keys(mut self, max: usize) -> Self {
+        self.max_keys = max.max(1024);
+        self
+    }
+
+    /// How often idle keys are swept (default 60 s).
+    pub fn sweep_interval(mut self, every: Duration) -> Self {
+        self.sweep_interval = every;
+        self
+    }
+
+    /// The store, on the default monotonic clock.
+    pub fn build(self) -> MemoryStore {
+        self.build_with_clock(DefaultClock::default())
+    }
+
+    /// The store, on the given clock.
+    pub fn build_with_clock<C: GovClock>(self, clock: C) -> MemoryStore<C> {
+        let start = clock.now();
+        MemoryStore {
+            inner: Arc::new(Shared {
+                clock,
+                start,
+                hasher: std::hash::RandomState::new(),
+                max_keys: self.max_keys,
+                sweep_interval: self.sweep_interval,
+            }),
+        }
+    }
+}
+
+/// One limiter of a [`MemoryStore`]: the keyed state of one scope and quota.
+pub struct MemoryLimiter {
+    state: DashMapStateStore<u64, PrehashedKey>,
+    gcra: Gcra,
+    scope: u64,
+    calls: AtomicU64,
+    last_sweep: AtomicU64,
+    full: AtomicBool,
+}
+
+impl fmt::Debug for MemoryLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryLimiter")
+            .field("keys", &self.state.len())
+            .field("gcra", &self.gcra)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryLimiter {
+    /// The number of keys held.
+    pub fn len(&self) -> usize {
+        ShrinkableKeyedStateStore::len(&self.state)
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<C> MemoryStore<C>
+where
+    C: GovClock + Send + Sync + 'static,
+{
+    fn now(&self) -> u64 {
+        self.inner
+            .clock
+            .now()
+            .duration_since(self.inner.start)
+            .as_u64()
+    }
+
+    /// Drops every key of this limiter whose budget is whole again.
+    pub fn sweep(&self, limiter: &MemoryLimiter) {
+        let now = self.now();
+        limiter.state.retain_recent(Nanos::new(now));
+        limiter.last_sweep.store(now, Ordering::Relaxed);
+        limiter
+            .full
+            .store(limiter.len() >= self.inner.max_keys, Ordering::Relaxed);
+    }
+
+    fn housekeeping(&self, limiter: &MemoryLimiter, now: u64) {
+        let len = limiter.len();
+        let since = now.saturating_sub(limiter.last_sweep.load(Ordering::Relaxed));
+        let interval = u64::try_from(self.inner.sweep_interval.as_nanos()).unwrap_or(u64::MAX);
+        // When full, sweep at most every 100 ms; otherwise on the interval.
+        let due = if len >= self.inner.max_keys {
+            since >= 100_000_000 || !limiter.full.load(Ordering::Relaxed)
+        } else {
+            limiter.full.store(false, Ordering::Relaxed);
+            since >= interval
+        };
+        if due {
+            self.sweep(limiter);
+        }
+    }
+
+    /// The decision, synchronously.
+    pub fn check_now(
+        &self,
+        limiter: &MemoryLimiter,
+        key: &RateKey,
+        cost: u32,
+    ) -> Result<Decision, StoreError> {
+        let now = self.now();
+        let calls = limiter.calls.fetch_add(1, Ordering::Relaxed);
+        if calls.is_multiple_of(HOUSEKEEPING_EVERY) {
+            self.housekeeping(limiter, now);
+        }
+        let hashed = keyed_hash(&self.inner.hasher, limiter.scope, key);
+        if limiter.full.load(Ordering::Relaxed) && !limiter.state.contains_key(&hashed) {
+            return Err(StoreError::Unavailable(
+                "the memory rate-limit store is full".to_owned(),
+            ));
+        }
+        let gcra = limiter.gcra;
+        let result = limiter.state.measure_and_replace(&hashed, |stored| {
+            let step = gcra.step(stored.map(Nanos::as_u64), now, cost);
+            match step.new_tat {
+                Some(tat) => Ok((step, Nanos::new(tat))),
+                None => Err(step),
+            }
+        });
+        let step = match result {
+            Ok(step) | Err(step) => step,
+        };
+        Ok(step.decision(gcra.limit, Duration::from_nanos))
+    }
+}
+
+impl<C> RateLimitStore for MemoryStore<C>
+where
+    C: GovClock + Send + Sync + 'static,
+    C::Instant: Send + Sync,
+{
+    type Limiter = Arc<MemoryLimiter>;
+    type Future = Ready<Result<Decision, StoreError>>;
+
+    fn limiter(&self, scope: &str, quota: &Quota) -> Self::Limiter {
+        Arc::new(MemoryLimiter {
+            state: DashMapStateStore::with_hasher(PrehashedKey),
+            gcra: Gcra::nanos(quota),
+            scope: self.inner.hasher.hash_one(scope),
+            calls: AtomicU64::new(1),
+            last_sweep: AtomicU64::new(self.now()),
+            full: AtomicBool::new(false),
+        })
+    }
+
+    fn check(&self, limiter: &Self::Limiter, key: &RateKey, cost: u32) -> Self::Future {
+        ready(self.check_now(limiter, key, cost))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use governor::clock::FakeRelativeClock;
+
+    #[test]
+    fn decides_with_a_fake_clock() {
+        let clock = FakeRelativeClock::default();
+        let store = MemoryStore::with_clock(clock.clone());
+        let limiter = store.limiter("api", &Quota::per_second(2));
+        let key = RateKey::ip("192.0.2.1".parse().unwrap());
+        assert!(store.check_now(&limiter, &key, 1).unwrap().allowed);
+        assert!(store.check_now(&limiter, &key, 1).unwrap().allowed);
+        let refused = store.check_now(&limiter, &key, 1).unwrap();
+        assert!(!refused.allowed);
+        assert_eq!(refused.retry_after, Duration::from_millis(500));
+        clock.advance(Duration::from_millis(500));
+        assert!(store.check_now(&limiter, &key, 1).unwrap().allowed);
+        clock.advance(Duration::from_secs(5));
+        store.sweep(&limiter);
+        assert!(limiter.is_empty());
+    }
+}

@@ -1,0 +1,195 @@
+//! Where limits keep their state: the [`RateLimitStore`] trait, its [`Decision`], and the
+//! stores: [`MemoryStore`] (per process), `RedisStore` (shared, feature `redis`) and
+//! [`FallbackStore`] (a primary store backed by another while the primary fails).
+//!
+//! The algorithm is the same everywhere (GCRA, see [`Quota`]); a store only keeps each key's
+//! *theoretical arrival time* and applies the decision atomically. Both stores return the
+//! same [`Decision`] for the same sequence of calls: `tests/rate_limit_conformance.rs` runs
+//! one suite against both.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::error::StoreError;
+
+use super::key::RateKey;
+use super::quota::Quota;
+
+mod fallback;
+mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+
+pub use fallback::{FallbackStats, FallbackStore};
+pub use memory::{DEFAULT_MAX_KEYS, MemoryLimiter, MemoryStore, MemoryStoreBuilder};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis::{
+    DEFAULT_DENY_CACHE, GCRA_SCRIPT, RedisCheck, RedisLimiter, RedisStore, RedisStoreBuilder,
+};
+
+/// One rate-limit decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the request may go on (and was charged).
+    pub allowed: bool,
+    /// The quota's limit (requests per period).
+    pub limit: u32,
+    /// How many more requests of cost 1 would be allowed right now.
+    pub remaining: u32,
+    /// How long until the key's budget is whole again.
+    pub reset: Duration,
+    /// When refused: how long until the same request would be allowed (zero when allowed).
+    pub retry_after: Duration,
+}
+
+/// A place that keeps rate-limit state.
+///
+/// A store hands out one [`Limiter`](Self::Limiter) per *scope* (a policy and tier) and
+/// quota when a layer is built, then answers [`check`](Self::check) calls: one decision per
+/// call, applied atomically. A `cost` of 0 asks without charging (a *peek*: would a request
+/// of cost 1 be allowed?).
+pub trait RateLimitStore: Clone + Send + Sync + 'static {
+    /// The per-scope handle a layer keeps.
+    type Limiter: Clone + Send + Sync + 'static;
+    /// The future of one decision. The memory store answers with `std::future::Ready`.
+    type Future: Future<Output = Result<Decision, StoreError>> + Send + 'static;
+
+    /// The limiter for one scope (policy name and tier) and quota.
+    fn limiter(&self, scope: &str, quota: &Quota) -> Self::Limiter;
+
+    /// Decides on one request of `cost` units for `key` (0: peek without charging).
+    fn check(&self, limiter: &Self::Limiter, key: &RateKey, cost: u32) -> Self::Future;
+}
+
+/// What a layer does when its store fails or times out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum FailurePolicy {
+    /// Let the request through without rate-limit headers (a warning is logged once per
+    /// burst of failures).
+    FailOpen,
+    /// Refuse with 503 (`ProblemType::UNAVAILABLE`). The default: deny by default.
+    #[default]
+    FailClosed,
+}
+
+/// The GCRA parameters of a quota, in one time unit (nanoseconds in memory, microseconds in
+/// Redis).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Gcra {
+    /// The emission interval.
+    pub(crate) t: u64,
+    /// The whole budget: `t * burst`.
+    pub(crate) cap: u64,
+    pub(crate) limit: u32,
+}
+
+/// The outcome of one GCRA step: the decision in the store's unit, and the new TAT to store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Step {
+    pub(crate) allowed: bool,
+    pub(crate) remaining: u32,
+    pub(crate) reset: u64,
+    pub(crate) retry_after: u64,
+    pub(crate) new_tat: Option<u64>,
+}
+
+impl Gcra {
+    pub(crate) fn nanos(quota: &Quota) -> Self {
+        let t = quota.emission_nanos();
+        Self {
+            t,
+            cap: t.saturating_mul(u64::from(quota.burst_size())),
+            limit: quota.limit(),
+        }
+    }
+
+    /// The same algorithm as `GCRA_SCRIPT`, step for step.
+    pub(crate) fn step(&self, stored_tat: Option<u64>, now: u64, cost: u32) -> Step {
+        let t = self.t.max(1);
+        let cap = self.cap;
+        let tat = stored_tat.map_or(now, |tat| tat.max(now));
+        let used = tat - now;
+        let remaining = |used: u64| u32::try_from(cap.saturating_sub(used) / t).unwrap_or(u32::MAX);
+        if cost == 0 {
+            let allowed = used.saturating_add(t) <= cap;
+            return Step {
+                allowed,
+                remaining: remaining(used),
+                reset: used,
+                retry_after: if allowed { 0 } else { used + t - cap },
+                new_tat: None,
+            };
+        }
+        let inc = t.saturating_mul(u64::from(cost));
+        if inc > cap {
+            return Step {
+                allowed: false,
+                remaining: remaining(used),
+                reset: used,
+                retry_after: cap,
+                new_tat: None,
+            };
+        }
+        let new_used = used.saturating_add(inc);
+        if new_used <= cap {
+            Step {
+                allowed: true,
+                remaining: remaining(new_used),
+                reset: new_used,
+                retry_after: 0,
+                new_tat: Some(now + new_used),
+            }
+        } else {
+            Step {
+                allowed: false,
+                remaining: remaining(used),
+                reset: used,
+                retry_after: new_used - cap,
+                new_tat: None,
+            }
+        }
+    }
+}
+
+impl Step {
+    pub(crate) fn decision(&self, limit: u32, unit: fn(u64) -> Duration) -> Decision {
+        Decision {
+            allowed: self.allowed,
+            limit,
+            remaining: self.remaining,
+            reset: unit(self.reset),
+            retry_after: unit(self.retry_after),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gcra_spends_the_burst_then_refills() {
+        let g = Gcra::nanos(&Quota::per_second(2));
+        assert_eq!(g.t, 500_000_000);
+        let s1 = g.step(None, 0, 1);
+        assert!(s1.allowed);
+        assert_eq!(s1.remaining, 1);
+        let s2 = g.step(s1.new_tat, 0, 1);
+        assert!(s2.allowed);
+        assert_eq!(s2.remaining, 0);
+        assert_eq!(s2.reset, 1_000_000_000);
+        let s3 = g.step(s2.new_tat, 100, 1);
+        assert!(!s3.allowed);
+        assert_eq!(s3.retry_after, 500_000_000 - 100);
+        let peek = g.step(s2.new_tat, 500_000_000, 0);
+        assert!(peek.allowed);
+        assert_eq!(peek.new_tat, None);
+        let heavy = g.step(None, 0, 3);
+        assert!(!heavy.allowed);
+        let two = g.step(None, 0, 2);
+        assert!(two.allowed);
+        assert_eq!(two.remaining, 0);
+    }
+}

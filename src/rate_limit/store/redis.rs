@@ -1,0 +1,328 @@
+//! [`RedisStore`]: state shared by every process through Redis (feature `redis`).
+
+use std::fmt;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+
+use super::{Decision, RateLimitStore};
+use crate::error::{ConfigError, StoreError};
+use crate::rate_limit::key::{RateKey, keyed_hash};
+use crate::rate_limit::quota::Quota;
+use crate::redis::{KeyPrefix, RedisConnection};
+
+/// The GCRA script: the same algorithm as the memory store, in microseconds of the Redis
+/// server's clock (`TIME`; allowed in scripts under effects replication, the default since
+/// Redis 7).
+///
+/// `KEYS[1]` holds the key's theoretical arrival time; `ARGV` is the emission interval (µs),
+/// the burst, and the cost (0: peek without charging). It answers
+/// `{allowed, remaining, reset_us, retry_after_us}` and sets the key with a TTL equal to the
+/// time until its budget is whole again, so idle keys vanish.
+pub const GCRA_SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local T = tonumber(ARGV[1])
+local cap = T * tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if tat == nil or tat < now then tat = now end
+local used = tat - now
+local function remaining(u)
+  local r = math.floor((cap - u) / T)
+  if r < 0 then r = 0 end
+  return r
+end
+if cost == 0 then
+  if used + T <= cap then return {1, remaining(used), used, 0} end
+  return {0, remaining(used), used, used + T - cap}
+end
+local inc = T * cost
+if inc > cap then return {0, remaining(used), used, cap} end
+local new_used = used + inc
+if new_used <= cap then
+  redis.call('SET', KEYS[1], string.format('%.0f', now + new_used), 'PX', math.ceil(new_used / 1000) + 1)
+  return {1, remaining(new_used), new_used, 0}
+end
+return {0, remaining(used), used, new_used - cap}
+";
+
+/// The default bound on the local deny cache.
+pub const DEFAULT_DENY_CACHE: usize = 65_536;
+
+/// Rate-limit state in Redis, shared by every instance of a service.
+///
+/// - **One round trip per decision**: the GCRA step is one Lua script run by `EVALSHA`
+///   (reloaded on `NOSCRIPT`, e.g. after a restart), on the shared
+///   [`RedisConnection`] (self-reconnecting, multiplexed, per-call timeout).
+/// - **The server's clock** (`TIME`), so instances with skewed clocks agree.
+/// - **Keys** are `<prefix>{<sha1 of scope and key>}`: one key per decision, so Redis
+///   Cluster routes each script to one slot; no raw key material (an API key) is stored in
+///   Redis key names. Each key expires when its budget is whole again.
+/// - **A local deny cache**: a key Redis refused is refused locally until its retry time,
+///   so a flooding client stops costing a round trip per request. It is bounded
+///   ([`DEFAULT_DENY_CACHE`] keys by default); when full, expired entries are dropped and
+///   new ones skipped.
+///
+/// Failures and timeouts are [`StoreError`]s: pair it with a
+/// [`FallbackStore`](super::FallbackStore) or choose a [`FailurePolicy`](super::FailurePolicy).
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: RedisConnection,
+    prefix: KeyPrefix,
+    script: redis::Script,
+    deny: DashMap<u64, Instant>,
+    deny_max: usize,
+    hasher: std::hash::RandomState,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("conn", &self.inner.conn)
+            .field("prefix", &self.inner.prefix)
+            .field("deny_cache", &self.inner.deny.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`RedisStore`].
+#[derive(Debug)]
+#[must_use]
+pub struct RedisStoreBuilder {
+    conn: RedisConnection,
+    prefix: Result<KeyPrefix, ConfigError>,
+    deny_max: usize,
+}
+
+impl RedisStoreBuilder {
+    /// The key prefix (default `tower-shield:rl:`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = KeyPrefix::new(prefix);
+        self
+    }
+
+    /// The most keys the local deny cache holds (0 disables it).
+    pub fn deny_cache(mut self, max: usize) -> Self {
+        self.deny_max = max;
+        self
+    }
+
+    /// The store.
+    pub fn build(self) -> Result<RedisStore, ConfigError> {
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                conn: self.conn,
+                prefix: self.prefix?,
+                script: redis::Script::new(GCRA_SCRIPT),
+                deny: DashMap::new(),
+                deny_max: self.deny_max,
+                hasher: std::hash::RandomState::new(),
+            }),
+        })
+    }
+}
+
+impl RedisStore {
+    /// A builder on a shared connection.
+    pub fn builder(conn: RedisConnection) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            conn,
+            prefix: KeyPrefix::new("tower-shield:rl:"),
+            deny_max: DEFAULT_DENY_CACHE,
+        }
+    }
+
+    /// A store with the default prefix and deny cache.
+    pub fn new(conn: RedisConnection) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                conn,
+                prefix: KeyPrefix::new("tower-shield:rl:").unwrap_or_default(),
+                script: redis::Script::new(GCRA_SCRIPT),
+                deny: DashMap::new(),
+                deny_max: DEFAULT_DENY_CACHE,
+                hasher: std::hash::RandomState::new(),
+            }),
+        }
+    }
+
+    /// The connection.
+    pub fn connection(&self) -> &RedisConnection {
+        &self.inner.conn
+    }
+
+    /// The script's SHA1 (what `EVALSHA` sends).
+    pub fn script_hash(&self) -> &str {
+        self.inner.script.get_hash()
+    }
+
+    /// The Redis key a scope and key are kept under.
+    pub fn redis_key(&self, limiter: &RedisLimiter, key: &RateKey) -> String {
+        let mut material = String::with_capacity(limiter.scope.len() + 2 * 40);
+        material.push_str(&limiter.scope);
+        material.push('\0');
+        key.write_material(&mut |bytes| {
+            for b in bytes {
+                let _ = write!(material, "{b:02x}");
+            }
+        });
+        // SHA1 (what redis-rs computes for scripts): stable across processes, and no raw
+        // key material in Redis.
+        let digest = redis::Script::new(&material);
+        self.inner.prefix.tagged(digest.get_hash())
+    }
+
+    /// How many keys the local deny cache holds.
+    pub fn deny_cache_len(&self) -> usize {
+        self.inner.deny.len()
+    }
+
+    fn remember_denial(&self, id: u64, retry_after: Duration) {
+        let max = self.inner.deny_max;
+        if max == 0 || retry_after.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        if self.inner.deny.len() >= max {
+            self.inner.deny.retain(|_, until| *until > now);
+            if self.inner.deny.len() >= max {
+                return;
+            }
+        }
+        self.inner.deny.insert(id, now + retry_after);
+    }
+}
+
+/// One limiter of a [`RedisStore`].
+#[derive(Debug, Clone)]
+pub struct RedisLimiter {
+    scope: Arc<str>,
+    scope_id: u64,
+    t_micros: u64,
+    burst: u32,
+    limit: u32,
+}
+
+pin_project_lite::pin_project! {
+    /// The future of a [`RedisStore`] decision: ready at once on a deny-cache hit, else the
+    /// boxed round trip.
+    pub struct RedisCheck {
+        #[pin]
+        state: CheckState,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = CheckStateProj]
+    enum CheckState {
+        Ready { decision: Option<Result<Decision, StoreError>> },
+        Remote { fut: Pin<Box<dyn Future<Output = Result<Decision, StoreError>> + Send>> },
+    }
+}
+
+impl fmt::Debug for RedisCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RedisCheck")
+    }
+}
+
+impl Future for RedisCheck {
+    type Output = Result<Decision, StoreError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            CheckStateProj::Ready { decision } => {
+                Poll::Ready(decision.take().unwrap_or_else(|| {
+                    Err(StoreError::Protocol("polled after completion".to_owned()))
+                }))
+            }
+            CheckStateProj::Remote { fut } => fut.as_mut().poll(cx),
+        }
+    }
+}
+
+impl RateLimitStore for RedisStore {
+    type Limiter = RedisLimiter;
+    type Future = RedisCheck;
+
+    fn limiter(&self, scope: &str, quota: &Quota) -> Self::Limiter {
+        RedisLimiter {
+            scope: Arc::from(scope),
+            scope_id: std::hash::BuildHasher::hash_one(&self.inner.hasher, scope),
+            t_micros: quota.emission_micros(),
+            burst: quota.burst_size(),
+            limit: quota.limit(),
+        }
+    }
+
+    fn check(&self, limiter: &Self::Limiter, key: &RateKey, cost: u32) -> Self::Future {
+        let id = keyed_hash(&self.inner.hasher, limiter.scope_id, key);
+        if let Some(until) = self.inner.deny.get(&id).map(|e| *e) {
+            let now = Instant::now();
+            if until > now {
+                let retry_after = until - now;
+                let decision = Decision {
+                    allowed: false,
+                    limit: limiter.limit,
+                    remaining: 0,
+                    reset: retry_after
+                        + Duration::from_micros(
+                            limiter.t_micros * u64::from(limiter.burst.saturating_sub(1)),
+                        ),
+                    retry_after,
+                };
+                return RedisCheck {
+                    state: CheckState::Ready {
+                        decision: Some(Ok(decision)),
+                    },
+                };
+            }
+            self.inner.deny.remove_if(&id, |_, until| *until <= now);
+        }
+        let redis_key = self.redis_key(limiter, key);
+        let this = self.clone();
+        let limiter = limiter.clone();
+        let fut = async move {
+            let mut invocation = this.inner.script.key(&redis_key);
+            invocation
+                .arg(limiter.t_micros)
+                .arg(limiter.burst)
+                .arg(cost);
+            let reply: Vec<i64> = this.inner.conn.run_script(&invocation).await?;
+            let [allowed, remaining, reset, retry] = reply.as_slice() else {
+                return Err(StoreError::Protocol(
+                    "the GCRA script answered an unexpected reply".to_owned(),
+                ));
+            };
+            let micros = |v: &i64| Duration::from_micros(u64::try_from(*v).unwrap_or(0));
+            let decision = Decision {
+                allowed: *allowed == 1,
+                limit: limiter.limit,
+                remaining: u32::try_from(*remaining).unwrap_or(0),
+                reset: micros(reset),
+                retry_after: micros(retry),
+            };
+            if !decision.allowed && decision.remaining == 0 {
+                // Refused locally until a request of cost 1 would pass.
+                let cap = limiter.t_micros * u64::from(limiter.burst);
+                let until_one =
+                    (u64::try_from(*reset).unwrap_or(0) + limiter.t_micros).saturating_sub(cap);
+                this.remember_denial(id, Duration::from_micros(until_one));
+            }
+            Ok(decision)
+        };
+        RedisCheck {
+            state: CheckState::Remote { fut: Box::pin(fut) },
+        }
+    }
+}
