@@ -258,9 +258,10 @@ pub(crate) enum TierChoice {
     Tier(usize),
 }
 
-/// An escalating lock-out for keys that keep hitting their limit: the first refusal locks
-/// the key out for `base`, each further refusal right after a lock-out doubles it, up to
-/// `max`. A request allowed by the store forgives the key.
+/// An escalating lock-out for keys that keep hitting their limit: a refusal locks the key
+/// out for `base`; each request made during a lock-out (an instant retry) is refused and
+/// doubles it, up to `max`. A client that waits for `Retry-After` and is then allowed by the
+/// store is forgiven (the next lock-out starts at `base` again).
 ///
 /// Lock-outs are kept per process (by the layer), even with a shared store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

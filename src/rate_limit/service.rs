@@ -161,8 +161,10 @@ where
             fields: None,
         };
         if let Some(penalties) = &compiled.penalties
-            && let Some(locked) = penalties.locked_for(&ctx.key, config.now_nanos())
+            && penalties.locked_for(&ctx.key, config.now_nanos()).is_some()
         {
+            // Retrying during a lock-out is one more strike: the lock-out doubles.
+            let locked = penalties.strike(&ctx.key, config.now_nanos());
             let decision = Decision {
                 allowed: false,
                 limit: 0,
