@@ -1,0 +1,241 @@
+//! The refresh-token cookie: set it, clear it, read it back (the `cookie` crate).
+//!
+//! The cookie is `HttpOnly` (no script reads it), `Secure` (HTTPS only; can be turned off
+//! explicitly for plain-http local development), `SameSite=Strict` (never sent on cross-site
+//! requests, so no CSRF on `/auth/refresh`) and scoped to `Path=/auth` (never sent to the
+//! API routes, where it would only be exposure), with `Max-Age` = the token's remaining life.
+//!
+//! ```
+//! use http::{HeaderMap, header};
+//! use tower_shield::jwt::RefreshCookie;
+//!
+//! let cookie = RefreshCookie::new();
+//! let token = format!("rt_{}", "A".repeat(64));
+//! let set = cookie.set_cookie(&token, 604_800);
+//! assert_eq!(
+//!     set.to_str().unwrap(),
+//!     format!("refresh_token={token}; HttpOnly; SameSite=Strict; Secure; Path=/auth; Max-Age=604800")
+//! );
+//!
+//! let mut headers = HeaderMap::new();
+//! headers.append(header::COOKIE, "theme=dark; refresh_token=bogus".parse().unwrap());
+//! headers.append(header::COOKIE, format!("refresh_token={token}").parse().unwrap());
+//! assert_eq!(cookie.read(&headers).unwrap().as_str(), token);
+//! assert!(cookie.clear_cookie().to_str().unwrap().contains("Max-Age=0"));
+//! ```
+
+use std::borrow::Cow;
+
+use cookie::{Cookie, SameSite};
+use http::{HeaderMap, HeaderValue, header};
+
+use super::refresh::{REFRESH_TOKEN_LEN, RefreshToken};
+use crate::error::ConfigError;
+
+/// The default cookie name.
+pub const DEFAULT_COOKIE_NAME: &str = "refresh_token";
+/// The default cookie path.
+pub const DEFAULT_COOKIE_PATH: &str = "/auth";
+/// Most `Cookie` header lines read.
+const MAX_COOKIE_LINES: usize = 32;
+/// Longest `Cookie` header line read (bytes).
+const MAX_COOKIE_LINE: usize = 8 * 1024;
+
+/// How the refresh cookie is named, scoped and flagged. See the [module docs](self).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshCookie {
+    name: Cow<'static, str>,
+    path: Cow<'static, str>,
+    secure: bool,
+}
+
+impl Default for RefreshCookie {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RefreshCookie {
+    /// `refresh_token`, `Path=/auth`, `Secure`.
+    pub const fn new() -> Self {
+        Self {
+            name: Cow::Borrowed(DEFAULT_COOKIE_NAME),
+            path: Cow::Borrowed(DEFAULT_COOKIE_PATH),
+            secure: true,
+        }
+    }
+
+    /// Another cookie name: 1 to 64 of `[A-Za-z0-9._-]`.
+    pub fn with_name(mut self, name: impl Into<String>) -> Result<Self, ConfigError> {
+        let name = name.into();
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return Err(ConfigError::invalid(
+                "cookie name",
+                "1 to 64 of [A-Za-z0-9._-]",
+            ));
+        }
+        self.name = Cow::Owned(name);
+        Ok(self)
+    }
+
+    /// Another path: starts with `/`, at most 256 printable ASCII characters without `;`.
+    pub fn with_path(mut self, path: impl Into<String>) -> Result<Self, ConfigError> {
+        let path = path.into();
+        if !path.starts_with('/')
+            || path.len() > 256
+            || !path.bytes().all(|b| b.is_ascii_graphic() && b != b';')
+        {
+            return Err(ConfigError::invalid(
+                "cookie path",
+                "must start with `/`: printable ASCII without `;`, at most 256 bytes",
+            ));
+        }
+        self.path = Cow::Owned(path);
+        Ok(self)
+    }
+
+    /// Leaves out `Secure`, so browsers send the cookie over plain http. Only for local
+    /// development on `http://localhost`; never in production.
+    pub fn dangerous_insecure_http(mut self) -> Self {
+        self.secure = false;
+        self
+    }
+
+    /// The cookie name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether `Secure` is set.
+    pub fn is_secure(&self) -> bool {
+        self.secure
+    }
+
+    fn base<'c>(&'c self, value: &'c str) -> cookie::CookieBuilder<'c> {
+        Cookie::build((self.name.as_ref(), value))
+            .http_only(true)
+            .secure(self.secure)
+            .same_site(SameSite::Strict)
+            .path(self.path.as_ref())
+    }
+
+    /// The `Set-Cookie` value carrying `token` for `max_age_secs` seconds.
+    pub fn set_cookie(&self, token: &str, max_age_secs: u64) -> HeaderValue {
+        let max_age = i64::try_from(max_age_secs).unwrap_or(i64::MAX);
+        let cookie = self
+            .base(token)
+            .max_age(cookie::time::Duration::seconds(max_age))
+            .build();
+        // A token that is not a header value (never one of ours) gives the clearing cookie.
+        HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| self.clear_cookie())
+    }
+
+    /// The `Set-Cookie` value that deletes the cookie (empty value, `Max-Age=0`, an
+    /// `Expires` in the past), with the same name, path and flags.
+    pub fn clear_cookie(&self) -> HeaderValue {
+        let mut cookie = self.base("").build();
+        cookie.make_removal();
+        HeaderValue::from_str(&cookie.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("refresh_token=; Max-Age=0"))
+    }
+
+    /// The refresh token from a request's `Cookie` headers: every line is read (at most 32,
+    /// each at most 8 KiB; longer ones are skipped), malformed pairs are ignored, and the
+    /// first value under this name that is a well-formed refresh token is returned.
+    pub fn read(&self, headers: &HeaderMap) -> Option<RefreshToken> {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .take(MAX_COOKIE_LINES)
+            .filter(|line| line.len() <= MAX_COOKIE_LINE)
+            .filter_map(|line| line.to_str().ok())
+            .flat_map(Cookie::split_parse)
+            .filter_map(Result::ok)
+            .filter(|c| c.name() == self.name && c.value().len() == REFRESH_TOKEN_LEN)
+            .find_map(|c| RefreshToken::from_presented(c.value()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token() -> String {
+        format!("rt_{}", "b".repeat(64))
+    }
+
+    #[test]
+    fn cookie_flags() {
+        let c = RefreshCookie::new().dangerous_insecure_http();
+        let v = c.set_cookie(&token(), 10);
+        let s = v.to_str().unwrap();
+        assert!(!s.contains("Secure"));
+        assert!(
+            s.contains("HttpOnly") && s.contains("SameSite=Strict") && s.contains("Max-Age=10")
+        );
+        let clear = RefreshCookie::new().clear_cookie();
+        let clear = clear.to_str().unwrap();
+        assert!(clear.starts_with("refresh_token=;"), "{clear}");
+        assert!(clear.contains("Path=/auth") && clear.contains("Secure"));
+        assert!(clear.contains("Expires="));
+    }
+
+    #[test]
+    fn bad_names_and_paths() {
+        assert!(RefreshCookie::new().with_name("").is_err());
+        assert!(RefreshCookie::new().with_name("a b").is_err());
+        assert!(RefreshCookie::new().with_name("a;b").is_err());
+        assert!(RefreshCookie::new().with_path("auth").is_err());
+        assert!(RefreshCookie::new().with_path("/a;b").is_err());
+        let c = RefreshCookie::new()
+            .with_name("rt")
+            .unwrap()
+            .with_path("/")
+            .unwrap();
+        assert!(
+            c.set_cookie(&token(), 1)
+                .to_str()
+                .unwrap()
+                .starts_with("rt=")
+        );
+    }
+
+    #[test]
+    fn hostile_cookie_headers() {
+        let c = RefreshCookie::new();
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_bytes(b"refresh_token=\xff\xfe").unwrap(),
+        );
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static(";;;==;refresh_token"),
+        );
+        let long = format!("x={}; refresh_token={}", "a".repeat(100_000), token());
+        h.append(header::COOKIE, HeaderValue::from_str(&long).unwrap());
+        assert!(
+            c.read(&h).is_none(),
+            "non-UTF-8, malformed, oversized lines ignored"
+        );
+        for _ in 0..40 {
+            h.append(header::COOKIE, HeaderValue::from_static("a=b"));
+        }
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("refresh_token={}", token())).unwrap(),
+        );
+        assert!(c.read(&h).is_none(), "only the first 32 lines are read");
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("a=1; refresh_token={}", token())).unwrap(),
+        );
+        assert_eq!(c.read(&h).unwrap().as_str(), token());
+    }
+}
