@@ -729,3 +729,89 @@ proptest! {
         });
     }
 }
+
+#[test]
+fn origins_from_an_unset_variable_are_an_error_naming_it() {
+    let error = CorsLayer::builder()
+        .allow_origins_from_env("TOWER_SHIELD_TEST_SURELY_UNSET_ORIGINS")
+        .build()
+        .unwrap_err();
+    match &error {
+        tower_shield::ConfigError::Env { var, .. } => {
+            assert_eq!(var, "TOWER_SHIELD_TEST_SURELY_UNSET_ORIGINS");
+        }
+        other => panic!("expected an Env error, got {other:?}"),
+    }
+    assert!(
+        error
+            .to_string()
+            .contains("TOWER_SHIELD_TEST_SURELY_UNSET_ORIGINS")
+    );
+}
+
+#[test]
+fn config_errors_say_what_is_wrong() {
+    let error = CorsLayer::builder()
+        .allow_origin("https://app.example.com/api")
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("allow_origin") && error.contains("path"),
+        "{error}"
+    );
+    let error = CorsLayer::builder()
+        .dangerous_allow_any_origin()
+        .allow_credentials(true)
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("credentials"), "{error}");
+    let error = tower_shield::cors::CorsConfig::from_lookup(|name| {
+        (name == "CORS_ALLOWED_ORIGINS").then(|| "https://a.example, *".to_owned())
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("CORS_ALLOWED_ORIGINS") && error.contains("element 2"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn config_from_the_environment_builds_a_working_layer() {
+    let config = tower_shield::cors::CorsConfig::from_lookup(|name| {
+        match name {
+            "CORS_ALLOWED_ORIGINS" => Some("HTTPS://App.Example.com:443/"),
+            "CORS_ALLOWED_METHODS" => Some("GET, POST"),
+            "CORS_ALLOWED_HEADERS" => Some("Content-Type"),
+            "CORS_ALLOW_CREDENTIALS" => Some("true"),
+            "CORS_MAX_AGE_SECS" => Some("60"),
+            _ => None,
+        }
+        .map(str::to_owned)
+    })
+    .unwrap();
+    let layer = config.into_layer().unwrap();
+    let inner = service_fn(|_req: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+    });
+    let service = tower::Layer::layer(&layer, inner);
+    let response = service
+        .clone()
+        .oneshot(preflight(APP, "POST", Some("content-type")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(response.headers()[ACCESS_CONTROL_ALLOW_ORIGIN], APP);
+    assert_eq!(response.headers()[ACCESS_CONTROL_MAX_AGE], "60");
+    assert_eq!(
+        response.headers()[ACCESS_CONTROL_ALLOW_METHODS],
+        "GET, POST"
+    );
+    let response = service
+        .oneshot(preflight(APP, "DELETE", None))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+}
