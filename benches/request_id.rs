@@ -1,10 +1,120 @@
-//! Benchmarks (work in progress).
+//! RequestIdLayer against tower-http's `SetRequestIdLayer` + `PropagateRequestIdLayer` (UUID v4),
+//! and a bare service, in one criterion group so the ratios come from one run.
+//!
+//! `cargo bench --bench request_id -- --warm-up-time 1 --measurement-time 3`
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use std::convert::Infallible;
+use std::net::SocketAddr;
 
-fn placeholder(c: &mut Criterion) {
-    c.bench_function("placeholder", |b| b.iter(|| std::hint::black_box(1 + 1)));
+use bytes::Bytes;
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use http::{HeaderValue, Request, Response, header};
+use http_body_util::Empty;
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_shield::request_id::RequestIdLayer;
+
+/// A handler answering like a real one: with a `content-type`.
+async fn handler(_: Request<()>) -> Result<Response<Empty<Bytes>>, Infallible> {
+    let mut response = Response::new(Empty::new());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
 }
 
-criterion_group!(benches, placeholder);
+/// A request as a server hands it over: a few headers, and the peer address in the extensions.
+fn request() -> Request<()> {
+    let mut request = Request::builder()
+        .uri("/items/42")
+        .header("host", "api.example")
+        .header("accept", "application/json")
+        .body(())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(SocketAddr::from(([192, 0, 2, 1], 40000)));
+    request
+}
+
+fn trusted_request() -> Request<()> {
+    let mut request = request();
+    request.headers_mut().insert(
+        "x-request-id",
+        HeaderValue::from_static("0d4c1b2a-1111-4222-8333-444455556666"),
+    );
+    request
+}
+
+/// Times one call of a clone of `service` on a fresh request (both made outside the timing).
+fn bench<S>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    service: S,
+    make_request: fn() -> Request<()>,
+) where
+    S: Service<Request<()>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    group.bench_function(name, |b| {
+        b.to_async(runtime).iter_batched(
+            || (service.clone(), make_request()),
+            |(service, request)| async move {
+                std::hint::black_box(service.oneshot(request).await.unwrap());
+            },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+fn request_id(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("request_id");
+
+    bench(&mut group, &runtime, "bare", service_fn(handler), request);
+    bench(
+        &mut group,
+        &runtime,
+        "tower_shield_v4",
+        ServiceBuilder::new()
+            .layer(RequestIdLayer::new())
+            .service_fn(handler),
+        request,
+    );
+    bench(
+        &mut group,
+        &runtime,
+        "tower_shield_v7",
+        ServiceBuilder::new()
+            .layer(RequestIdLayer::new().uuid_v7())
+            .service_fn(handler),
+        request,
+    );
+    bench(
+        &mut group,
+        &runtime,
+        "tower_shield_trusted_incoming",
+        ServiceBuilder::new()
+            .layer(RequestIdLayer::new().trust_incoming(true))
+            .service_fn(handler),
+        trusted_request,
+    );
+    bench(
+        &mut group,
+        &runtime,
+        "tower_http_set_and_propagate",
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .service_fn(handler),
+        request,
+    );
+    group.finish();
+}
+
+criterion_group!(benches, request_id);
 criterion_main!(benches);

@@ -477,6 +477,8 @@ impl Config {
         for name in &self.strip {
             headers.remove(name);
         }
+        // One growth of the map at most, instead of one per threshold crossed.
+        headers.reserve(self.headers.len() + 1);
         let hsts = if https { self.hsts.as_ref() } else { None };
         let all = self
             .headers
