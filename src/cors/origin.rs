@@ -514,4 +514,31 @@ mod tests {
             assert!(!is_localhost_any_port(bad.as_bytes()), "{bad}");
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn normalising_never_panics_and_is_idempotent(input in "\\PC{0,80}|[a-zA-Z]{1,8}://[a-zA-Z0-9.:\\[\\]_@/?#-]{0,40}") {
+            if let Ok(normalised) = normalize(&input) {
+                let again = normalize(&normalised);
+                proptest::prop_assert_eq!(again.as_deref(), Ok(normalised.as_str()));
+                let parsed = RequestOrigin::parse(&normalised);
+                proptest::prop_assert!(parsed.is_some(), "{normalised}");
+                proptest::prop_assert_eq!(parsed.map(|p| p.as_str()), Some(normalised.as_str()));
+            }
+        }
+
+        #[test]
+        fn request_parsing_and_localhost_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let _ = is_localhost_any_port(&bytes);
+            if let Ok(text) = std::str::from_utf8(&bytes) {
+                if let Some(parsed) = RequestOrigin::parse(text) {
+                    // Only canonical origins parse: normalising them changes nothing.
+                    let normalised = normalize(text);
+                    proptest::prop_assert_eq!(normalised.as_deref(), Ok(parsed.as_str()));
+                }
+            }
+        }
+    }
 }
