@@ -532,12 +532,12 @@ mod tests {
         #[test]
         fn request_parsing_and_localhost_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
             let _ = is_localhost_any_port(&bytes);
-            if let Ok(text) = std::str::from_utf8(&bytes) {
-                if let Some(parsed) = RequestOrigin::parse(text) {
-                    // Only canonical origins parse: normalising them changes nothing.
-                    let normalised = normalize(text);
-                    proptest::prop_assert_eq!(normalised.as_deref(), Ok(parsed.as_str()));
-                }
+            if let Ok(text) = std::str::from_utf8(&bytes)
+                && let Some(parsed) = RequestOrigin::parse(text)
+            {
+                // Only canonical origins parse: normalising them changes nothing.
+                let normalised = normalize(text);
+                proptest::prop_assert_eq!(normalised.as_deref(), Ok(parsed.as_str()));
             }
         }
     }
