@@ -1,5 +1,5 @@
-#![cfg(feature = "cors")]
 //! Behaviour of `CorsLayer`, driven through `tower::ServiceExt::oneshot`.
+#![cfg(feature = "cors")]
 
 use std::convert::Infallible;
 use std::sync::Arc;

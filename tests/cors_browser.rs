@@ -1,4 +1,3 @@
-#![cfg(feature = "cors")]
 //! A real browser (Debian's headless Chromium) against `CorsLayer`.
 //!
 //! Three loopback servers: the API (port A) wrapped in `CorsLayer` configured as the demo API
@@ -16,6 +15,7 @@
 //! Without Chromium the test prints a skip line and passes, unless
 //! `TOWER_SHIELD_REQUIRE_BROWSER` is set (as `.ci/run` does): then it fails. `CHROMIUM` may
 //! name the binary.
+#![cfg(feature = "cors")]
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
