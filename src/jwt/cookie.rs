@@ -1,28 +1,4 @@
 //! The refresh-token cookie: set it, clear it, read it back (the `cookie` crate).
-//!
-//! The cookie is `HttpOnly` (no script reads it), `Secure` (HTTPS only; can be turned off
-//! explicitly for plain-http local development), `SameSite=Strict` (never sent on cross-site
-//! requests, so no CSRF on `/auth/refresh`) and scoped to `Path=/auth` (never sent to the
-//! API routes, where it would only be exposure), with `Max-Age` = the token's remaining life.
-//!
-//! ```
-//! use http::{HeaderMap, header};
-//! use tower_shield::jwt::RefreshCookie;
-//!
-//! let cookie = RefreshCookie::new();
-//! let token = format!("rt_{}", "A".repeat(64));
-//! let set = cookie.set_cookie(&token, 604_800);
-//! assert_eq!(
-//!     set.to_str().unwrap(),
-//!     format!("refresh_token={token}; HttpOnly; SameSite=Strict; Secure; Path=/auth; Max-Age=604800")
-//! );
-//!
-//! let mut headers = HeaderMap::new();
-//! headers.append(header::COOKIE, "theme=dark; refresh_token=bogus".parse().unwrap());
-//! headers.append(header::COOKIE, format!("refresh_token={token}").parse().unwrap());
-//! assert_eq!(cookie.read(&headers).unwrap().as_str(), token);
-//! assert!(cookie.clear_cookie().to_str().unwrap().contains("Max-Age=0"));
-//! ```
 
 use std::borrow::Cow;
 
@@ -41,7 +17,31 @@ const MAX_COOKIE_LINES: usize = 32;
 /// Longest `Cookie` header line read (bytes).
 const MAX_COOKIE_LINE: usize = 8 * 1024;
 
-/// How the refresh cookie is named, scoped and flagged. See the [module docs](self).
+/// How the refresh cookie is named, scoped and flagged.
+///
+/// The cookie is `HttpOnly` (no script reads it), `Secure` (HTTPS only; can be turned off
+/// explicitly for plain-http local development), `SameSite=Strict` (never sent on cross-site
+/// requests, so no CSRF on `/auth/refresh`) and scoped to `Path=/auth` (never sent to the
+/// API routes, where it would only be exposure), with `Max-Age` = the token's remaining life.
+///
+/// ```
+/// use http::{HeaderMap, header};
+/// use tower_shield::jwt::RefreshCookie;
+///
+/// let cookie = RefreshCookie::new();
+/// let token = format!("rt_{}", "A".repeat(64));
+/// let set = cookie.set_cookie(&token, 604_800);
+/// assert_eq!(
+///     set.to_str().unwrap(),
+///     format!("refresh_token={token}; HttpOnly; SameSite=Strict; Secure; Path=/auth; Max-Age=604800")
+/// );
+///
+/// let mut headers = HeaderMap::new();
+/// headers.append(header::COOKIE, "theme=dark; refresh_token=bogus".parse().unwrap());
+/// headers.append(header::COOKIE, format!("refresh_token={token}").parse().unwrap());
+/// assert_eq!(cookie.read(&headers).unwrap().as_str(), token);
+/// assert!(cookie.clear_cookie().to_str().unwrap().contains("Max-Age=0"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshCookie {
     name: Cow<'static, str>,

@@ -1,20 +1,4 @@
 //! Redis-backed stores (feature `redis`): [`RedisRefreshStore`] and [`RedisRevocationStore`].
-//!
-//! Both run on a shared [`RedisConnection`] (self-reconnecting, per-call timeout; a timeout or
-//! an unreachable server is a [`StoreError`], so callers fail closed) and name their keys
-//! with a [`KeyPrefix`] and a hash tag, so every key one script touches lives in one Redis
-//! Cluster slot. Every key expires (`PEXPIREAT`/`EXAT`) when what it guards is dead anyway.
-//! Requires Redis 7.0 or later (`PEXPIRETIME`, `EXPIREAT … GT`).
-//!
-//! # Keys
-//!
-//! | key | type | what |
-//! |---|---|---|
-//! | `<prefix>{<family hex>}:rf` | hash | subject, role, family end, generation end, current token hashes, last rotated hash and time, revoked flag |
-//! | `<prefix>{<family hex>}:rs` | sorted set | spent token hashes (bounded, oldest dropped) |
-//! | `<prefix>{<subject>}:rfams` | set | the subject's family ids, for "log out everywhere" |
-//! | `<prefix>{<jti>}:jti` | string | a revoked access token, until its `exp` |
-//! | `<prefix>{<subject>}:wm` | string | the subject's revoked-before watermark (unix s), never lowered |
 
 use std::fmt;
 use std::sync::Arc;
@@ -153,10 +137,27 @@ impl Scripts {
 }
 
 /// A [`RefreshStore`] in Redis: one Lua script per rotation (atomic), keys per family under
-/// one hash tag, TTLs so nothing outlives its tokens. See the [module docs](self).
+/// one hash tag, TTLs so nothing outlives its tokens.
 ///
 /// Several service instances given the same Redis and prefix are one store: a logout or a
-/// detected reuse on one is refused on every other at once.
+/// detected reuse on one is refused on every other at once. The rules of a rotation are
+/// those of [`RefreshStore`]; times are the caller's (see there).
+///
+/// Both run on a shared [`RedisConnection`] (self-reconnecting, per-call timeout; a timeout or
+/// an unreachable server is a [`StoreError`], so callers fail closed) and name their keys
+/// with a [`KeyPrefix`] and a hash tag, so every key one script touches lives in one Redis
+/// Cluster slot. Every key expires (`PEXPIREAT`/`EXAT`) when what it guards is dead anyway.
+/// Requires Redis 7.0 or later (`PEXPIRETIME`, `EXPIREAT … GT`).
+///
+/// # Keys
+///
+/// | key | type | what |
+/// |---|---|---|
+/// | `<prefix>{<family hex>}:rf` | hash | subject, role, family end, generation end, current token hashes, last rotated hash and time, revoked flag |
+/// | `<prefix>{<family hex>}:rs` | sorted set | spent token hashes (bounded, oldest dropped) |
+/// | `<prefix>{<subject>}:rfams` | set | the subject's family ids, for "log out everywhere" |
+/// | `<prefix>{<jti>}:jti` | string | a revoked access token, until its `exp` |
+/// | `<prefix>{<subject>}:wm` | string | the subject's revoked-before watermark (unix s), never lowered |
 #[derive(Clone)]
 pub struct RedisRefreshStore {
     conn: RedisConnection,
@@ -369,7 +370,8 @@ impl RefreshStore for RedisRefreshStore {
 
 /// A [`RevocationStore`] in Redis: revoked `jti`s expire with their tokens (`EXAT`), and a
 /// subject's watermark only ever moves forward (a Lua script compares before writing).
-/// A check is one round trip (pipelined `EXISTS` + `GET`). See the [module docs](self).
+/// A check is one round trip (pipelined `GET` + `EXISTS`). Key names: see
+/// [`RedisRefreshStore`].
 #[derive(Clone)]
 pub struct RedisRevocationStore {
     conn: RedisConnection,

@@ -1,50 +1,5 @@
 //! Refresh tokens: opaque, rotated on every use, with reuse detection, a grace window for
-//! concurrent refreshes, logout and "log out everywhere".
-//!
-//! [`RefreshTokens`] ties a [`TokenIssuer`] (access tokens), a [`RefreshStore`] (families of
-//! refresh tokens) and a [`RevocationStore`] (access-token denylist and subject watermarks)
-//! together:
-//!
-//! - **Sign-in** ([`issue_pair`](RefreshTokens::issue_pair)): a new *family* and its first
-//!   refresh token, plus an access token.
-//! - **Refresh** ([`rotate`](RefreshTokens::rotate)): the presented refresh token is spent and
-//!   a successor issued in the same family, with a fresh access token carrying the family's
-//!   role (or the current one, [`rotate_with`](RefreshTokens::rotate_with)).
-//! - **Reuse**: presenting a spent token revokes the whole family and fails with
-//!   [`RefreshError::Reused`], so the service can alert: either the legitimate client or a
-//!   thief holds a copy, and neither can go on.
-//! - **Logout** ([`logout`](RefreshTokens::logout)) revokes the family;
-//!   [`logout_everywhere`](RefreshTokens::logout_everywhere) revokes every family of the
-//!   subject *and* sets its revoked-before watermark, so access tokens already out die too.
-//!
-//! # The tokens
-//!
-//! `rt_` followed by 64 base64url characters (no padding): 16 bytes of family id and 32 bytes
-//! (256 bits) from the operating system's random source (aws-lc-rs). Stores keep only the
-//! SHA-256 of those 48 bytes. The family id lets every store keep a family's state under one
-//! key (one Redis Cluster slot) so a rotation is one atomic script.
-//!
-//! # The grace window: siblings, not the same successor
-//!
-//! Two requests carrying the same refresh token at once (two tabs, a retry after a lost
-//! response) are the race every hand-rolled rotation hits: the second one finds the token
-//! spent and logs the user out. Within [`reuse_grace`](RefreshTokensBuilder::reuse_grace)
-//! (default 2 s) of a rotation, presenting the token just rotated again succeeds: it gets a
-//! **sibling**, a fresh token that is also valid in the same family, and an access token.
-//!
-//! Returning *the same successor* would need the successor to be kept in a form that can be
-//! turned back into a usable token (clear text, or encrypted with a key the server holds):
-//! whoever reads the store (a Redis dump, a replica, a backup) could then refresh anyone's
-//! session. A sibling is minted fresh and, like every token, stored only as a hash. Using any
-//! token of a generation spends the whole generation, so siblings do not outlive the next
-//! rotation, and a generation holds at most 64 tokens. After the window, presenting the
-//! rotated token is reuse.
-//!
-//! # Failing closed
-//!
-//! When a store cannot answer (Redis down or slower than its per-call timeout), every
-//! operation returns [`RefreshError::Store`]; [`RefreshError::refusal`] turns it into a 503
-//! problem, and every other failure into a 401.
+//! concurrent refreshes, logout and "log out everywhere" (see [`RefreshTokens`]).
 
 use std::fmt;
 use std::future::Future;
@@ -403,8 +358,55 @@ impl<St: RefreshStore> RefreshTokensBuilder<St> {
 
 /// The whole access/refresh scheme: sign-in, rotation with reuse detection, logout.
 ///
+/// `RefreshTokens` ties a [`TokenIssuer`] (access tokens), a [`RefreshStore`] (families of
+/// refresh tokens) and a [`RevocationStore`] (access-token denylist and subject watermarks)
+/// together:
+///
+/// - **Sign-in** ([`issue_pair`](RefreshTokens::issue_pair)): a new *family* and its first
+///   refresh token, plus an access token.
+/// - **Refresh** ([`rotate`](RefreshTokens::rotate)): the presented refresh token is spent and
+///   a successor issued in the same family, with a fresh access token carrying the family's
+///   role (or the current one, [`rotate_with`](RefreshTokens::rotate_with)).
+/// - **Reuse**: presenting a spent token revokes the whole family and fails with
+///   [`RefreshError::Reused`], so the service can alert: either the legitimate client or a
+///   thief holds a copy, and neither can go on.
+/// - **Logout** ([`logout`](RefreshTokens::logout)) revokes the family;
+///   [`logout_everywhere`](RefreshTokens::logout_everywhere) revokes every family of the
+///   subject *and* sets its revoked-before watermark, so access tokens already out die too.
+///
+/// # The tokens
+///
+/// `rt_` followed by 64 base64url characters (no padding): 16 bytes of family id and 32 bytes
+/// (256 bits) from the operating system's random source (aws-lc-rs). Stores keep only the
+/// SHA-256 of those 48 bytes. The family id lets every store keep a family's state under one
+/// key (one Redis Cluster slot) so a rotation is one atomic script.
+///
+/// # The grace window: siblings, not the same successor
+///
+/// Two requests carrying the same refresh token at once (two tabs, a retry after a lost
+/// response) are the race every hand-rolled rotation hits: the second one finds the token
+/// spent and logs the user out. Within [`reuse_grace`](RefreshTokensBuilder::reuse_grace)
+/// (default 2 s) of a rotation, presenting the token just rotated again succeeds: it gets a
+/// **sibling**, a fresh token that is also valid in the same family, and an access token.
+///
+/// Returning *the same successor* would need the successor to be kept in a form that can be
+/// turned back into a usable token (clear text, or encrypted with a key the server holds):
+/// whoever reads the store (a Redis dump, a replica, a backup) could then refresh anyone's
+/// session. A sibling is minted fresh and, like every token, stored only as a hash. Using any
+/// token of a generation spends the whole generation, so siblings do not outlive the next
+/// rotation, and a generation holds at most 64 tokens. After the window, presenting the
+/// rotated token is reuse.
+///
+/// # Failing closed
+///
+/// When a store cannot answer (Redis down or slower than its per-call timeout), every
+/// operation returns [`RefreshError::Store`]; [`RefreshError::refusal`] turns it into a 503
+/// problem, and every other failure into a 401.
+///
 /// Generic over the [`RefreshStore`] (`MemoryRefreshStore`, `RedisRefreshStore`, or
-/// `Arc<dyn RefreshStore>`); cheap to clone (one `Arc`). See the [module docs](self).
+/// `Arc<dyn RefreshStore>`); cheap to clone (one `Arc`).
+///
+/// # Example
 ///
 /// ```
 /// use jsonwebtoken::Algorithm;
@@ -552,7 +554,8 @@ impl<St: RefreshStore> RefreshTokens<St> {
     }
 
     /// Uses a refresh token: it is spent, a successor is issued in the same family with an
-    /// access token carrying the family's stored role. See the [module docs](self).
+    /// access token carrying the family's stored role. A repeat of the token just rotated,
+    /// within the grace window, gets a sibling (see the type docs).
     pub async fn rotate(&self, refresh_token: &str) -> Result<TokenPair, RefreshError> {
         self.rotate_inner(refresh_token, None::<fn(String) -> std::future::Ready<_>>)
             .await

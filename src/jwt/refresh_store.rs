@@ -1,29 +1,4 @@
 //! Where refresh-token families live: the [`RefreshStore`] trait and [`MemoryRefreshStore`].
-//!
-//! A store keeps, per family (one sign-in): the subject and role, the absolute expiry of the
-//! family, the SHA-256 hashes of the tokens of the current generation (one, plus siblings
-//! minted in the grace window), the hash and time of the token rotated last, a bounded list of
-//! spent hashes, and a revoked flag. It never sees a usable token: only hashes.
-//!
-//! The decision of a rotation is made atomically inside the store (memory: under the
-//! family's map-entry lock; Redis: in one Lua script), with the same rules in both:
-//!
-//! 1. no such family, or the family is past its end → [`RotateOutcome::Unknown`], except a
-//!    token of the current generation past its end → [`RotateOutcome::Expired`];
-//! 2. family revoked → [`RotateOutcome::Revoked`];
-//! 3. presented hash in the current generation → the whole generation is spent, the
-//!    successor becomes the only valid token, [`RotateOutcome::Rotated`];
-//! 4. presented hash is the one rotated last, at most `grace_ms` ago → the successor is added
-//!    to the current generation as a sibling ([`RotateOutcome::Sibling`]), unless the
-//!    generation already holds `max_siblings` tokens ([`RotateOutcome::Busy`]);
-//! 5. presented hash among the spent ones → the family is revoked,
-//!    [`RotateOutcome::Reused`];
-//! 6. anything else (a wrong secret for this family) → [`RotateOutcome::Unknown`]: guessing
-//!    does not let anyone revoke someone else's family.
-//!
-//! All times are unix milliseconds from the caller's [`Clock`](crate::clock::Clock), so both
-//! stores are deterministic under a `ManualClock`, and instances sharing Redis must keep
-//! their clocks in sync (NTP) to well within the grace window.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -181,7 +156,7 @@ pub struct Rotation {
     pub max_siblings: u32,
 }
 
-/// What a rotation did. See the [module docs](self) for the rules.
+/// What a rotation did. See [`RefreshStore`] for the rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RotateOutcome {
@@ -219,14 +194,39 @@ pub enum RotateOutcome {
     Busy,
 }
 
-/// Where refresh-token families are kept; see the [module docs](self).
+/// Where refresh-token families are kept.
+///
+/// A store keeps, per family (one sign-in): the subject and role, the absolute expiry of the
+/// family, the SHA-256 hashes of the tokens of the current generation (one, plus siblings
+/// minted in the grace window), the hash and time of the token rotated last, a bounded list of
+/// spent hashes, and a revoked flag. It never sees a usable token: only hashes.
+///
+/// The decision of a rotation is made atomically inside the store (memory: under the
+/// family's map-entry lock; Redis: in one Lua script), with the same rules in both:
+///
+/// 1. no such family, or the family is past its end → [`RotateOutcome::Unknown`], except a
+///    token of the current generation past its end → [`RotateOutcome::Expired`];
+/// 2. family revoked → [`RotateOutcome::Revoked`];
+/// 3. presented hash in the current generation → the whole generation is spent, the
+///    successor becomes the only valid token, [`RotateOutcome::Rotated`];
+/// 4. presented hash is the one rotated last, at most `grace_ms` ago → the successor is added
+///    to the current generation as a sibling ([`RotateOutcome::Sibling`]), unless the
+///    generation already holds `max_siblings` tokens ([`RotateOutcome::Busy`]);
+/// 5. presented hash among the spent ones → the family is revoked,
+///    [`RotateOutcome::Reused`];
+/// 6. anything else (a wrong secret for this family) → [`RotateOutcome::Unknown`]: guessing
+///    does not let anyone revoke someone else's family.
+///
+/// All times are unix milliseconds from the caller's [`Clock`](crate::clock::Clock), so both
+/// stores are deterministic under a `ManualClock`, and instances sharing Redis must keep
+/// their clocks in sync (NTP) to well within the grace window.
 ///
 /// Object-safe: use `Arc<dyn RefreshStore>` to choose the store at runtime.
 pub trait RefreshStore: Send + Sync + fmt::Debug + 'static {
     /// Stores a new family with its first token. Fails (never overwrites) when the id exists.
     fn create(&self, family: &NewFamily) -> StoreFuture<()>;
 
-    /// Consumes a token atomically; see the [module docs](self).
+    /// Consumes a token atomically, deciding by the rules above.
     fn rotate(&self, rotation: &Rotation) -> StoreFuture<RotateOutcome>;
 
     /// Changes the stored role of a live family (used at the next rotation).
