@@ -3,8 +3,13 @@
 //! ```text
 //! request ─▶ RequestId ─▶ SecurityHeaders ─▶ Cors ─▶ RateLimit(ip) ─▶ JwtAuth ─▶ RateLimit(user) ─▶ handler
 //! ```
+//!
+//! [`build`] makes the backends `STORE_URL` asks for (memory, or Redis for accounts, items,
+//! rate limits, refresh families and revocations), then [`app`] wires routes and layers in
+//! one place.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
@@ -12,20 +17,41 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use serde_json::json;
 use tower::ServiceBuilder;
 use tower_shield::ConfigError;
 use tower_shield::RequestId;
+use tower_shield::cors::CorsLayer;
+use tower_shield::jwt::{
+    JwtAuthLayer, KeyRing, MemoryRefreshStore, MemoryRevocationStore, RedisRefreshStore,
+    RedisRevocationStore, RefreshCookie, RefreshStore, RefreshTokens, RequireRoleLayer,
+    RevocationStore, TokenIssuer,
+};
+use tower_shield::rate_limit::{
+    FallbackStore, Key, MemoryStore, Policy, Quota, RateLimitLayer, RateLimitStore, RedisStore,
+    Route,
+};
+use tower_shield::redis::{KeyPrefix, RedisConnection, RedisOptions};
 use tower_shield::refusal::{ProblemType, Refusal};
 use tower_shield::request_id::RequestIdLayer;
 use tower_shield::security_headers::SecurityHeaders;
 
-use crate::config::Config;
+use crate::auth::{self, FailureCounter, REALM, StoreCounter};
+use crate::config::{Config, StoreUrl};
+use crate::store::Store;
+use crate::{api, keys};
 
 /// Request headers larger than this in total (names, values and the 4 bytes of `: ` and CRLF
 /// per line) are refused with 431.
 pub(crate) const MAX_REQUEST_HEADER_BYTES: usize = 16 * 1024;
+
+/// How long one Redis call may take before the request gives up on it (well under the
+/// contract's 250 ms).
+const REDIS_CALL_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// How many verified tokens the JWT layer remembers.
+const TOKEN_CACHE: usize = 100_000;
 
 /// 405 with an `about:blank` problem type (a bare status, RFC 9457 §4.2.1).
 static METHOD_NOT_ALLOWED: ProblemType = ProblemType {
@@ -35,15 +61,224 @@ static METHOD_NOT_ALLOWED: ProblemType = ProblemType {
     detail: "The method is not allowed for this resource.",
 };
 
-/// Builds the whole application: routes, fallbacks and the layer stack.
-pub(crate) fn app(config: &Config) -> Result<Router, ConfigError> {
+/// What the handlers share.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    /// Accounts and items.
+    pub(crate) store: Store,
+    /// Issuing, rotating and revoking tokens.
+    pub(crate) tokens: RefreshTokens<Arc<dyn RefreshStore>>,
+    /// The signing and verification keys (for the JWKS).
+    pub(crate) keys: KeyRing,
+    /// The refresh-token cookie.
+    pub(crate) cookie: RefreshCookie,
+    /// The bearer verifier of `/api/*` (logout uses it to find the `jti` to deny).
+    pub(crate) jwt: JwtAuthLayer,
+    /// The `login_failures` counter.
+    pub(crate) login_failures: Arc<dyn FailureCounter>,
+    /// An Argon2id hash of a random password, verified when the email is unknown.
+    pub(crate) dummy_hash: Arc<str>,
+}
+
+/// Everything `STORE_URL` decides.
+struct Backends {
+    store: Store,
+    refresh: Arc<dyn RefreshStore>,
+    revocation: Arc<dyn RevocationStore>,
+}
+
+fn env_error(var: &str, reason: impl Into<std::borrow::Cow<'static, str>>) -> ConfigError {
+    ConfigError::Env {
+        var: var.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Connects the stores, seeds the admin, and builds the application.
+pub(crate) async fn build(config: &Config) -> Result<Router, ConfigError> {
+    let keys = keys::load(config)?;
+    let scale = config.rate_limit_scale;
+    match &config.store {
+        StoreUrl::Memory => {
+            let backends = Backends {
+                store: Store::memory(),
+                refresh: Arc::new(MemoryRefreshStore::new()),
+                revocation: Arc::new(MemoryRevocationStore::new()),
+            };
+            finish(config, keys, backends, MemoryStore::new(), scale).await
+        }
+        StoreUrl::Redis(url) => {
+            let options = RedisOptions::default()
+                .connect_timeout(Duration::from_secs(2))
+                .call_timeout(REDIS_CALL_TIMEOUT);
+            let conn = RedisConnection::connect_with(url, options)
+                .await
+                .map_err(|_| env_error("STORE_URL", "cannot connect to Redis"))?;
+            conn.ping()
+                .await
+                .map_err(|_| env_error("STORE_URL", "Redis does not answer PING"))?;
+            let prefix = |rest: &str| {
+                KeyPrefix::new(format!("{}{rest}", config.store_prefix)).map_err(|_| {
+                    env_error(
+                        "STORE_PREFIX",
+                        "only printable ASCII without spaces, `{` or `}`, at most 120 bytes",
+                    )
+                })
+            };
+            let backends = Backends {
+                store: Store::redis(conn.clone(), prefix("data:")?),
+                refresh: Arc::new(RedisRefreshStore::new(conn.clone(), prefix("rt:")?)),
+                revocation: Arc::new(RedisRevocationStore::new(conn.clone(), prefix("rv:")?)),
+            };
+            let limits = RedisStore::builder(conn)
+                .prefix(format!("{}rl:", config.store_prefix))
+                .build()
+                .map_err(|error| env_error("STORE_PREFIX", error.to_string()))?;
+            // Rate limits keep working on per-process counters while Redis is away.
+            let limits = FallbackStore::new(limits, MemoryStore::new());
+            finish(config, keys, backends, limits, scale).await
+        }
+    }
+}
+
+async fn finish<St: RateLimitStore>(
+    config: &Config,
+    keys: KeyRing,
+    backends: Backends,
+    limits: St,
+    scale: u32,
+) -> Result<Router, ConfigError> {
+    let issuer = TokenIssuer::builder(keys.clone())
+        .issuer(&config.jwt_issuer)
+        .audience(&config.jwt_audience)
+        .access_ttl(config.access_token_ttl)
+        .build()
+        .map_err(|error| env_error("ACCESS_TOKEN_TTL_SECS", error.to_string()))?;
+    let tokens = RefreshTokens::builder(issuer, backends.refresh)
+        .shared_revocation(backends.revocation.clone())
+        .refresh_ttl(config.refresh_token_ttl)
+        .family_lifetime(
+            config
+                .refresh_token_ttl
+                .max(Duration::from_secs(30 * 24 * 3600)),
+        )
+        .reuse_grace(config.refresh_reuse_grace)
+        .build()
+        .map_err(|error| env_error("REFRESH_TOKEN_TTL_SECS", error.to_string()))?;
+    let jwt = JwtAuthLayer::builder(keys.clone())
+        .issuer(&config.jwt_issuer)
+        .audience(&config.jwt_audience)
+        .revocation(backends.revocation)
+        .cache(TOKEN_CACHE)
+        .realm(REALM)
+        .build()?;
+    let mut cookie = RefreshCookie::new();
+    if !config.cookie_secure {
+        cookie = cookie.dangerous_insecure_http();
+    }
+
+    let dummy_hash = auth::hash_password(uuid::Uuid::new_v4().to_string())
+        .await
+        .ok_or_else(|| ConfigError::invalid("argon2", "cannot hash"))?;
+    if let Some(admin) = &config.admin {
+        let hash = auth::hash_password(admin.password.clone())
+            .await
+            .ok_or_else(|| ConfigError::invalid("argon2", "cannot hash"))?;
+        backends
+            .store
+            .upsert_user(&admin.email, &hash, "admin")
+            .await
+            .map_err(|_| env_error("STORE_URL", "cannot seed the admin account"))?;
+    }
+
+    let state = AppState {
+        store: backends.store,
+        tokens,
+        keys,
+        cookie,
+        jwt,
+        login_failures: Arc::new(StoreCounter::new(limits.clone())),
+        dummy_hash: Arc::from(dummy_hash),
+    };
+    app(config, state, limits, scale)
+}
+
+/// A quota of `n` per minute (times the load-test scale, 1 unless `DEMO_RATE_LIMIT_SCALE`).
+fn per_minute(n: u32, scale: u32) -> Quota {
+    Quota::per_minute(n.saturating_mul(scale))
+}
+
+/// The routes and the whole layer stack, outermost first.
+pub(crate) fn app<St: RateLimitStore>(
+    config: &Config,
+    state: AppState,
+    limits: St,
+    scale: u32,
+) -> Result<Router, ConfigError> {
+    // 4. RateLimit by client IP, before any signature check (DEMO_API.md "Limits").
+    let jwt_for_skip = state.jwt.clone();
+    let ip_limit = RateLimitLayer::builder(limits.clone())
+        .trusted_proxies(config.trusted_proxies.clone())
+        .rule(
+            Route::prefix("/auth/"),
+            Policy::named("auth").quota(per_minute(10, scale)),
+        )
+        .rule(
+            Route::prefix("/api/"),
+            // Only 401s count; once spent, refused before JwtAuth runs, except requests
+            // whose token is already verified (in the JWT cache): a signed-in user behind
+            // the same address as an attacker keeps working.
+            Policy::named("anonymous")
+                .quota(per_minute(10, scale))
+                .count_only([StatusCode::UNAUTHORIZED])
+                .skip_if(move |parts| jwt_for_skip.is_cached(&parts.headers)),
+        )
+        .policy(Policy::named("default").quota(per_minute(60, scale)))
+        .build()?;
+
+    // 5. JwtAuth (bearer tokens) and 6. RateLimit by user, on /api/* only.
+    let user_limit = RateLimitLayer::builder(limits)
+        .policy(
+            Policy::named("api")
+                .quota(per_minute(100, scale))
+                .tier("guest", per_minute(10, scale))
+                .tier("user", per_minute(100, scale))
+                .tier("premium", per_minute(1_000, scale))
+                .tier("admin", per_minute(10_000, scale))
+                .key(Key::subject_only()),
+        )
+        .build()?;
+    let admin_only = RequireRoleLayer::any_of(["admin"]).with_realm(REALM)?;
+
+    let admin = Router::new()
+        .route("/api/admin/stats", get(api::stats))
+        .route("/api/admin/users/{id}/role", put(api::set_role))
+        .route_layer(admin_only);
+    let api = Router::new()
+        .route("/api/me", get(api::me))
+        .route("/api/items", post(api::create_item).get(api::list_items))
+        .route("/api/items/{id}", get(api::get_item))
+        .merge(admin)
+        .route_layer(
+            ServiceBuilder::new()
+                .layer(state.jwt.clone())
+                .layer(user_limit),
+        );
     let routes = Router::new()
         .route("/health", get(health))
+        .route("/.well-known/jwks.json", get(auth::jwks))
+        .route("/auth/register", post(auth::register))
+        .route("/auth/login", post(auth::login))
+        .route("/auth/refresh", post(auth::refresh))
+        .route("/auth/logout", post(auth::logout))
+        .merge(api)
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed);
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state);
 
     // Outermost first. Each layer sees what the ones above it did: the id is in every log
-    // line and refusal; security headers are on every answer, refusals included.
+    // line and refusal; security and CORS headers are on every answer, refusals included,
+    // so a browser can read why it was refused.
     let layers = ServiceBuilder::new()
         // 1. Request id: first, so every log line and every refusal carries it.
         .layer(RequestIdLayer::new())
@@ -55,14 +290,33 @@ pub(crate) fn app(config: &Config) -> Result<Router, ConfigError> {
                 .trusted_proxies(config.trusted_proxies.clone())
                 .build()?,
         )
+        // 3. CORS (CORS_ALLOWED_ORIGINS), outside the refusing layers below.
+        .layer(cors(config)?)
         // Request headers over 16 KiB: 431, before any other work.
-        .layer(middleware::from_fn(limit_header_size));
-    // 3. Cors goes here (CORS_ALLOWED_ORIGINS), outside the refusing layers below.
-    // 4. RateLimit by client IP goes here (policies `auth`, `anonymous`, `default`).
-    // 5. JwtAuth goes here (bearer tokens; `/api/*` requires one).
-    // 6. RateLimit by user goes here (policy `api`, tiered by role).
+        .layer(middleware::from_fn(limit_header_size))
+        // 4. RateLimit by client IP (policies `auth`, `anonymous`, `default`).
+        .layer(ip_limit);
+    // 5. JwtAuth and 6. RateLimit by user (`api`) wrap the /api routes above.
 
     Ok(routes.layer(layers))
+}
+
+/// The CORS layer of DEMO_API.md.
+fn cors(config: &Config) -> Result<CorsLayer, ConfigError> {
+    CorsLayer::builder()
+        .allow_origins(&config.cors_allowed_origins)
+        .allow_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+        .allow_headers(["authorization", "content-type", "x-request-id"])
+        .expose_headers([
+            "x-request-id",
+            "ratelimit",
+            "ratelimit-policy",
+            "retry-after",
+        ])
+        .allow_credentials(true)
+        .max_age(Duration::from_secs(600))
+        .build()
+        .map_err(|error| env_error("CORS_ALLOWED_ORIGINS", error.to_string()))
 }
 
 /// `GET /health`.

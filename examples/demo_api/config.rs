@@ -49,8 +49,6 @@ impl fmt::Debug for StoreUrl {
 
 /// The admin account seeded at start.
 #[derive(Clone)]
-// The password is read when the account store lands.
-#[allow(dead_code)]
 pub(crate) struct AdminSeed {
     pub(crate) email: String,
     pub(crate) password: String,
@@ -67,8 +65,6 @@ impl fmt::Debug for AdminSeed {
 
 /// The whole configuration of the demo.
 #[derive(Debug, Clone)]
-// Read by the routes and layers as they land (JWT, CORS, rate limits, stores).
-#[allow(dead_code)]
 pub(crate) struct Config {
     /// `BIND_ADDR`.
     pub(crate) bind_addr: SocketAddr,
@@ -98,6 +94,9 @@ pub(crate) struct Config {
     pub(crate) admin: Option<AdminSeed>,
     /// `COOKIE_SECURE`.
     pub(crate) cookie_secure: bool,
+    /// `DEMO_RATE_LIMIT_SCALE` (not in the contract; for `benches/load.sh` only): every
+    /// quota is multiplied by it. 1 unless set.
+    pub(crate) rate_limit_scale: u32,
     /// Warnings to print at start (never secrets).
     pub(crate) warnings: Vec<String>,
 }
@@ -237,7 +236,25 @@ impl Config {
             Some(_) => return Err(env_error("COOKIE_SECURE", "expected true or false")),
         };
 
+        let rate_limit_scale = match lookup("DEMO_RATE_LIMIT_SCALE")? {
+            None => 1,
+            Some(value) => value
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=1_000_000).contains(n))
+                .ok_or_else(|| {
+                    env_error("DEMO_RATE_LIMIT_SCALE", "must be between 1 and 1000000")
+                })?,
+        };
+
         let mut warnings = Vec::new();
+        if rate_limit_scale > 1 {
+            warnings.push(format!(
+                "DEMO_RATE_LIMIT_SCALE={rate_limit_scale}: every rate limit is multiplied by it \
+                 (for load tests only)"
+            ));
+        }
         if !cookie_secure && !bind_addr.ip().is_loopback() {
             warnings.push(format!(
                 "COOKIE_SECURE=false while listening on {bind_addr}, which is not a loopback \
@@ -260,6 +277,7 @@ impl Config {
             trusted_proxies,
             admin,
             cookie_secure,
+            rate_limit_scale,
             warnings,
         })
     }

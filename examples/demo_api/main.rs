@@ -10,8 +10,13 @@
 //! the process before it listens, with exit code 2 and one stderr line naming the variable.
 //! SIGINT or SIGTERM stops it gracefully.
 
+mod api;
 mod app;
+mod auth;
 mod config;
+mod keys;
+mod problem;
+mod store;
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -43,7 +48,7 @@ async fn main() -> ExitCode {
         tracing::warn!("{warning}");
     }
 
-    let app = match app::app(&config) {
+    let app = match app::build(&config).await {
         Ok(app) => app,
         Err(error) => {
             eprintln!("demo_api: {error}");

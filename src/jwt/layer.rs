@@ -358,6 +358,35 @@ impl<C> JwtAuthLayer<C> {
     }
 }
 
+impl<C> JwtAuthLayer<C>
+where
+    C: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    /// Whether the token these request headers present was already verified and is still
+    /// in the cache, within its validity: a hash and a map lookup, no signature work.
+    ///
+    /// For an IP limit placed *before* this layer that should not count (or refuse) requests
+    /// of signed-in users, e.g. with `Policy::skip_if`. A `true` does not replace the layer's
+    /// own checks (revocation, key retirement): the request still goes through it. Always
+    /// `false` without a [cache](JwtAuthBuilder::cache).
+    pub fn is_cached(&self, headers: &HeaderMap) -> bool {
+        let shared = &self.shared;
+        let Some(cache) = &shared.cache else {
+            return false;
+        };
+        let Extracted::Token(token) = shared.extract(headers) else {
+            return false;
+        };
+        if token.len() > shared.policy.max_token_len {
+            return false;
+        }
+        let now = shared.clock.unix_secs();
+        cache.get(&hash_token(token)).is_some_and(|entry| {
+            check_times(entry.exp, entry.nbf, entry.iat, shared.policy.leeway, now).is_ok()
+        })
+    }
+}
+
 impl<S, C> Layer<S> for JwtAuthLayer<C> {
     type Service = JwtAuthService<S, C>;
 

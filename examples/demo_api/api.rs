@@ -1,0 +1,180 @@
+//! `/api/*`: the caller (`/api/me`), their items, and the admin routes. Every handler here
+//! runs after `JwtAuthLayer`, so the verified claims are in the request; the admin routes
+//! also run after `RequireRoleLayer::any_of(["admin"])`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use tower_shield::id::{ItemId, UserId};
+use tower_shield::jwt::{Claims, Verified};
+use tower_shield::refusal::{ProblemType, Refusal};
+
+use crate::app::AppState;
+use crate::problem::{JsonBody, MALFORMED_ID, field, invalid};
+
+/// The roles the demo knows.
+pub(crate) const ROLES: [&str; 4] = ["guest", "user", "premium", "admin"];
+
+fn unavailable(headers: &HeaderMap, extensions: &http::Extensions) -> Response {
+    Refusal::new(&ProblemType::UNAVAILABLE)
+        .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+        .build(headers, extensions)
+}
+
+/// The caller's id: the token's `sub`, which the issuer always sets to a `user_…` id.
+fn caller(verified: &Verified<Claims>) -> Option<UserId> {
+    verified.subject().parse().ok()
+}
+
+fn invalid_token(headers: &HeaderMap, extensions: &http::Extensions) -> Response {
+    Refusal::new(&ProblemType::INVALID_TOKEN)
+        .with_header(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"tower-shield-demo\", error=\"invalid_token\""),
+        )
+        .build(headers, extensions)
+}
+
+/// `GET /api/me`.
+pub(crate) async fn me(
+    State(state): State<AppState>,
+    verified: Verified<Claims>,
+    headers: HeaderMap,
+    extensions: http::Extensions,
+) -> Response {
+    let Some(id) = caller(&verified) else {
+        return invalid_token(&headers, &extensions);
+    };
+    match state.store.user(id).await {
+        Ok(Some(user)) => Json(json!({
+            "sub": verified.subject(),
+            "role": verified.claims().role,
+            "email": user.email,
+        }))
+        .into_response(),
+        // The account is gone: the token no longer names anyone.
+        Ok(None) => invalid_token(&headers, &extensions),
+        Err(_) => unavailable(&headers, &extensions),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewItem {
+    name: String,
+}
+
+/// `POST /api/items`.
+pub(crate) async fn create_item(
+    State(state): State<AppState>,
+    verified: Verified<Claims>,
+    headers: HeaderMap,
+    extensions: http::Extensions,
+    JsonBody(body): JsonBody<NewItem>,
+) -> Response {
+    let Some(owner) = caller(&verified) else {
+        return invalid_token(&headers, &extensions);
+    };
+    let length = body.name.chars().count();
+    if !(1..=200).contains(&length) || body.name.chars().any(char::is_control) {
+        return invalid(
+            vec![field(
+                "name",
+                "must be 1 to 200 characters, without control characters",
+            )],
+            &headers,
+            &extensions,
+        );
+    }
+    match state.store.create_item(owner, &body.name).await {
+        Ok(item) => (StatusCode::CREATED, Json(item)).into_response(),
+        Err(_) => unavailable(&headers, &extensions),
+    }
+}
+
+/// `GET /api/items`: the caller's own items.
+pub(crate) async fn list_items(
+    State(state): State<AppState>,
+    verified: Verified<Claims>,
+    headers: HeaderMap,
+    extensions: http::Extensions,
+) -> Response {
+    let Some(owner) = caller(&verified) else {
+        return invalid_token(&headers, &extensions);
+    };
+    match state.store.items(owner).await {
+        Ok(items) => Json(items).into_response(),
+        Err(_) => unavailable(&headers, &extensions),
+    }
+}
+
+/// `GET /api/items/{id}`: found only among the caller's items.
+pub(crate) async fn get_item(
+    State(state): State<AppState>,
+    verified: Verified<Claims>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    extensions: http::Extensions,
+) -> Response {
+    let Ok(id) = id.parse::<ItemId>() else {
+        return Refusal::new(&MALFORMED_ID).build(&headers, &extensions);
+    };
+    let Some(owner) = caller(&verified) else {
+        return invalid_token(&headers, &extensions);
+    };
+    // Ownership is part of the lookup: another user's item is not found, exactly like a
+    // missing one.
+    match state.store.item(owner, id).await {
+        Ok(Some(item)) => Json(item).into_response(),
+        Ok(None) => Refusal::new(&ProblemType::NOT_FOUND).build(&headers, &extensions),
+        Err(_) => unavailable(&headers, &extensions),
+    }
+}
+
+/// `GET /api/admin/stats`.
+pub(crate) async fn stats(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    extensions: http::Extensions,
+) -> Response {
+    match state.store.stats().await {
+        Ok((users, items)) => Json(json!({ "users": users, "items": items })).into_response(),
+        Err(_) => unavailable(&headers, &extensions),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RoleChange {
+    role: String,
+}
+
+/// `PUT /api/admin/users/{id}/role`: effective from the user's next refresh.
+pub(crate) async fn set_role(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    extensions: http::Extensions,
+    JsonBody(body): JsonBody<RoleChange>,
+) -> Response {
+    let Ok(id) = id.parse::<UserId>() else {
+        return Refusal::new(&MALFORMED_ID).build(&headers, &extensions);
+    };
+    if !ROLES.contains(&body.role.as_str()) {
+        return invalid(
+            vec![field("role", "must be guest, user, premium or admin")],
+            &headers,
+            &extensions,
+        );
+    }
+    match state.store.set_role(id, &body.role).await {
+        Ok(Some(user)) => {
+            Json(json!({ "id": user.id, "email": user.email, "role": user.role })).into_response()
+        }
+        Ok(None) => Refusal::new(&ProblemType::NOT_FOUND).build(&headers, &extensions),
+        Err(_) => unavailable(&headers, &extensions),
+    }
+}
