@@ -413,3 +413,36 @@ fn refusals_map_lifecycle_errors() {
         &ProblemType::UNAVAILABLE
     );
 }
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+    use tower_shield::jwt::RefreshToken;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn refresh_token_parse_never_panics(input in ".{0,200}") {
+            let parsed = RefreshToken::parse(&input);
+            if parsed.is_some() {
+                prop_assert!(input.starts_with("rt_") && input.len() == 67);
+            }
+        }
+
+        #[test]
+        fn cookie_read_never_panics(
+            lines in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..40)
+        ) {
+            let mut headers = HeaderMap::new();
+            for line in lines {
+                if let Ok(value) = HeaderValue::from_bytes(&line) {
+                    headers.append(header::COOKIE, value);
+                }
+            }
+            if let Some(token) = RefreshCookie::new().read(&headers) {
+                prop_assert!(RefreshToken::parse(token.as_str()).is_some());
+            }
+        }
+    }
+}

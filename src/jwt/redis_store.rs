@@ -470,18 +470,15 @@ impl RevocationStore for RedisRevocationStore {
     }
 
     fn check(&self, token: TokenRef<'_>) -> StoreFuture<bool> {
-        if let Err(e) = check_id(token.subject) {
-            return StoreFuture::ready(Err(e));
+        // An identifier this store refuses to revoke cannot be revoked: skip that lookup
+        // rather than fail the request.
+        let jti_key = token
+            .jti
+            .filter(|jti| check_id(jti).is_ok())
+            .map(|jti| self.jti_key(jti));
+        if check_id(token.subject).is_err() && jti_key.is_none() {
+            return StoreFuture::ready(Ok(false));
         }
-        let jti_key = match token.jti {
-            Some(jti) if check_id(jti).is_ok() => Some(self.jti_key(jti)),
-            Some(_) => {
-                return StoreFuture::ready(Err(StoreError::Protocol(
-                    "identifier empty or too long".into(),
-                )));
-            }
-            None => None,
-        };
         let watermark_key = self.watermark_key(token.subject);
         let issued_at = token.issued_at;
         let conn = self.conn.clone();
