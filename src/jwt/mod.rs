@@ -73,11 +73,17 @@
 mod b64;
 mod cache;
 mod claims;
+mod cookie;
 #[cfg(feature = "axum")]
 mod extract;
 mod guard;
+mod issuer;
 mod keys;
 mod layer;
+#[cfg(feature = "redis")]
+mod redis_store;
+mod refresh;
+mod refresh_store;
 mod revocation;
 mod service;
 mod validation;
@@ -94,3 +100,23 @@ pub use layer::{DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, JwtAuthBuilder, JwtAuthLa
 pub use revocation::{MemoryRevocationStore, RevocationStore, StoreFuture, TokenRef};
 pub use service::{JwtAuthService, ResponseFuture};
 pub use validation::TokenType;
+
+// Issuing and the token lifecycle.
+pub use cookie::{DEFAULT_COOKIE_NAME, DEFAULT_COOKIE_PATH, RefreshCookie};
+pub use issuer::{
+    AccessToken, DEFAULT_ACCESS_TTL, DEFAULT_ISSUER_LEEWAY, IssueError, MAX_ACCESS_TTL,
+    MIN_ACCESS_TTL, REGISTERED_CLAIMS, TokenIssuer, TokenIssuerBuilder,
+};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis_store::{RedisRefreshStore, RedisRevocationStore};
+pub use refresh::{
+    DEFAULT_FAMILY_LIFETIME, DEFAULT_REFRESH_TTL, DEFAULT_REUSE_GRACE, INVALID_REFRESH_TOKEN,
+    MAX_FAMILY_LIFETIME, MAX_REFRESH_TTL, MAX_REUSE_GRACE, MAX_SIBLINGS, REFRESH_TOKEN_LEN,
+    REFRESH_TOKEN_PREFIX, REFRESH_TOKEN_REUSED, RefreshError, RefreshToken, RefreshTokens,
+    RefreshTokensBuilder, TokenPair,
+};
+pub use refresh_store::{
+    DEFAULT_MAX_SPENT, DEFAULT_MEMORY_CAPACITY, FamilyId, MemoryRefreshStore, NewFamily,
+    RefreshStore, RotateOutcome, Rotation, TokenHash,
+};
