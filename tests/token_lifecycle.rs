@@ -305,6 +305,24 @@ fn lifecycle_builder_validates() {
 }
 
 #[tokio::test]
+async fn store_chosen_at_runtime() {
+    let clock = ManualClock::now();
+    let ring = KeyRing::new(
+        KeySet::new()
+            .with(Key::generate(Algorithm::EdDSA).unwrap())
+            .unwrap(),
+    );
+    let store: std::sync::Arc<dyn tower_shield::jwt::RefreshStore> =
+        std::sync::Arc::new(MemoryRefreshStore::new());
+    let tokens = RefreshTokens::builder(issuer_for(&ring, &clock), store)
+        .revocation(MemoryRevocationStore::new())
+        .build()
+        .unwrap();
+    let pair = tokens.issue_pair("user_1", "user", &()).await.unwrap();
+    tokens.rotate(pair.refresh_token.as_str()).await.unwrap();
+}
+
+#[tokio::test]
 async fn token_pair_serialises_without_the_refresh_token_and_debug_hides_tokens() {
     let clock = ManualClock::now();
     let ring = KeyRing::new(
@@ -345,7 +363,7 @@ async fn refresh_through_the_cookie() {
         .unwrap();
     let cookie = RefreshCookie::new();
     let login = tokens.issue_pair("user_1", "user", &()).await.unwrap();
-    let set = cookie.set_cookie(login.refresh_token.as_str(), login.refresh_expires_in);
+    let set = cookie.set_for(&login);
     let set = set.to_str().unwrap();
     assert!(set.contains("HttpOnly"));
     assert!(set.contains("Secure"));

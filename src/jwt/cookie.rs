@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use cookie::{Cookie, SameSite};
 use http::{HeaderMap, HeaderValue, header};
 
-use super::refresh::{REFRESH_TOKEN_LEN, RefreshToken};
+use super::refresh::{REFRESH_TOKEN_LEN, RefreshToken, TokenPair};
 use crate::error::ConfigError;
 
 /// The default cookie name.
@@ -133,6 +133,12 @@ impl RefreshCookie {
             .build();
         // A token that is not a header value (never one of ours) gives the clearing cookie.
         HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| self.clear_cookie())
+    }
+
+    /// The `Set-Cookie` value carrying the refresh token of a sign-in or refresh, for its
+    /// remaining lifetime.
+    pub fn set_for(&self, pair: &TokenPair) -> HeaderValue {
+        self.set_cookie(pair.refresh_token.as_str(), pair.refresh_expires_in)
     }
 
     /// The `Set-Cookie` value that deletes the cookie (empty value, `Max-Age=0`, an
