@@ -12,11 +12,11 @@
 //! When a response already carries a field (an inner rate-limit layer), the new member is
 //! appended to the same list (`"user";r=9;t=6, "ip";r=99;t=1`).
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::policy::MAX_POLICY_NAME_LEN;
 use super::store::Decision;
 
 /// `RateLimit-Policy`.
@@ -58,16 +58,53 @@ pub(crate) fn policy_member(name: &str, limit: u32, window_secs: u64) -> Option<
     HeaderValue::from_str(&format!("\"{name}\";q={limit};w={window_secs}")).ok()
 }
 
-/// `"name";r=57;t=26`.
+/// `"name";r=57;t=26`, written without `fmt` into a stack buffer (this runs on every
+/// limited request): one allocation, the header value's.
 pub(crate) fn status_member(name: &str, decision: &Decision) -> Option<HeaderValue> {
-    let mut s = String::with_capacity(name.len() + 24);
-    let _ = write!(
-        s,
-        "\"{name}\";r={};t={}",
-        decision.remaining,
-        ceil_secs(decision.reset)
-    );
-    HeaderValue::from_str(&s).ok()
+    let mut buf = [0u8; MAX_POLICY_NAME_LEN + 64];
+    let mut len = 0;
+    let mut push = |bytes: &[u8]| {
+        let end = len + bytes.len();
+        if let Some(dst) = buf.get_mut(len..end) {
+            dst.copy_from_slice(bytes);
+            len = end;
+        }
+    };
+    push(b"\"");
+    push(name.as_bytes());
+    push(b"\";r=");
+    push(digits(u64::from(decision.remaining)).as_slice());
+    push(b";t=");
+    push(digits(ceil_secs(decision.reset)).as_slice());
+    HeaderValue::from_bytes(buf.get(..len)?).ok()
+}
+
+/// The decimal digits of `n`.
+struct Digits {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    fn as_slice(&self) -> &[u8] {
+        self.buf.get(self.start..).unwrap_or_default()
+    }
+}
+
+fn digits(mut n: u64) -> Digits {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        if let Some(d) = buf.get_mut(i) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    Digits { buf, start: i }
 }
 
 /// The fields one policy adds to a response.
@@ -173,6 +210,13 @@ mod tests {
         assert_eq!(
             headers["ratelimit-policy"],
             "\"api\";q=100;w=60, \"ip\";q=10;w=60"
+        );
+        let mut big = d;
+        big.remaining = u32::MAX;
+        big.reset = Duration::from_secs(u64::MAX / 2);
+        assert_eq!(
+            status_member("x", &big).unwrap(),
+            format!("\"x\";r={};t={}", u32::MAX, u64::MAX / 2).as_str()
         );
         assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
         assert_eq!(retry_after_secs(Duration::ZERO), 1);

@@ -60,6 +60,19 @@ pub trait RateLimitStore: Clone + Send + Sync + 'static {
 
     /// Decides on one request of `cost` units for `key` (0: peek without charging).
     fn check(&self, limiter: &Self::Limiter, key: &RateKey, cost: u32) -> Self::Future;
+
+    /// The same decision, synchronously, for stores that never wait (the memory store):
+    /// the layer then decides inside `call`, without parking the request in its future.
+    /// `None` (the default) means "use [`check`](Self::check)".
+    fn check_now(
+        &self,
+        limiter: &Self::Limiter,
+        key: &RateKey,
+        cost: u32,
+    ) -> Option<Result<Decision, StoreError>> {
+        let _ = (limiter, key, cost);
+        None
+    }
 }
 
 /// What a layer does when its store fails or times out.
