@@ -4,8 +4,8 @@
 //! the axum extractors.
 
 use std::convert::Infallible;
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::OnceLock;
+use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
@@ -1143,5 +1143,44 @@ mod axum_extractors {
     }
 }
 
-#[allow(dead_code)]
-fn unused(_: SystemTime, _: Arc<()>) {}
+// ---------------------------------------------------------------- hostile input, generated
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn token_like() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..2048),
+            "[A-Za-z0-9_.=+/-]{0,600}".prop_map(String::into_bytes),
+            (
+                "[A-Za-z0-9_-]{0,200}",
+                "[A-Za-z0-9_-]{0,400}",
+                "[A-Za-z0-9_-]{0,400}"
+            )
+                .prop_map(|(a, b, c)| format!("{a}.{b}.{c}").into_bytes()),
+            // Real header, random payload and signature.
+            ("[A-Za-z0-9_-]{0,400}", "[A-Za-z0-9_-]{0,400}").prop_map(|(b, c)| {
+                let h = b64url(header_for(&test_keys().es).to_string().as_bytes());
+                format!("{h}.{b}.{c}").into_bytes()
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn random_tokens_are_refused_with_401_never_a_panic(raw in token_like(), scheme in "(?i:bearer) {1,2}") {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let mut value = scheme.into_bytes();
+            value.extend_from_slice(&raw);
+            let Ok(value) = HeaderValue::from_bytes(&value) else { return Ok(()) };
+            let mut req = Request::new(Full::default());
+            req.headers_mut().insert(header::AUTHORIZATION, value);
+            let layer = builder().build().unwrap();
+            let response = runtime.block_on(call_with(&layer, req));
+            prop_assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            prop_assert_eq!(&response.headers()[header::CONTENT_TYPE], "application/problem+json");
+        }
+    }
+}

@@ -3,11 +3,12 @@
 //! A hit skips base64, JSON and the signature; the layer still checks `exp`/`nbf` against
 //! the current time, that the key is still present and not retired past its grace, and asks
 //! the revocation store. Entries are dropped once their token has expired, so none outlives
-//! `exp`. The map is a sharded `DashMap` (no global lock); when full, expired entries are
+//! `exp` in use; expired entries are swept every 1024 inserts. The map is a sharded `DashMap` (no global lock); when full, expired entries are
 //! swept and, if that is not enough, an arbitrary eighth of the entries is evicted.
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_lc_rs::digest;
 use dashmap::DashMap;
@@ -25,6 +26,9 @@ pub(crate) fn hash_token(token: &[u8]) -> TokenHash {
     out.copy_from_slice(d.as_ref().get(..32).unwrap_or(&[0u8; 32]));
     out
 }
+
+/// How many inserts between two sweeps of expired entries.
+const SWEEP_EVERY: usize = 1024;
 
 /// What a cache hit restores.
 #[derive(Debug)]
@@ -72,6 +76,7 @@ impl BuildHasher for BuildDigestHasher {
 pub(crate) struct TokenCache<C> {
     map: DashMap<TokenHash, Arc<CachedToken<C>>, BuildDigestHasher>,
     capacity: usize,
+    inserts: AtomicUsize,
 }
 
 impl<C> std::fmt::Debug for TokenCache<C> {
@@ -88,6 +93,7 @@ impl<C> TokenCache<C> {
         Self {
             map: DashMap::with_hasher(BuildDigestHasher),
             capacity: capacity.max(1),
+            inserts: AtomicUsize::new(0),
         }
     }
 
@@ -99,7 +105,14 @@ impl<C> TokenCache<C> {
         self.map.remove(key);
     }
 
+    /// Inserts an entry; `expired_before` is the time before which an `exp` is dead (now
+    /// minus leeway). Expired entries are swept every `SWEEP_EVERY` inserts and whenever the
+    /// map is full, so memory is not held by tokens nobody presents any more.
     pub(crate) fn insert(&self, key: TokenHash, entry: Arc<CachedToken<C>>, expired_before: u64) {
+        let inserts = self.inserts.fetch_add(1, Ordering::Relaxed);
+        if inserts % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.map.retain(|_, e| e.exp > expired_before);
+        }
         if self.map.len() >= self.capacity {
             self.map.retain(|_, e| e.exp > expired_before);
             if self.map.len() >= self.capacity {

@@ -202,6 +202,9 @@ pub(crate) fn verify<C: serde::de::DeserializeOwned>(
     // Signature.
     let message_len = header_b64.len() + 1 + payload_b64.len();
     let message = token.get(..message_len).ok_or(Invalid::Malformed)?;
+    if !signature_b64.iter().all(|&b| b64::is_url_char(b)) {
+        return Err(Invalid::Malformed);
+    }
     let signature = std::str::from_utf8(signature_b64).map_err(|_| Invalid::Malformed)?;
     match jsonwebtoken::crypto::verify(signature, message, key.decoding_key(), alg) {
         Ok(true) => {}
@@ -236,26 +239,25 @@ pub(crate) fn verify<C: serde::de::DeserializeOwned>(
 type Segments<'a> = (&'a [u8], &'a [u8], &'a [u8]);
 
 fn split(token: &[u8]) -> Result<Segments<'_>, Invalid> {
-    let mut dots = [0usize; 2];
-    let mut count = 0;
-    for (i, &b) in token.iter().enumerate() {
-        if b == b'.' {
-            if let Some(slot) = dots.get_mut(count) {
-                *slot = i;
-            }
-            count += 1;
-        } else if !b64::is_url_char(b) {
-            return Err(Invalid::Malformed);
-        }
-    }
-    if count != 2 {
-        return Err(Invalid::Malformed);
-    }
-    let [first, second] = dots;
-    let header = token.get(..first).ok_or(Invalid::Malformed)?;
-    let payload = token.get(first + 1..second).ok_or(Invalid::Malformed)?;
-    let signature = token.get(second + 1..).ok_or(Invalid::Malformed)?;
-    if header.is_empty() || payload.is_empty() || signature.is_empty() {
+    // Only the dots are looked for here (memchr-fast); each segment's alphabet is checked by
+    // its strict base64url decoder, the header's first, before anything else is read.
+    let first = token
+        .iter()
+        .position(|&b| b == b'.')
+        .ok_or(Invalid::Malformed)?;
+    let (header, rest) = (token.get(..first), token.get(first + 1..));
+    let (header, rest) = (
+        header.ok_or(Invalid::Malformed)?,
+        rest.ok_or(Invalid::Malformed)?,
+    );
+    let second = rest
+        .iter()
+        .position(|&b| b == b'.')
+        .ok_or(Invalid::Malformed)?;
+    let payload = rest.get(..second).ok_or(Invalid::Malformed)?;
+    let signature = rest.get(second + 1..).ok_or(Invalid::Malformed)?;
+    if header.is_empty() || payload.is_empty() || signature.is_empty() || signature.contains(&b'.')
+    {
         return Err(Invalid::Malformed);
     }
     Ok((header, payload, signature))
