@@ -94,9 +94,12 @@ fn env_error(var: &str, reason: impl Into<std::borrow::Cow<'static, str>>) -> Co
     }
 }
 
-/// Connects the stores, seeds the admin, and builds the application.
-pub(crate) async fn build(config: &Config) -> Result<Router, ConfigError> {
-    let keys = keys::load(config)?;
+/// Connects the stores, seeds the admin, and builds the application; also returns the
+/// warnings to print once it is sure to start (so a bad configuration prints one line only).
+pub(crate) async fn build(config: &Config) -> Result<(Router, Vec<String>), ConfigError> {
+    let (keys, key_warning) = keys::load(config)?;
+    let mut warnings = config.warnings.clone();
+    warnings.extend(key_warning);
     let scale = config.rate_limit_scale;
     match &config.store {
         StoreUrl::Memory => {
@@ -105,7 +108,8 @@ pub(crate) async fn build(config: &Config) -> Result<Router, ConfigError> {
                 refresh: Arc::new(MemoryRefreshStore::new()),
                 revocation: Arc::new(MemoryRevocationStore::new()),
             };
-            finish(config, keys, backends, MemoryStore::new(), scale).await
+            let app = finish(config, keys, backends, MemoryStore::new(), scale).await?;
+            Ok((app, warnings))
         }
         StoreUrl::Redis(url) => {
             let options = RedisOptions::default()
@@ -136,7 +140,8 @@ pub(crate) async fn build(config: &Config) -> Result<Router, ConfigError> {
                 .map_err(|error| env_error("STORE_PREFIX", error.to_string()))?;
             // Rate limits keep working on per-process counters while Redis is away.
             let limits = FallbackStore::new(limits, MemoryStore::new());
-            finish(config, keys, backends, limits, scale).await
+            let app = finish(config, keys, backends, limits, scale).await?;
+            Ok((app, warnings))
         }
     }
 }

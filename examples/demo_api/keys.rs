@@ -16,13 +16,14 @@ fn env_error(reason: impl Into<std::borrow::Cow<'static, str>>) -> ConfigError {
     }
 }
 
-/// The key ring of the demo: one signing key.
-pub(crate) fn load(config: &Config) -> Result<KeyRing, ConfigError> {
+/// The key ring of the demo (one signing key), and a warning when the key was generated.
+pub(crate) fn load(config: &Config) -> Result<(KeyRing, Option<String>), ConfigError> {
     let alg = match config.jwt_algorithm {
         JwtAlgorithm::Rs256 => Algorithm::RS256,
         JwtAlgorithm::Es256 => Algorithm::ES256,
         JwtAlgorithm::EdDsa => Algorithm::EdDSA,
     };
+    let mut warning = None;
     let key = match &config.jwt_private_key_file {
         Some(path) => {
             let pem = std::fs::read(path)
@@ -40,12 +41,12 @@ pub(crate) fn load(config: &Config) -> Result<KeyRing, ConfigError> {
             key
         }
         None => {
-            tracing::warn!(
+            warning = Some(format!(
                 "JWT_PRIVATE_KEY_FILE is not set: signing with a fresh {alg:?} key made at start \
                  (tokens will not survive a restart)"
-            );
+            ));
             Key::generate(alg)?
         }
     };
-    Ok(KeyRing::new(KeySet::new().with(key)?))
+    Ok((KeyRing::new(KeySet::new().with(key)?), warning))
 }

@@ -44,12 +44,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    for warning in &config.warnings {
-        tracing::warn!("{warning}");
-    }
-
     let app = match app::build(&config).await {
-        Ok(app) => app,
+        Ok((app, warnings)) => {
+            for warning in &warnings {
+                tracing::warn!("{warning}");
+            }
+            app
+        }
         Err(error) => {
             eprintln!("demo_api: {error}");
             return ExitCode::from(EXIT_CONFIG);
