@@ -4,27 +4,7 @@
 //! [`JwtAuthLayer`](super::JwtAuthLayer) asks the store on every request, cached
 //! verifications included; a store error refuses the request with 503 (fail closed).
 //!
-//! # The contract every store keeps
-//!
-//! - All times are unix seconds, taken from the caller's [`Clock`](crate::clock::Clock)
-//!   (the layer's clock; an issuer uses the same one). A Redis store may use the server's
-//!   clock for expiry; tokens are checked against the layer's clock anyway.
-//! - [`revoke_token`](RevocationStore::revoke_token)`(jti, expires_at)`: the token with this
-//!   `jti` is revoked. `expires_at` is the token's `exp` (plus the layer's leeway if you want
-//!   to be exact): after it the token is refused as expired anyway, so the store may forget
-//!   the entry then (Redis: `SET … EXAT expires_at`). Idempotent; revoking the same `jti`
-//!   again keeps the later of the two expiry times.
-//! - [`revoke_subject`](RevocationStore::revoke_subject)`(subject, issued_before, expires_at)`:
-//!   every token of `subject` whose `iat` is *strictly less* than `issued_before` is revoked,
-//!   and so is every token of that subject without `iat`. A token issued in the same second
-//!   as `issued_before` or later stays valid, so a client may log in again at once. The
-//!   watermark only ever moves forward: a lower `issued_before` than the stored one is
-//!   ignored. It may be forgotten after `expires_at` (pass `issued_before` plus the longest
-//!   access-token lifetime plus leeway).
-//! - [`check`](RevocationStore::check) answers `Ok(true)` when the token is revoked by either
-//!   rule. It must not block the executor: memory stores answer with a ready future; network
-//!   stores box an async call and should apply their own timeout.
-//! - Errors are [`StoreError`]s; they never carry token text.
+//! The contract is documented on [`RevocationStore`].
 
 use std::fmt;
 use std::future::Future;
@@ -118,8 +98,29 @@ impl<T> Future for StoreFuture<T> {
     }
 }
 
-/// Where revoked tokens and subject watermarks are kept. See the [module docs](self) for
-/// the exact contract.
+/// Where revoked tokens and subject watermarks are kept.
+///
+/// # The contract every store keeps
+///
+/// - All times are unix seconds, taken from the caller's [`Clock`](crate::clock::Clock)
+///   (the layer's clock; an issuer uses the same one). A Redis store may use the server's
+///   clock for expiry; tokens are checked against the layer's clock anyway.
+/// - [`revoke_token`](RevocationStore::revoke_token)`(jti, expires_at)`: the token with this
+///   `jti` is revoked. Pass `expires_at` = the token's `exp` plus the verifying layer's
+///   leeway (30 s by default): after that the layer refuses the token as expired anyway, so
+///   the store may forget the entry then (Redis: `SET … EXAT expires_at`). Idempotent; revoking the same `jti`
+///   again keeps the later of the two expiry times.
+/// - [`revoke_subject`](RevocationStore::revoke_subject)`(subject, issued_before, expires_at)`:
+///   every token of `subject` whose `iat` is *strictly less* than `issued_before` is revoked,
+///   and so is every token of that subject without `iat`. A token issued in the same second
+///   as `issued_before` or later stays valid, so a client may log in again at once. The
+///   watermark only ever moves forward: a lower `issued_before` than the stored one is
+///   ignored. It may be forgotten after `expires_at` (pass `issued_before` plus the longest
+///   access-token lifetime plus leeway).
+/// - [`check`](RevocationStore::check) answers `Ok(true)` when the token is revoked by either
+///   rule. It must not block the executor: memory stores answer with a ready future; network
+///   stores box an async call and should apply their own timeout.
+/// - Errors are [`StoreError`]s; they never carry token text.
 ///
 /// Object-safe: the layer holds an `Arc<dyn RevocationStore>`.
 pub trait RevocationStore: Send + Sync + fmt::Debug + 'static {
