@@ -57,6 +57,11 @@
 //! ignored. Every line and every comma-separated element of `X-Forwarded-Proto` must be
 //! `https` (each hop saw HTTPS); a value over 64 bytes counts as plain HTTP.
 //!
+//! The URI scheme is what the client itself sent (HTTP/2 `:scheme`, or an absolute-form
+//! request line). A client on plain HTTP can claim `https` that way, but it only fools itself:
+//! browsers ignore HSTS received over plain HTTP, and the redirect exists to move honest
+//! clients to HTTPS. Terminate TLS in this process or in a trusted proxy either way.
+//!
 //! # HTTPS enforcement
 //!
 //! Off by default. With [`enforce_https(true)`](SecurityHeaders::enforce_https), a request that
