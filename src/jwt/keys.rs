@@ -963,6 +963,27 @@ mod tests {
     }
 
     #[test]
+    fn sec1_ec_and_every_rsa_public_form_load() {
+        let pair = EcdsaKeyPair::generate(&sig::ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        let sec1: aws_lc_rs::encoding::EcPrivateKeyRfc5915Der<'static> =
+            pair.private_key().as_der().unwrap();
+        let key =
+            Key::from_pem(Algorithm::ES256, pem_wrap("EC PRIVATE KEY", sec1.as_ref())).unwrap();
+        assert!(key.can_sign());
+
+        let rsa = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let pkcs1_public = rsa.public_key().as_ref().to_vec();
+        let spki: aws_lc_rs::encoding::PublicKeyX509Der<'static> =
+            rsa.public_key().as_der().unwrap();
+        let a = Key::from_pem(Algorithm::RS256, pem_wrap("RSA PUBLIC KEY", &pkcs1_public)).unwrap();
+        let b = Key::from_pem(Algorithm::PS256, pem_wrap("PUBLIC KEY", spki.as_ref())).unwrap();
+        assert!(!a.can_sign() && !b.can_sign());
+        assert_eq!(a.kid(), b.kid(), "same key material, same thumbprint");
+        assert!(Key::from_pem(Algorithm::RS256, "not pem").is_err());
+        assert!(Key::from_pem(Algorithm::RS256, pem_wrap("CERTIFICATE", &pkcs1_public)).is_err());
+    }
+
+    #[test]
     fn rsa_pkcs1_and_pkcs8_give_the_same_key() {
         let pair = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
         let pkcs8: Pkcs8V1Der<'static> = pair.as_der().unwrap();

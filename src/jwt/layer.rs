@@ -137,7 +137,7 @@ impl<C> JwtAuthBuilder<C> {
     }
 
     /// Lets requests without a token through (without claims); an invalid token is still
-    /// refused.
+    /// refused, and so is an `Authorization` header that is not a single `Bearer` token.
     pub fn optional(mut self) -> Self {
         self.optional = true;
         self
