@@ -157,6 +157,15 @@ async fn finish<St: RateLimitStore>(
         .issuer(&config.jwt_issuer)
         .audience(&config.jwt_audience)
         .access_ttl(config.access_token_ttl)
+        // The issuer wants its leeway under the access lifetime; with very short lifetimes
+        // (tests) logout keeps denied `jti`s for the verifier's full 30 s anyway.
+        .leeway(
+            tower_shield::jwt::DEFAULT_LEEWAY.min(
+                config
+                    .access_token_ttl
+                    .saturating_sub(Duration::from_secs(1)),
+            ),
+        )
         .build()
         .map_err(|error| env_error("ACCESS_TOKEN_TTL_SECS", error.to_string()))?;
     let tokens = RefreshTokens::builder(issuer, backends.refresh)

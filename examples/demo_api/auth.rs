@@ -355,13 +355,16 @@ pub(crate) async fn logout(State(state): State<AppState>, request: Request) -> R
     if request.headers().contains_key(header::AUTHORIZATION) {
         match verified_bearer(&state, request.headers()).await {
             Bearer::Valid(verified) => {
+                // Denied until the token is dead for every verifier: `exp` + the 30 s
+                // leeway the layer allows.
+                let until = verified
+                    .expires_at()
+                    .saturating_add(tower_shield::jwt::DEFAULT_LEEWAY.as_secs())
+                    .saturating_add(1);
                 if let Some(jti) = verified.jti()
-                    && let Err(error) = state
-                        .tokens
-                        .revoke_access_token(jti, verified.expires_at())
-                        .await
+                    && let Err(error) = state.tokens.revocation().revoke_token(jti, until).await
                 {
-                    return refresh_refusal(&error, &request);
+                    return refresh_refusal(&RefreshError::Store(error), &request);
                 }
             }
             Bearer::Unavailable => {
