@@ -55,6 +55,10 @@ pub enum IssueError {
     /// The subject or role is empty, too long (512 bytes) or contains control characters.
     #[error("subject or role is empty, too long or contains control characters")]
     InvalidIdentity,
+    /// The signed token would be longer than verifiers accept by default
+    /// ([`DEFAULT_MAX_TOKEN_LEN`](super::DEFAULT_MAX_TOKEN_LEN), 8 KiB): too many extra claims.
+    #[error("the token would exceed 8 KiB")]
+    TooLarge,
     /// Signing failed.
     #[error("signing the token failed")]
     Signing,
@@ -413,6 +417,9 @@ impl TokenIssuer {
         header.kid = Some(signing.kid.to_owned());
         let token =
             jsonwebtoken::encode(&header, &claims, signing.key).map_err(|_| IssueError::Signing)?;
+        if token.len() > super::layer::DEFAULT_MAX_TOKEN_LEN {
+            return Err(IssueError::TooLarge);
+        }
         Ok(AccessToken {
             token,
             jti,
@@ -546,6 +553,8 @@ mod tests {
             issuer.issue("a\nb", "r", &()),
             Err(IssueError::InvalidIdentity)
         );
+        let big = serde_json::json!({ "blob": "x".repeat(9 * 1024) });
+        assert_eq!(issuer.issue("s", "r", &big), Err(IssueError::TooLarge));
         let token = issuer
             .issue("s", "r", &serde_json::json!({ "tenant": "t1" }))
             .unwrap();
