@@ -48,7 +48,7 @@ pub(crate) const MAX_REQUEST_HEADER_BYTES: usize = 16 * 1024;
 
 /// How long one Redis call may take before the request gives up on it (well under the
 /// contract's 250 ms).
-const REDIS_CALL_TIMEOUT: Duration = Duration::from_millis(100);
+const REDIS_CALL_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// How many verified tokens the JWT layer remembers.
 const TOKEN_CACHE: usize = 100_000;

@@ -392,3 +392,41 @@ pub fn b64url_decode(text: &str) -> Vec<u8> {
 pub fn jwt_segment(token: &str, index: usize) -> Value {
     serde_json::from_slice(&b64url_decode(token.split('.').nth(index).unwrap())).unwrap()
 }
+
+/// Writes a fresh Ed25519 private key (PKCS#8 PEM) into a new temporary file, for demos that
+/// must sign with one shared key (`JWT_ALGORITHM=EdDSA`).
+pub fn ed25519_key_file() -> PathBuf {
+    const STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let der = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8v1(
+        &aws_lc_rs::rand::SystemRandom::new(),
+    )
+    .unwrap();
+    let mut b64 = String::new();
+    for chunk in der.as_ref().chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                b64.push(STD[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                b64.push('=');
+            }
+        }
+    }
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap());
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    let path = std::env::temp_dir().join(format!("ts-demo-{}.pem", uuid::Uuid::new_v4()));
+    std::fs::write(&path, pem).unwrap();
+    path
+}
+
+/// A unique `STORE_PREFIX` for one test.
+pub fn unique_prefix() -> String {
+    format!("ts-test-{}:", uuid::Uuid::new_v4().simple())
+}
