@@ -4,7 +4,7 @@
 //! the axum extractors.
 
 use std::convert::Infallible;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -889,6 +889,84 @@ async fn async_store_paths_call_refuse_or_fail_closed() {
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
     assert_problem(response, "unavailable", &t).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rotation_and_revocation_hold_under_parallel_requests() {
+    let clock = clock();
+    let old = Key::generate(Algorithm::ES256).unwrap();
+    let ring = KeyRing::new(KeySet::new().with(old.clone()).unwrap());
+    let store = MemoryRevocationStore::new().clock(clock.clone());
+    let layer = JwtAuthLayer::builder(ring.clone())
+        .clock(clock.clone())
+        .cache(64)
+        .revocation(store.clone())
+        .build()
+        .unwrap();
+    let tokens: Vec<String> = (0..16)
+        .map(|i| {
+            let mut c = claims();
+            c["jti"] = json!(format!("tok_{i}"));
+            sign_raw(&old, &header_for(&old), &c)
+        })
+        .collect();
+    let tokens = Arc::new(tokens);
+
+    // 8 tasks hammer the layer while the key is rotated (old one kept for an hour).
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let (layer, tokens) = (layer.clone(), tokens.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..200 {
+                let token = &tokens[(t + i) % tokens.len()];
+                assert_eq!(
+                    call_with(&layer, bearer(token)).await.status(),
+                    StatusCode::OK
+                );
+            }
+        }));
+    }
+    for _ in 0..20 {
+        let new = Key::generate(Algorithm::ES256).unwrap();
+        ring.update(|keys| {
+            keys.insert(new)?;
+            Ok(())
+        })
+        .unwrap();
+        tokio::task::yield_now().await;
+    }
+    ring.update(|keys| keys.retire(old.kid(), UNIX_EPOCH + Duration::from_secs(NOW + 3600)))
+        .unwrap();
+    for task in tasks {
+        task.await.unwrap();
+    }
+
+    // Revoking under load: every later request with that jti is refused, hit or not.
+    store.revoke_token("tok_3", NOW + 400).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (layer, tokens) = (layer.clone(), tokens.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..50 {
+                let status = call_with(&layer, bearer(&tokens[3])).await.status();
+                assert_eq!(status, StatusCode::UNAUTHORIZED);
+                let status = call_with(&layer, bearer(&tokens[4])).await.status();
+                assert_eq!(status, StatusCode::OK);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    // Past the grace time the old key's tokens die everywhere.
+    clock.set(UNIX_EPOCH + Duration::from_secs(NOW + 3601));
+    let mut c = claims();
+    c["exp"] = json!(NOW + 10_000);
+    let late = sign_raw(&old, &header_for(&old), &c);
+    assert_eq!(
+        call_with(&layer, bearer(&late)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 // ---------------------------------------------------------------- optional, guards, gRPC
