@@ -17,7 +17,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use http::{Request, Response};
 use tower::{Layer, ServiceExt, service_fn};
 use tower_shield::rate_limit::{
-    MemoryStore, Policy, Quota, RateKey, RateLimitLayer, RateLimitStore, RedisStore,
+    HeaderMode, MemoryStore, Policy, Quota, RateKey, RateLimitLayer, RateLimitStore, RedisStore,
     store::GCRA_SCRIPT,
 };
 use tower_shield::redis::RedisConnection;
@@ -72,7 +72,28 @@ fn allowed(c: &mut Criterion) {
                     black_box(response)
                 }
             },
-            BatchSize::NumIterations(256),
+            BatchSize::NumIterations(32),
+        );
+    });
+
+    let quiet = RateLimitLayer::builder(MemoryStore::new())
+        .policy(Policy::named("api").quota(big_quota()))
+        .headers(HeaderMode::None)
+        .build()
+        .unwrap()
+        .layer(inner());
+    group.bench_function("tower_shield layer (memory, no fields)", |b| {
+        b.to_async(&rt).iter_batched(
+            request,
+            |req| {
+                let svc = quiet.clone();
+                async move {
+                    let response = svc.oneshot(req).await.unwrap();
+                    assert_eq!(response.status(), 200);
+                    black_box(response)
+                }
+            },
+            BatchSize::NumIterations(32),
         );
     });
 
@@ -93,7 +114,7 @@ fn allowed(c: &mut Criterion) {
                     black_box(response)
                 }
             },
-            BatchSize::NumIterations(256),
+            BatchSize::NumIterations(32),
         );
     });
 
@@ -138,7 +159,7 @@ fn refused(c: &mut Criterion) {
                     black_box(response)
                 }
             },
-            BatchSize::NumIterations(256),
+            BatchSize::NumIterations(32),
         );
     });
 
@@ -160,7 +181,7 @@ fn refused(c: &mut Criterion) {
                     black_box(response)
                 }
             },
-            BatchSize::NumIterations(256),
+            BatchSize::NumIterations(32),
         );
     });
     group.finish();
