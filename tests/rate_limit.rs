@@ -610,3 +610,62 @@ async fn a_million_keys_stay_bounded() {
     let known = RateKey::ip(std::net::IpAddr::V4(0u32.into()));
     assert!(store.decide(&limiter, &known, 1).is_ok());
 }
+
+#[tokio::test]
+async fn client_ip_is_inserted_on_every_path_that_goes_on() {
+    let handler = tower::service_fn(|req: http::Request<rate_limit_support::Body>| async move {
+        let ip = req
+            .extensions()
+            .get::<tower_shield::client_ip::ClientIp>()
+            .map(|ip| ip.ip().to_string())
+            .unwrap_or_default();
+        Ok::<_, Infallible>(http::Response::new(rate_limit_support::Body::new(
+            bytes::Bytes::from(ip),
+        )))
+    });
+    let flaky = Flaky {
+        down: Arc::new(AtomicBool::new(false)),
+        memory: MemoryStore::new(),
+    };
+    // No rule matches (pass-through), and the asynchronous store path.
+    let passthrough = RateLimitLayer::builder(MemoryStore::new())
+        .rule(
+            Route::prefix("/auth/"),
+            Policy::named("a").quota(Quota::per_minute(1)),
+        )
+        .build()
+        .unwrap()
+        .layer(handler);
+    let asynchronous = RateLimitLayer::builder(flaky)
+        .policy(Policy::named("b").quota(Quota::per_minute(10)))
+        .build()
+        .unwrap()
+        .layer(handler);
+    let r = passthrough
+        .oneshot(request("/other", "192.0.2.60:1"))
+        .await
+        .unwrap();
+    assert_eq!(body_text(r).await, "192.0.2.60");
+    let r = asynchronous
+        .oneshot(request("/", "192.0.2.61:1"))
+        .await
+        .unwrap();
+    assert_eq!(body_text(r).await, "192.0.2.61");
+}
+
+async fn body_text<B: http_body::Body>(response: http::Response<B>) -> String
+where
+    B::Error: std::fmt::Debug,
+{
+    use http_body_util::BodyExt;
+    String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap()
+}

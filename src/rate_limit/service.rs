@@ -17,6 +17,7 @@ use super::layer::{Compiled, Config, Stats};
 use super::policy::TierChoice;
 use super::store::{Decision, FailurePolicy, RateLimitStore};
 use crate::body::ShieldBody;
+use crate::client_ip::ClientIp;
 use crate::error::StoreError;
 use crate::extensions::RequestId;
 use crate::refusal::{ProblemType, Refusal};
@@ -116,18 +117,35 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let config = &self.config;
-        let client_ip = config.resolver.resolve_and_insert(&mut req).ok();
-        let (parts, body) = req.into_parts();
+        // The client address, inserted into the extensions only when the request goes on
+        // (a refused request is dropped: no allocation spent on it).
+        let (client_ip, insert_ip) = match req.extensions().get::<ClientIp>() {
+            Some(ip) => (Some(*ip), false),
+            None => (
+                crate::client_ip::peer_addr(req.extensions())
+                    .map(|peer| config.resolver.resolve_from_peer(peer.ip(), req.headers())),
+                true,
+            ),
+        };
+        let (mut parts, body) = req.into_parts();
+        let insert = |parts: &mut http::request::Parts| {
+            if insert_ip && let Some(ip) = client_ip {
+                parts.extensions.insert(ip);
+            }
+        };
         let Some(index) = config.select(&parts) else {
+            insert(&mut parts);
             return ResponseFuture::call(self.inner.call(Request::from_parts(parts, body)));
         };
         let Some(compiled) = config.policies.get(index) else {
+            insert(&mut parts);
             return ResponseFuture::call(self.inner.call(Request::from_parts(parts, body)));
         };
         let policy = &compiled.policy;
         if policy.skip_if.as_ref().is_some_and(|skip| skip(&parts)) {
+            insert(&mut parts);
             return ResponseFuture::call(self.inner.call(Request::from_parts(parts, body)));
         }
         let cx = KeyContext {
@@ -147,6 +165,7 @@ where
         };
         let tier = policy.select_tier(&parts);
         let Compiled::Limited { limiter, .. } = compiled.tier(tier) else {
+            insert(&mut parts);
             return ResponseFuture::call(self.inner.call(Request::from_parts(parts, body)));
         };
         let cost = policy
@@ -189,6 +208,9 @@ where
             if let Some(response) = on_decision(&mut ctx, result, &mut request) {
                 return ResponseFuture::ready(response);
             }
+            if insert_ip && let Some(ip) = client_ip {
+                request.extensions_mut().insert(ip);
+            }
             return ResponseFuture {
                 state: State::Calling {
                     fut: self.inner.call(request),
@@ -197,6 +219,7 @@ where
             };
         }
         let check = config.store.check(limiter, &ctx.key, cost);
+        insert(&mut parts);
         let clone = self.inner.clone();
         let service = std::mem::replace(&mut self.inner, clone);
         ResponseFuture {
