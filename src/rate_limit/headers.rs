@@ -160,18 +160,19 @@ impl Fields {
 }
 
 fn append_member(headers: &mut HeaderMap, name: &HeaderName, member: HeaderValue) {
-    match headers.get(name) {
-        Some(existing) => {
-            let mut joined = Vec::with_capacity(existing.len() + 2 + member.len());
-            joined.extend_from_slice(existing.as_bytes());
+    match headers.entry(name) {
+        http::header::Entry::Occupied(mut existing) => {
+            let current = existing.get();
+            let mut joined = Vec::with_capacity(current.len() + 2 + member.len());
+            joined.extend_from_slice(current.as_bytes());
             joined.extend_from_slice(b", ");
             joined.extend_from_slice(member.as_bytes());
             if let Ok(value) = HeaderValue::from_bytes(&joined) {
-                headers.insert(name.clone(), value);
+                existing.insert(value);
             }
         }
-        None => {
-            headers.insert(name.clone(), member);
+        http::header::Entry::Vacant(slot) => {
+            slot.insert(member);
         }
     }
 }
