@@ -1,9 +1,9 @@
 #![cfg(feature = "request-id")]
 //! RequestIdLayer driven with `oneshot`: generation, trust rules, hostile ids, propagation to
-//! refusals and errors, the tracing span and the axum extractor.
+//! refusals and errors and the axum extractor (the tracing span is tested in
+//! `tests/request_id_span.rs`, a process of its own).
 
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
@@ -247,47 +247,6 @@ async fn header_and_problem_body_carry_the_id_on_inner_refusals() {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(json["request_id"], id);
-}
-
-/// A writer that keeps everything the subscriber prints.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[tokio::test]
-async fn inner_future_runs_in_a_request_span() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
-    let service = ServiceBuilder::new()
-        .layer(RequestIdLayer::new())
-        .service_fn(|_: Request<()>| async {
-            tokio::task::yield_now().await;
-            tracing::info!("inside the handler");
-            Ok::<_, Infallible>(Response::new(()))
-        });
-    let response = service.oneshot(Request::new(())).await.unwrap();
-    let id = response.headers()["x-request-id"].to_str().unwrap();
-    let output = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(
-        output.contains(&format!("request{{request_id={id}}}")),
-        "{output}"
-    );
-    assert!(output.contains("inside the handler"));
 }
 
 #[tokio::test]
