@@ -40,7 +40,8 @@
 //! - Writes the final id into the request header (so inner services read the same value) and
 //!   inserts a [`RequestId`] into the request extensions: refusals of the other tower-shield
 //!   layers put it in their problem body.
-//! - Runs the inner service inside a `tracing` span named `request` with a `request_id` field.
+//! - Runs the inner service inside a `tracing` span named `request` with a `request_id` field
+//!   (made only when a `tracing` subscriber wants INFO spans; otherwise the call costs nothing).
 //! - Sets the header on every response the inner stack produces, refusals and 5xx included,
 //!   replacing any value the inner service set. An inner service that fails with `Err` has no
 //!   response to carry a header; the server turns that error into its own answer.
@@ -56,12 +57,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
-use tracing::Instrument;
 use tracing::instrument::Instrumented;
+use tracing::{Instrument, Span};
 use uuid::Uuid;
 
 use crate::extensions::RequestId;
@@ -192,7 +194,7 @@ where
             .headers_mut()
             .insert(config.header_name.clone(), id.clone());
         let request_id = RequestId::new(id.clone());
-        let span = tracing::info_span!("request", request_id = %request_id);
+        let span = request_span(&request_id);
         request.extensions_mut().insert(request_id);
 
         let future = {
@@ -243,6 +245,24 @@ where
     }
 }
 
+/// The `request` span around the inner call, or [`Span::none`] when no subscriber wants it.
+///
+/// A disabled span from `info_span!` still carries its metadata, and with `tracing`'s `log`
+/// feature (which many dependency trees turn on) every enter, exit and drop of it calls into
+/// the `log` crate; `Span::none()` makes those calls no-ops. The span is only ever made for a
+/// `tracing` subscriber, not mirrored into `log` records.
+fn request_span(request_id: &RequestId) -> Span {
+    if !tracing::level_enabled!(tracing::Level::INFO) {
+        return Span::none();
+    }
+    let span = tracing::info_span!("request", request_id = %request_id);
+    if span.is_disabled() {
+        Span::none()
+    } else {
+        span
+    }
+}
+
 /// Whether `value` is an id worth keeping: 1 to `max_len` bytes of `[A-Za-z0-9._:-]`.
 pub fn is_valid_id(value: &[u8], max_len: usize) -> bool {
     !value.is_empty()
@@ -273,9 +293,12 @@ fn new_id(version: Version) -> HeaderValue {
 
 fn uuid_header_value(uuid: Uuid) -> HeaderValue {
     let mut buffer = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    let text = uuid.hyphenated().encode_lower(&mut buffer);
+    uuid.hyphenated().encode_lower(&mut buffer);
+    // The value is cloned into the request header, the extension and the response header.
+    // Owning the array in a reference-counted `Bytes` makes that one allocation; a copied
+    // `Vec` would take a second one when its first clone promotes it to shared storage.
     // A hyphenated UUID is always a valid header value.
-    HeaderValue::from_bytes(text.as_bytes())
+    HeaderValue::from_maybe_shared(Bytes::from_owner(buffer))
         .unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-0000-0000-000000000000"))
 }
 
