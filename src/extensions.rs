@@ -22,9 +22,19 @@ impl RequestId {
         Self(value)
     }
 
-    /// The id as text.
+    /// The id as text: empty when the value is not 1 to 128 bytes of `[A-Za-z0-9._:-]`, so
+    /// whatever was wrapped, the text is safe to log and to put in a problem body.
     pub fn as_str(&self) -> &str {
-        self.0.to_str().unwrap_or("")
+        let bytes = self.0.as_bytes();
+        let safe = bytes.len() <= 128
+            && bytes
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        if safe {
+            self.0.to_str().unwrap_or("")
+        } else {
+            ""
+        }
     }
 
     /// The id as a header value.
@@ -57,6 +67,32 @@ impl Principal {
         Self {
             subject: subject.into(),
             role,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_id_text_is_only_ever_a_safe_id() {
+        let ok = RequestId::new(HeaderValue::from_static("req-1.a:b_C"));
+        assert_eq!(ok.as_str(), "req-1.a:b_C");
+        assert_eq!(ok.to_string(), "req-1.a:b_C");
+        let long = "a".repeat(129);
+        for unsafe_value in [
+            HeaderValue::from_static("has space"),
+            HeaderValue::from_static("a\tb"),
+            HeaderValue::from_static("x\" injected=\"1"),
+            HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap(),
+            HeaderValue::from_bytes(b"\xff\xfe").unwrap(),
+            HeaderValue::from_str(&long).unwrap(),
+        ] {
+            let id = RequestId::new(unsafe_value.clone());
+            assert_eq!(id.as_str(), "", "{unsafe_value:?}");
+            assert_eq!(id.to_string(), "");
+            assert_eq!(id.header_value(), &unsafe_value);
         }
     }
 }
