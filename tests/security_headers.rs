@@ -1,6 +1,6 @@
-#![cfg(feature = "security-headers")]
 //! SecurityHeadersLayer driven with `oneshot`: presets, HSTS over HTTPS only, trusted proxies,
 //! preload validation, keep vs override, stripping, HTTPS enforcement and hostile `Host`s.
+#![cfg(feature = "security-headers")]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -572,4 +572,71 @@ async fn inner_errors_pass_through() {
 fn debug_lists_names_not_values() {
     let text = format!("{:?}", SecurityHeadersLayer::api());
     assert!(text.contains("x-frame-options"));
+}
+
+/// A real tonic client over HTTP/2 against the layers in a hyper server: a refusal reaches
+/// tonic as a trailers-only gRPC status (HTTP 200, `grpc-status` in the headers frame that
+/// ends the stream), with the request id and security headers as metadata; a call that is
+/// not refused still works.
+#[cfg(feature = "request-id")]
+#[tokio::test]
+async fn grpc_refusal_reaches_a_tonic_client_as_a_status() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::service::TowerToHyperService;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tower_shield::request_id::RequestIdLayer;
+
+    async fn serve(enforce_https: bool) -> SocketAddr {
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        let service = ServiceBuilder::new()
+            .layer(RequestIdLayer::new())
+            .layer(
+                SecurityHeaders::api()
+                    .enforce_https(enforce_https)
+                    .build()
+                    .unwrap(),
+            )
+            .service(health);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+                .await;
+        });
+        addr
+    }
+
+    async fn check(addr: SocketAddr) -> Result<tonic::Response<ServingStatus>, tonic::Status> {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .map(|response| response.map(|r| r.status()))
+    }
+
+    let served = check(serve(false).await).await.expect("not refused");
+    assert_eq!(served.get_ref(), &ServingStatus::Serving);
+
+    // h2c is plain HTTP: with HTTPS enforced, the call is refused before the service runs.
+    let status = check(serve(true).await).await.expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert_eq!(
+        status.message(),
+        "This resource must be requested over HTTPS."
+    );
+    let metadata = status.metadata().clone().into_headers();
+    let id = metadata["x-request-id"].to_str().unwrap();
+    assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 4);
+    assert_eq!(metadata["x-content-type-options"], "nosniff");
+    assert!(!metadata.contains_key(HSTS), "no HSTS over plain HTTP");
 }
