@@ -130,6 +130,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn inner_trailers_and_end_of_stream_are_forwarded() {
+        // A gRPC answer ends with trailers (`grpc-status`): they must pass through untouched.
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+        let inner =
+            Full::new(Bytes::from_static(b"msg")).with_trailers(async { Some(Ok(trailers)) });
+        let body = ShieldBody::inner(inner);
+        assert!(!body.is_end_stream());
+        let collected = body.collect().await.unwrap();
+        assert_eq!(collected.trailers().unwrap()["grpc-status"], "0");
+        assert_eq!(&collected.to_bytes()[..], b"msg");
+
+        let empty = ShieldBody::inner(http_body_util::Empty::<Bytes>::new());
+        assert!(empty.is_end_stream());
+        assert_eq!(empty.size_hint().exact(), Some(0));
+    }
+
+    #[tokio::test]
+    async fn full_body_is_done_after_its_one_frame() {
+        let mut body: ShieldBody<Full<Bytes>> = ShieldBody::full(Bytes::from_static(b"abc"));
+        let frame = body.frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), "abc");
+        assert!(body.is_end_stream());
+        assert_eq!(body.size_hint().exact(), Some(0));
+        assert!(body.frame().await.is_none());
+    }
+
+    #[tokio::test]
     async fn inner_body_is_forwarded() {
         let body = ShieldBody::inner(Full::new(Bytes::from_static(b"abc")));
         assert_eq!(body.size_hint().exact(), Some(3));
