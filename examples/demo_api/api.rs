@@ -3,7 +3,7 @@
 //! also run after `RequireRoleLayer::any_of(["admin"])`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -39,26 +39,28 @@ fn invalid_token(headers: &HeaderMap, extensions: &http::Extensions) -> Response
 }
 
 /// `GET /api/me`.
-pub(crate) async fn me(
-    State(state): State<AppState>,
-    verified: Verified<Claims>,
-    headers: HeaderMap,
-    extensions: http::Extensions,
-) -> Response {
-    let Some(id) = caller(&verified) else {
-        return invalid_token(&headers, &extensions);
+pub(crate) async fn me(State(state): State<AppState>, request: Request) -> Response {
+    let Some((verified, id)) = caller_of(&request) else {
+        return invalid_token(request.headers(), request.extensions());
     };
-    match state.store.user(id).await {
-        Ok(Some(user)) => Json(json!({
+    match state.store.email(id).await {
+        Ok(Some(email)) => Json(json!({
             "sub": verified.subject(),
             "role": verified.claims().role,
-            "email": user.email,
+            "email": email,
         }))
         .into_response(),
         // The account is gone: the token no longer names anyone.
-        Ok(None) => invalid_token(&headers, &extensions),
-        Err(_) => unavailable(&headers, &extensions),
+        Ok(None) => invalid_token(request.headers(), request.extensions()),
+        Err(_) => unavailable(request.headers(), request.extensions()),
     }
+}
+
+/// The verified claims and the caller's id, read from the request without cloning its
+/// headers or extensions.
+fn caller_of(request: &Request) -> Option<(&Verified<Claims>, UserId)> {
+    let verified = request.extensions().get::<Verified<Claims>>()?;
+    Some((verified, caller(verified)?))
 }
 
 #[derive(Deserialize)]
@@ -96,53 +98,42 @@ pub(crate) async fn create_item(
 }
 
 /// `GET /api/items`: the caller's own items.
-pub(crate) async fn list_items(
-    State(state): State<AppState>,
-    verified: Verified<Claims>,
-    headers: HeaderMap,
-    extensions: http::Extensions,
-) -> Response {
-    let Some(owner) = caller(&verified) else {
-        return invalid_token(&headers, &extensions);
+pub(crate) async fn list_items(State(state): State<AppState>, request: Request) -> Response {
+    let Some((_, owner)) = caller_of(&request) else {
+        return invalid_token(request.headers(), request.extensions());
     };
     match state.store.items(owner).await {
         Ok(items) => Json(items).into_response(),
-        Err(_) => unavailable(&headers, &extensions),
+        Err(_) => unavailable(request.headers(), request.extensions()),
     }
 }
 
 /// `GET /api/items/{id}`: found only among the caller's items.
 pub(crate) async fn get_item(
     State(state): State<AppState>,
-    verified: Verified<Claims>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    extensions: http::Extensions,
+    request: Request,
 ) -> Response {
     let Ok(id) = id.parse::<ItemId>() else {
-        return Refusal::new(&MALFORMED_ID).build(&headers, &extensions);
+        return Refusal::new(&MALFORMED_ID).for_request(&request);
     };
-    let Some(owner) = caller(&verified) else {
-        return invalid_token(&headers, &extensions);
+    let Some((_, owner)) = caller_of(&request) else {
+        return invalid_token(request.headers(), request.extensions());
     };
     // Ownership is part of the lookup: another user's item is not found, exactly like a
     // missing one.
     match state.store.item(owner, id).await {
         Ok(Some(item)) => Json(item).into_response(),
-        Ok(None) => Refusal::new(&ProblemType::NOT_FOUND).build(&headers, &extensions),
-        Err(_) => unavailable(&headers, &extensions),
+        Ok(None) => Refusal::new(&ProblemType::NOT_FOUND).for_request(&request),
+        Err(_) => unavailable(request.headers(), request.extensions()),
     }
 }
 
 /// `GET /api/admin/stats`.
-pub(crate) async fn stats(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    extensions: http::Extensions,
-) -> Response {
+pub(crate) async fn stats(State(state): State<AppState>, request: Request) -> Response {
     match state.store.stats().await {
         Ok((users, items)) => Json(json!({ "users": users, "items": items })).into_response(),
-        Err(_) => unavailable(&headers, &extensions),
+        Err(_) => unavailable(request.headers(), request.extensions()),
     }
 }
 

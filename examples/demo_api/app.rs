@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -61,9 +61,11 @@ static METHOD_NOT_ALLOWED: ProblemType = ProblemType {
     detail: "The method is not allowed for this resource.",
 };
 
-/// What the handlers share.
-#[derive(Clone)]
-pub(crate) struct AppState {
+/// What the handlers share: one `Arc`, so axum's per-request state clone is one increment.
+pub(crate) type AppState = Arc<Shared>;
+
+/// The handlers' shared state.
+pub(crate) struct Shared {
     /// Accounts and items.
     pub(crate) store: Store,
     /// Issuing, rotating and revoking tokens.
@@ -205,7 +207,7 @@ async fn finish<St: RateLimitStore>(
             .map_err(|_| env_error("STORE_URL", "cannot seed the admin account"))?;
     }
 
-    let state = AppState {
+    let state = Arc::new(Shared {
         store: backends.store,
         tokens,
         keys,
@@ -213,13 +215,15 @@ async fn finish<St: RateLimitStore>(
         jwt,
         login_failures: Arc::new(StoreCounter::new(limits.clone())),
         dummy_hash: Arc::from(dummy_hash),
-    };
+    });
     app(config, state, limits, scale)
 }
 
-/// A quota of `n` per minute (times the load-test scale, 1 unless `DEMO_RATE_LIMIT_SCALE`).
+/// A quota of `n` per minute (times the load-test scale, 1 unless `DEMO_RATE_LIMIT_SCALE`,
+/// capped at one per microsecond).
 fn per_minute(n: u32, scale: u32) -> Quota {
-    Quota::per_minute(n.saturating_mul(scale))
+    // At most one request per microsecond: the finest rate a quota can enforce.
+    Quota::per_minute(n.saturating_mul(scale).min(60_000_000))
 }
 
 /// The routes and the whole layer stack, outermost first.
@@ -297,7 +301,10 @@ pub(crate) fn app<St: RateLimitStore>(
         // 1. Request id: first, so every log line and every refusal carries it.
         .layer(RequestIdLayer::new())
         // One log line per request, with the final status of everything below.
-        .layer(middleware::from_fn(access_log))
+        .layer(middleware::from_fn_with_state(
+            config.access_log,
+            access_log,
+        ))
         // 2. Security headers (HSTS only over HTTPS, as told by TRUSTED_PROXIES).
         .layer(
             SecurityHeaders::api()
@@ -365,7 +372,10 @@ async fn limit_header_size(request: Request, next: Next) -> Response {
 
 /// Logs one line per request on stderr: method, path (without the query, which may hold
 /// secrets), status, latency and request id. Never a header, token or cookie.
-async fn access_log(request: Request, next: Next) -> Response {
+async fn access_log(State(enabled): State<bool>, request: Request, next: Next) -> Response {
+    if !enabled {
+        return next.run(request).await;
+    }
     let started = Instant::now();
     let method = request.method().clone();
     let mut path = request.uri().path().to_owned();

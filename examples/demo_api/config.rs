@@ -97,6 +97,9 @@ pub(crate) struct Config {
     /// `DEMO_RATE_LIMIT_SCALE` (not in the contract; for `benches/load.sh` only): every
     /// quota is multiplied by it. 1 unless set.
     pub(crate) rate_limit_scale: u32,
+    /// `DEMO_ACCESS_LOG` (not in the contract; for `benches/load.sh` only): `false` turns
+    /// the per-request log line off. `true` unless set.
+    pub(crate) access_log: bool,
     /// Warnings to print at start (never secrets).
     pub(crate) warnings: Vec<String>,
 }
@@ -248,7 +251,18 @@ impl Config {
                 })?,
         };
 
+        let access_log = match lookup("DEMO_ACCESS_LOG")?.as_deref().map(str::trim) {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(_) => return Err(env_error("DEMO_ACCESS_LOG", "expected true or false")),
+        };
+
         let mut warnings = Vec::new();
+        if !access_log {
+            warnings.push(
+                "DEMO_ACCESS_LOG=false: requests are not logged (for load tests only)".to_owned(),
+            );
+        }
         if rate_limit_scale > 1 {
             warnings.push(format!(
                 "DEMO_RATE_LIMIT_SCALE={rate_limit_scale}: every rate limit is multiplied by it \
@@ -278,6 +292,7 @@ impl Config {
             admin,
             cookie_secure,
             rate_limit_scale,
+            access_log,
             warnings,
         })
     }

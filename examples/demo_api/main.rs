@@ -31,12 +31,6 @@ const EXIT_CONFIG: u8 = 2;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_max_level(tracing::Level::INFO)
-        .init();
-
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(error) => {
@@ -44,6 +38,18 @@ async fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // INFO: one line per request. With DEMO_ACCESS_LOG=false (load tests) only warnings, so
+    // the per-request span and line cost nothing.
+    let level = if config.access_log {
+        tracing::Level::INFO
+    } else {
+        tracing::Level::WARN
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_max_level(level)
+        .init();
     let app = match app::build(&config).await {
         Ok((app, warnings)) => {
             for warning in &warnings {

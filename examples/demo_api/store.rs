@@ -201,6 +201,21 @@ impl Store {
         }
     }
 
+    /// A user's email address (without copying the rest of the account).
+    pub(crate) async fn email(&self, id: UserId) -> Result<Option<String>, StoreError> {
+        match self {
+            Self::Memory(memory) => Ok(Self::lock(memory).users.get(&id).map(|u| u.email.clone())),
+            Self::Redis { conn, prefix } => {
+                conn.query(
+                    cmd("HGET")
+                        .arg(prefix.key(&id.to_string(), "user"))
+                        .arg("email"),
+                )
+                .await
+            }
+        }
+    }
+
     /// Changes a user's role; `None` when there is no such user.
     pub(crate) async fn set_role(
         &self,

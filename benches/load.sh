@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Load test of the demo API: /health and /api/me through the whole tower-shield stack
+# (examples/demo_api) against the same routes with no tower-shield layer at all
+# (examples/bare_api), back to back, with wrk. Prints requests/s, latency percentiles and the
+# ratio full/bare per route (median of ROUNDS alternating runs).
+#
+#   apt-get install -y wrk      # Debian's wrk
+#   benches/load.sh             # DURATION=10s CONNECTIONS=32 THREADS=1 ROUNDS=3 to change
+#
+# The demo runs with the memory store, DEMO_RATE_LIMIT_SCALE=1000000 (every quota a million
+# times larger, so the limiter still decides on every request but never refuses) and
+# DEMO_ACCESS_LOG=false (the per-request log line is not what is measured; set
+# ACCESS_LOG=true to include it). /api/me uses one signed-in user's token, which is verified
+# once and then served from the JWT cache, as a real client's would be.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-32}
+THREADS=${THREADS:-1}
+ROUNDS=${ROUNDS:-3}
+ACCESS_LOG=${ACCESS_LOG:-false}
+
+command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 1; }
+cargo build --release --example demo_api --example bare_api >&2
+BIN=target/release/examples
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# start NAME BINARY [ENV...]: runs it on a free port, sets $ADDR.
+start() {
+  local name=$1 bin=$2; shift 2
+  env BIND_ADDR=127.0.0.1:0 "$@" "$bin" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  PIDS+=($!)
+  for _ in $(seq 1 200); do
+    ADDR=$(sed -n 's/^listening on //p' "$WORK/$name.out")
+    [ -n "$ADDR" ] && return 0
+    sleep 0.05
+  done
+  echo "$name did not start:" >&2; cat "$WORK/$name.err" >&2; exit 1
+}
+
+start demo "$BIN/demo_api" DEMO_RATE_LIMIT_SCALE=1000000 DEMO_ACCESS_LOG="$ACCESS_LOG" \
+  COOKIE_SECURE=false STORE_URL=memory
+DEMO=$ADDR
+start bare "$BIN/bare_api"
+BARE=$ADDR
+
+curl -sf -o /dev/null -X POST "$DEMO/auth/register" -H 'content-type: application/json' \
+  -d '{"email":"load@example.com","password":"load test password"}'
+TOKEN=$(curl -sf -X POST "$DEMO/auth/login" -H 'content-type: application/json' \
+  -d '{"email":"load@example.com","password":"load test password"}' |
+  sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+[ -n "$TOKEN" ] || { echo "no token" >&2; exit 1; }
+# Both servers get the same request headers.
+AUTH="authorization: Bearer $TOKEN"
+curl -sf -o /dev/null -H "$AUTH" "$DEMO/api/me"
+
+# run URL -> "rps p50 p99" (latencies in ms)
+run() {
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H "$AUTH" "$1" >"$WORK/wrk.txt"
+  if grep -q "Non-2xx" "$WORK/wrk.txt"; then
+    echo "non-2xx answers from $1:" >&2; cat "$WORK/wrk.txt" >&2; exit 1
+  fi
+  awk '
+    function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+    /Requests\/sec/ { rps=$2 }
+    $1=="50%" { p50=ms($2) }
+    $1=="99%" { p99=ms($2) }
+    END { printf "%s %.3f %.3f\n", rps, p50, p99 }' "$WORK/wrk.txt"
+}
+
+median() { sort -g | awk '{ v[NR]=$1 } END { print v[int((NR+1)/2)] }'; }
+
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS alternating rounds, access log: $ACCESS_LOG"
+printf '%-9s %-6s %12s %10s %10s\n' route stack 'req/s' 'p50 ms' 'p99 ms'
+for route in /health /api/me; do
+  : >"$WORK/full" ; : >"$WORK/bare"
+  for round in $(seq 1 "$ROUNDS"); do
+    run "$BARE$route" >>"$WORK/bare"
+    run "$DEMO$route" >>"$WORK/full"
+  done
+  for stack in bare full; do
+    rps=$(cut -d' ' -f1 "$WORK/$stack" | median)
+    p50=$(cut -d' ' -f2 "$WORK/$stack" | median)
+    p99=$(cut -d' ' -f3 "$WORK/$stack" | median)
+    printf '%-9s %-6s %12.0f %10s %10s\n' "$route" "$stack" "$rps" "$p50" "$p99"
+    eval "${stack}_rps=$rps"
+  done
+  awk -v f="$full_rps" -v b="$bare_rps" -v r="$route" \
+    'BEGIN { printf "%-9s ratio full/bare: %.3f\n", r, f/b }'
+done
