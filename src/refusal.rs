@@ -12,7 +12,10 @@
 //!
 //! When the request's `content-type` starts with `application/grpc`, the same refusal is an
 //! HTTP 200 "trailers-only" answer with `grpc-status` and `grpc-message` headers and an empty
-//! body, so tonic clients receive a proper status: 400 → 3 `INVALID_ARGUMENT`,
+//! body, so tonic clients receive a proper status. Its `content-type` names the request's
+//! protocol (`application/grpc`, or `application/grpc-web[-text]` for gRPC-Web, with the
+//! request's `+proto`/`+json` codec), chosen from a fixed set, since gRPC-Web clients refuse
+//! an answer of another content type. 400 → 3 `INVALID_ARGUMENT`,
 //! 401 → 16 `UNAUTHENTICATED`, 403 → 7 `PERMISSION_DENIED`, 404 → 5 `NOT_FOUND`,
 //! 429 → 8 `RESOURCE_EXHAUSTED`, 503 → 14 `UNAVAILABLE`.
 //!
@@ -62,6 +65,14 @@ pub const PROBLEM_TYPE_BASE: &str = "https://docs.rs/tower-shield/latest/tower_s
 
 static PROBLEM_JSON: HeaderValue = HeaderValue::from_static("application/problem+json");
 static GRPC: HeaderValue = HeaderValue::from_static("application/grpc");
+static GRPC_PROTO: HeaderValue = HeaderValue::from_static("application/grpc+proto");
+static GRPC_JSON: HeaderValue = HeaderValue::from_static("application/grpc+json");
+static GRPC_WEB: HeaderValue = HeaderValue::from_static("application/grpc-web");
+static GRPC_WEB_PROTO: HeaderValue = HeaderValue::from_static("application/grpc-web+proto");
+static GRPC_WEB_JSON: HeaderValue = HeaderValue::from_static("application/grpc-web+json");
+static GRPC_WEB_TEXT: HeaderValue = HeaderValue::from_static("application/grpc-web-text");
+static GRPC_WEB_TEXT_PROTO: HeaderValue =
+    HeaderValue::from_static("application/grpc-web-text+proto");
 static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 
@@ -266,8 +277,8 @@ impl Refusal {
         request_headers: &HeaderMap,
         request_extensions: &Extensions,
     ) -> Response<B> {
-        if Self::is_grpc(request_headers) {
-            return self.build_grpc();
+        if let Some(content_type) = grpc_content_type(request_headers) {
+            return self.build_grpc(content_type);
         }
         let body = self.problem_json(request_extensions.get::<RequestId>());
         let mut response = Response::new(B::from(Bytes::new()));
@@ -285,10 +296,10 @@ impl Refusal {
         self.build(request.headers(), request.extensions())
     }
 
-    fn build_grpc<B: From<Bytes>>(self) -> Response<B> {
+    fn build_grpc<B: From<Bytes>>(self, content_type: &HeaderValue) -> Response<B> {
         let mut response = Response::new(B::from(Bytes::new()));
         let mut headers = self.headers;
-        headers.insert(CONTENT_TYPE, GRPC.clone());
+        headers.insert(CONTENT_TYPE, content_type.clone());
         headers.insert(
             GRPC_STATUS.clone(),
             HeaderValue::from(grpc_code(self.problem.status)),
@@ -299,6 +310,36 @@ impl Refusal {
         *response.headers_mut() = headers;
         response
     }
+}
+
+/// The `content-type` of a gRPC refusal: the request's own protocol and codec (gRPC or
+/// gRPC-Web, binary or text, proto or JSON), from a fixed set of values, so that gRPC-Web
+/// clients, which check the answer's content type before reading `grpc-status`, accept it.
+/// The request's value itself is never echoed. `None` when the request is not gRPC.
+fn grpc_content_type(request_headers: &HeaderMap) -> Option<&'static HeaderValue> {
+    let value = request_headers.get(CONTENT_TYPE)?.as_bytes();
+    let rest = value.strip_prefix(b"application/grpc")?;
+    // The media type without parameters (`; charset=...`), compared case-insensitively.
+    let end = rest.iter().position(|&b| b == b';').unwrap_or(rest.len());
+    let suffix = rest.get(..end).unwrap_or_default().trim_ascii_end();
+    let is = |expected: &[u8]| suffix.eq_ignore_ascii_case(expected);
+    Some(if is(b"-web-text+proto") {
+        &GRPC_WEB_TEXT_PROTO
+    } else if rest.starts_with(b"-web-text") {
+        &GRPC_WEB_TEXT
+    } else if is(b"-web+proto") {
+        &GRPC_WEB_PROTO
+    } else if is(b"-web+json") {
+        &GRPC_WEB_JSON
+    } else if rest.starts_with(b"-web") {
+        &GRPC_WEB
+    } else if is(b"+proto") {
+        &GRPC_PROTO
+    } else if is(b"+json") {
+        &GRPC_JSON
+    } else {
+        &GRPC
+    })
 }
 
 /// The gRPC status code for an HTTP status.
@@ -424,6 +465,42 @@ mod tests {
             assert_eq!(response.status(), StatusCode::OK);
             assert_eq!(response.headers()["grpc-status"], code);
             assert!(response.headers().contains_key("grpc-message"));
+            assert!(response.body().is_empty());
+        }
+    }
+
+    #[test]
+    fn grpc_refusal_answers_in_the_request_protocol() {
+        for (request, answer) in [
+            ("application/grpc", "application/grpc"),
+            ("application/grpc+proto", "application/grpc+proto"),
+            ("application/grpc+json", "application/grpc+json"),
+            ("application/grpc+thrift", "application/grpc"),
+            ("application/grpc-web", "application/grpc-web"),
+            ("application/grpc-web+proto", "application/grpc-web+proto"),
+            (
+                "application/grpc-web+JSON; charset=utf-8",
+                "application/grpc-web+json",
+            ),
+            ("application/grpc-web-text", "application/grpc-web-text"),
+            (
+                "application/grpc-web-text+proto",
+                "application/grpc-web-text+proto",
+            ),
+            (
+                "application/grpc-web-text+\u{ff}evil",
+                "application/grpc-web-text",
+            ),
+        ] {
+            let mut request_headers = HeaderMap::new();
+            request_headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_bytes(request.as_bytes()).unwrap(),
+            );
+            let response: Response<Bytes> = Refusal::new(&ProblemType::UNAUTHORIZED)
+                .build(&request_headers, &Extensions::new());
+            assert_eq!(response.headers()[CONTENT_TYPE], answer, "{request}");
+            assert_eq!(response.headers()["grpc-status"], "16");
             assert!(response.body().is_empty());
         }
     }
