@@ -57,6 +57,53 @@
 //!   memory until it answers again. Failures are logged at most once per 10 s and counted in
 //!   [`RateLimitLayer::stats`].
 //!
+//! # A whole API's limits
+//!
+//! An IP layer before `JwtAuthLayer` (per-route rules, one of them count-only-failures) and
+//! a per-user layer after it (tiers by role), sharing Redis with a memory fallback:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use http::StatusCode;
+//! use tower_shield::client_ip::TrustedProxies;
+//! use tower_shield::rate_limit::{
+//!     FallbackStore, Key, MemoryStore, Policy, Quota, RateLimitLayer, RedisStore, Route,
+//! };
+//! use tower_shield::redis::RedisConnection;
+//!
+//! let conn = RedisConnection::connect("redis://127.0.0.1:6379/").await?;
+//! let store = FallbackStore::new(
+//!     RedisStore::builder(conn).prefix("demo:rl:").build()?,
+//!     MemoryStore::new(),
+//! );
+//! let by_ip = RateLimitLayer::builder(store.clone())
+//!     .trusted_proxies(TrustedProxies::from_comma_separated("10.0.0.0/8")?)
+//!     .rule(Route::prefix("/auth/"), Policy::named("auth").quota(Quota::per_minute(10)))
+//!     .rule(
+//!         Route::prefix("/api/"),
+//!         Policy::named("anonymous")
+//!             .quota(Quota::per_minute(10))
+//!             .count_only([StatusCode::UNAUTHORIZED]),
+//!     )
+//!     .policy(Policy::named("default").quota(Quota::per_minute(60)))
+//!     .build()?;
+//! let by_user = RateLimitLayer::builder(store.clone())
+//!     .rule(
+//!         Route::prefix("/api/"),
+//!         Policy::named("api")
+//!             .quota(Quota::per_minute(100))
+//!             .tier("guest", Quota::per_minute(10))
+//!             .tier("premium", Quota::per_minute(1_000))
+//!             .tier("admin", Quota::per_minute(10_000))
+//!             .key(Key::subject()),
+//!     )
+//!     .build()?;
+//! // ServiceBuilder::new().layer(by_ip).layer(jwt_auth).layer(by_user).service(app)
+//! # let _ = (by_ip, by_user);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # The algorithm and the stores
 //!
 //! GCRA, as `governor` implements it: a [`Quota`] of `limit` per `period` spaces requests by
