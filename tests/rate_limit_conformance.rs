@@ -112,3 +112,58 @@ async fn redis_store_conforms_and_agrees_with_memory() {
         assert_close(r.retry_after, m.retry_after, "retry_after");
     }
 }
+
+/// Pseudo-random sequences (weighted costs, peeks, several keys and quotas): Redis and
+/// memory agree call by call.
+#[tokio::test]
+async fn random_sequences_agree() {
+    let Some(url) = rate_limit_support::redis_url("random_sequences_agree") else {
+        return;
+    };
+    let conn = RedisConnection::connect(&url)
+        .await
+        .expect("REDIS_URL is set but Redis is unreachable");
+    let mut seed: u64 = 0x5eed_1234_abcd_ef01;
+    let mut next = move |n: u64| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) % n
+    };
+    for round in 0..8 {
+        let redis = RedisStore::builder(conn.clone())
+            .prefix(rate_limit_support::unique_prefix())
+            .deny_cache(0)
+            .build()
+            .unwrap();
+        let memory = MemoryStore::with_clock(FakeRelativeClock::default());
+        let quotas = [
+            Quota::per_hour(10).burst(7),
+            Quota::per_day(3),
+            Quota::new(50, Duration::from_secs(7200)).burst(12),
+        ];
+        let quota = quotas[round % quotas.len()];
+        let (rl, ml) = (
+            redis.limiter("rand", &quota),
+            memory.limiter("rand", &quota),
+        );
+        let keys = [
+            RateKey::ip("192.0.2.7".parse().unwrap()),
+            RateKey::ip("2001:db8::".parse().unwrap()),
+            RateKey::bytes(b"k").unwrap(),
+        ];
+        for call in 0..40 {
+            let key = &keys[next(keys.len() as u64) as usize];
+            let cost = next(7) as u32;
+            let r = redis.check(&rl, key, cost).await.unwrap();
+            let m = memory.check(&ml, key, cost).await.unwrap();
+            assert_eq!(
+                (r.allowed, r.remaining, r.limit),
+                (m.allowed, m.remaining, m.limit),
+                "round {round} call {call} cost {cost}"
+            );
+            assert_close(r.reset, m.reset, "reset");
+            assert_close(r.retry_after, m.retry_after, "retry_after");
+        }
+    }
+}
