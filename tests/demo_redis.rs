@@ -147,10 +147,20 @@ async fn two_processes_share_accounts_items_and_limits() {
         .iter()
         .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
         .count();
-    assert_eq!(ok + limited, 150, "{statuses:?}");
-    println!("150 over two processes: {ok} ok, {limited} limited");
+    // A Redis call slower than the demo's 120 ms bound answers 503 rather than wait: on a
+    // loaded machine a few may happen; they are neither allowed nor counted.
+    let unavailable = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::SERVICE_UNAVAILABLE)
+        .count();
+    assert_eq!(ok + limited + unavailable, 150, "{statuses:?}");
+    println!("150 over two processes: {ok} ok, {limited} limited, {unavailable} unavailable");
+    assert!(unavailable <= 5, "{statuses:?}");
     // Three requests above (/api/me, one item created, one read) spent 3 of Olga's 100.
-    assert!((97..=100 + refill).contains(&ok), "ok={ok} refill={refill}");
+    assert!(
+        (97 - unavailable..=100 + refill).contains(&ok),
+        "ok={ok} refill={refill}"
+    );
 }
 
 async fn get_status(url: &str, token: &str) -> StatusCode {
@@ -345,7 +355,8 @@ async fn a_redis_outage_is_503_for_revocation_state_and_memory_limits_for_the_re
     redis.signal("-STOP");
     let timed = |r: &Resp, started: Instant| {
         let took = started.elapsed();
-        assert!(took < Duration::from_millis(1_000), "took {took:?}: {r:?}");
+        // At most two Redis calls of 120 ms each, plus a debug build's own time.
+        assert!(took < Duration::from_millis(600), "took {took:?}: {r:?}");
     };
     // Bearer checks, refresh, logout and login need revocation or account state: 503.
     let started = Instant::now();
