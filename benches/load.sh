@@ -20,6 +20,12 @@ CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-1}
 ROUNDS=${ROUNDS:-3}
 ACCESS_LOG=${ACCESS_LOG:-false}
+# SERVER_CPUS / WRK_CPUS (e.g. 1 and 0) pin the servers and wrk with taskset, so wrk does not
+# steal the server's CPU; leave them unset on a shared machine, where a pinned CPU may be busy.
+SERVER_PIN=()
+WRK_PIN=()
+[ -n "${SERVER_CPUS:-}" ] && SERVER_PIN=(taskset -c "$SERVER_CPUS")
+[ -n "${WRK_CPUS:-}" ] && WRK_PIN=(taskset -c "$WRK_CPUS")
 
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 1; }
 cargo build --release --example demo_api --example bare_api >&2
@@ -36,7 +42,7 @@ trap cleanup EXIT
 # start NAME BINARY [ENV...]: runs it on a free port, sets $ADDR.
 start() {
   local name=$1 bin=$2; shift 2
-  env BIND_ADDR=127.0.0.1:0 "$@" "$bin" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  env BIND_ADDR=127.0.0.1:0 "$@" "${SERVER_PIN[@]}" "$bin" >"$WORK/$name.out" 2>"$WORK/$name.err" &
   PIDS+=($!)
   for _ in $(seq 1 200); do
     ADDR=$(sed -n 's/^listening on //p' "$WORK/$name.out")
@@ -64,7 +70,7 @@ curl -sf -o /dev/null -H "$AUTH" "$DEMO/api/me"
 
 # run URL -> "rps p50 p99" (latencies in ms)
 run() {
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H "$AUTH" "$1" >"$WORK/wrk.txt"
+  "${WRK_PIN[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H "$AUTH" "$1" >"$WORK/wrk.txt"
   if grep -q "Non-2xx" "$WORK/wrk.txt"; then
     echo "non-2xx answers from $1:" >&2; cat "$WORK/wrk.txt" >&2; exit 1
   fi
@@ -78,7 +84,7 @@ run() {
 
 median() { sort -g | awk '{ v[NR]=$1 } END { print v[int((NR+1)/2)] }'; }
 
-echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS alternating rounds, access log: $ACCESS_LOG"
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS alternating rounds, access log: $ACCESS_LOG, server CPUs: ${SERVER_CPUS:-any}, wrk CPUs: ${WRK_CPUS:-any}"
 printf '%-9s %-6s %12s %10s %10s\n' route stack 'req/s' 'p50 ms' 'p99 ms'
 for route in /health /api/me; do
   : >"$WORK/full" ; : >"$WORK/bare"
