@@ -514,6 +514,8 @@ async fn items_are_owned() {
 
     for bad in [
         "nope",
+        "%FF",
+        "item_%00",
         "item_123",
         &format!("item_{}", "A".repeat(32)),
         &format!("user_{}", "0".repeat(32)),

@@ -147,7 +147,7 @@ async fn two_processes_share_accounts_items_and_limits() {
         .iter()
         .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
         .count();
-    // A Redis call slower than the demo's 120 ms bound answers 503 rather than wait: on a
+    // A Redis call slower than the demo's 125 ms bound answers 503 rather than wait: on a
     // loaded machine a few may happen; they are neither allowed nor counted.
     let unavailable = statuses
         .iter()
@@ -155,7 +155,7 @@ async fn two_processes_share_accounts_items_and_limits() {
         .count();
     assert_eq!(ok + limited + unavailable, 150, "{statuses:?}");
     println!("150 over two processes: {ok} ok, {limited} limited, {unavailable} unavailable");
-    assert!(unavailable <= 5, "{statuses:?}");
+    assert!(unavailable <= 10, "{statuses:?}");
     // Three requests above (/api/me, one item created, one read) spent 3 of Olga's 100.
     assert!(
         (97 - unavailable..=100 + refill).contains(&ok),
@@ -355,7 +355,7 @@ async fn a_redis_outage_is_503_for_revocation_state_and_memory_limits_for_the_re
     redis.signal("-STOP");
     let timed = |r: &Resp, started: Instant| {
         let took = started.elapsed();
-        // At most two Redis calls of 120 ms each, plus a debug build's own time.
+        // At most 125 + 125 ms on Redis, plus a debug build's own time.
         assert!(took < Duration::from_millis(600), "took {took:?}: {r:?}");
     };
     // Bearer checks, refresh, logout and login need revocation or account state: 503.

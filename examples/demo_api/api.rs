@@ -3,6 +3,7 @@
 //! also run after `RequireRoleLayer::any_of(["admin"])`.
 
 use axum::Json;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -111,10 +112,11 @@ pub(crate) async fn list_items(State(state): State<AppState>, request: Request) 
 /// `GET /api/items/{id}`: found only among the caller's items.
 pub(crate) async fn get_item(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Response {
-    let Ok(id) = id.parse::<ItemId>() else {
+    // A path that does not even decode (e.g. `%FF`) is as malformed as a bad id.
+    let Some(id) = id.ok().and_then(|Path(id)| id.parse::<ItemId>().ok()) else {
         return Refusal::new(&MALFORMED_ID).for_request(&request);
     };
     let Some((_, owner)) = caller_of(&request) else {
@@ -146,12 +148,12 @@ pub(crate) struct RoleChange {
 /// `PUT /api/admin/users/{id}/role`: effective from the user's next refresh.
 pub(crate) async fn set_role(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     extensions: http::Extensions,
     JsonBody(body): JsonBody<RoleChange>,
 ) -> Response {
-    let Ok(id) = id.parse::<UserId>() else {
+    let Some(id) = id.ok().and_then(|Path(id)| id.parse::<UserId>().ok()) else {
         return Refusal::new(&MALFORMED_ID).build(&headers, &extensions);
     };
     if !ROLES.contains(&body.role.as_str()) {

@@ -46,10 +46,14 @@ use crate::{api, keys};
 /// per line) are refused with 431.
 pub(crate) const MAX_REQUEST_HEADER_BYTES: usize = 16 * 1024;
 
-/// How long one Redis call may take before the request gives up on it. A request makes at
-/// most two Redis calls before it can fail (the IP limit, which then falls back to memory for
-/// a while, and the revocation check), so none waits on Redis more than 240 ms.
-const REDIS_CALL_TIMEOUT: Duration = Duration::from_millis(120);
+/// How long one Redis call for accounts, items, refresh families or revocations may take
+/// before the request gives up on it (503).
+const REDIS_CALL_TIMEOUT: Duration = Duration::from_millis(125);
+
+/// The same for a rate-limit decision, which then falls back to memory. A request can meet at
+/// most one of each before it fails or the limiter is in fallback, so no request waits on
+/// Redis more than 250 ms.
+const REDIS_LIMIT_TIMEOUT: Duration = Duration::from_millis(125);
 
 /// How many verified tokens the JWT layer remembers.
 const TOKEN_CACHE: usize = 100_000;
@@ -137,7 +141,7 @@ pub(crate) async fn build(config: &Config) -> Result<(Router, Vec<String>), Conf
                 refresh: Arc::new(RedisRefreshStore::new(conn.clone(), prefix("rt:")?)),
                 revocation: Arc::new(RedisRevocationStore::new(conn.clone(), prefix("rv:")?)),
             };
-            let limits = RedisStore::builder(conn)
+            let limits = RedisStore::builder(conn.with_call_timeout(REDIS_LIMIT_TIMEOUT))
                 .prefix(format!("{}rl:", config.store_prefix))
                 .build()
                 .map_err(|error| env_error("STORE_PREFIX", error.to_string()))?;
