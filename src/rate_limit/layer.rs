@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
-use bytes::Bytes;
 use dashmap::DashMap;
 use http::HeaderValue;
 use http::request::Parts;
@@ -19,7 +18,6 @@ use super::store::{FailurePolicy, RateLimitStore};
 use crate::client_ip::{ClientIpResolver, TrustedProxies};
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
-use crate::refusal::{ProblemType, Refusal};
 
 /// The most keys a policy's lock-out table holds.
 const MAX_PENALTY_KEYS: usize = 100_000;
@@ -192,7 +190,6 @@ impl<St: RateLimitStore> RateLimitLayerBuilder<St> {
                 clock: self.clock,
                 stats: Stats::default(),
                 error_log: LogGate::default(),
-                refusal_template: Refusal::new(&ProblemType::RATE_LIMITED).problem_json(None),
             }),
         })
     }
@@ -250,8 +247,6 @@ pub(crate) struct Config<St: RateLimitStore> {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) stats: Stats,
     pub(crate) error_log: LogGate,
-    /// The 429 problem body without a request id, rendered once.
-    pub(crate) refusal_template: Bytes,
 }
 
 impl<St: RateLimitStore> Config<St> {

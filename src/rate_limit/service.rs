@@ -6,8 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
-use http::{HeaderValue, Request, Response, header};
+use http::{Request, Response, header};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
@@ -19,8 +18,7 @@ use super::store::{Decision, FailurePolicy, RateLimitStore};
 use crate::body::ShieldBody;
 use crate::client_ip::ClientIp;
 use crate::error::StoreError;
-use crate::extensions::RequestId;
-use crate::refusal::{ProblemType, Refusal};
+use crate::refusal::{ProblemType, Refusal, number_value};
 
 /// What the rate limiter decided for a request, in its extensions (for handlers and logs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,7 +246,7 @@ fn on_decision<St: RateLimitStore, R, B>(
                 Stats::bump(&config.stats.failed_closed);
                 return Some(
                     Refusal::new(&ProblemType::UNAVAILABLE)
-                        .with_header(header::RETRY_AFTER, HeaderValue::from(1u32))
+                        .with_header(header::RETRY_AFTER, number_value(1))
                         .for_request(request),
                 );
             }
@@ -311,12 +309,9 @@ fn refuse_429<St: RateLimitStore, B>(
         retry_after = secs,
         "rate limited"
     );
-    let mut response = fast_429(&ctx.config.refusal_template, headers, extensions, secs)
-        .unwrap_or_else(|| {
-            Refusal::new(&ProblemType::RATE_LIMITED)
-                .with_header(header::RETRY_AFTER, HeaderValue::from(secs))
-                .build(headers, extensions)
-        });
+    let mut response = Refusal::new(&ProblemType::RATE_LIMITED)
+        .with_header(header::RETRY_AFTER, number_value(secs))
+        .build(headers, extensions);
     if decision.limit > 0
         && let Some(fields) = ctx.fields(decision)
     {
@@ -325,65 +320,8 @@ fn refuse_429<St: RateLimitStore, B>(
     response
 }
 
-/// Header values of the numbers 0..=1023, rendered once (retry-after seconds and body
-/// lengths are almost always small); a clone is a reference-count increment.
-fn small_number(n: u64) -> HeaderValue {
-    static TABLE: std::sync::OnceLock<Vec<HeaderValue>> = std::sync::OnceLock::new();
-    let table = TABLE.get_or_init(|| (0u64..1024).map(HeaderValue::from).collect());
-    usize::try_from(n)
-        .ok()
-        .and_then(|i| table.get(i))
-        .cloned()
-        .unwrap_or_else(|| HeaderValue::from(n))
-}
-
-static PROBLEM_JSON: HeaderValue = HeaderValue::from_static("application/problem+json");
-
-/// The 429 answer from the body `Refusal` rendered once when the layer was built (with the
-/// request id spliced in when there is one): the same bytes `Refusal::build` gives, without
-/// serialising per refusal. gRPC calls and unusual ids take the general path.
-pub(crate) fn fast_429<B>(
-    template: &Bytes,
-    headers: &http::HeaderMap,
-    extensions: &http::Extensions,
-    retry_after: u64,
-) -> Option<Response<ShieldBody<B>>> {
-    if Refusal::is_grpc(headers) {
-        return None;
-    }
-    let body = match extensions.get::<RequestId>() {
-        None => template.clone(),
-        Some(id) => {
-            let id = id.as_str().as_bytes();
-            if id.is_empty()
-                || id.len() > 128
-                || !id
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(b))
-            {
-                return None;
-            }
-            let base = template.strip_suffix(b"}")?;
-            let mut spliced = Vec::with_capacity(base.len() + id.len() + 18);
-            spliced.extend_from_slice(base);
-            spliced.extend_from_slice(b",\"request_id\":\"");
-            spliced.extend_from_slice(id);
-            spliced.extend_from_slice(b"\"}");
-            Bytes::from(spliced)
-        }
-    };
-    let mut map = http::HeaderMap::with_capacity(8);
-    map.insert(header::CONTENT_TYPE, PROBLEM_JSON.clone());
-    map.insert(header::CONTENT_LENGTH, small_number(body.len() as u64));
-    map.insert(header::RETRY_AFTER, small_number(retry_after));
-    let mut response = Response::new(ShieldBody::full(body));
-    *response.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
-    *response.headers_mut() = map;
-    Some(response)
-}
-
 fn store_failed<St: RateLimitStore>(ctx: &Ctx<St>, err: &StoreError) {
-    let config = &ctx.config;
+    let config = ctx.config.clone();
     Stats::bump(&config.stats.store_errors);
     if let Some(suppressed) = config.error_log.should_log(config.now_nanos()) {
         tracing::warn!(
@@ -550,50 +488,5 @@ where
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use http_body_util::BodyExt;
-
-    async fn body_of(response: Response<ShieldBody<http_body_util::Empty<Bytes>>>) -> Bytes {
-        response.into_body().collect().await.unwrap().to_bytes()
-    }
-
-    #[tokio::test]
-    async fn fast_refusal_matches_the_refusal_module() {
-        let template = Refusal::new(&ProblemType::RATE_LIMITED).problem_json(None);
-        for id in [None, Some("req-1.a:b_c")] {
-            let mut extensions = http::Extensions::new();
-            if let Some(id) = id {
-                extensions.insert(RequestId::new(HeaderValue::from_static(id)));
-            }
-            let headers = http::HeaderMap::new();
-            let fast = fast_429(&template, &headers, &extensions, 3).unwrap();
-            let slow: Response<ShieldBody<http_body_util::Empty<Bytes>>> =
-                Refusal::new(&ProblemType::RATE_LIMITED)
-                    .with_header(header::RETRY_AFTER, HeaderValue::from(3u64))
-                    .build(&headers, &extensions);
-            assert_eq!(fast.status(), slow.status());
-            let mut fast_headers: Vec<_> = fast
-                .headers()
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            let mut slow_headers: Vec<_> = slow
-                .headers()
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            fast_headers.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
-            slow_headers.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
-            assert_eq!(fast_headers, slow_headers);
-            assert_eq!(body_of(fast).await, body_of(slow).await);
-        }
-        let mut odd = http::Extensions::new();
-        odd.insert(RequestId::new(HeaderValue::from_static("has space")));
-        assert!(fast_429::<()>(&template, &http::HeaderMap::new(), &odd, 1).is_none());
     }
 }
