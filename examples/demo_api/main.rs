@@ -19,15 +19,10 @@ mod problem;
 mod store;
 
 use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use axum::extract::ConnectInfo;
-use http::Request;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
 use tokio::net::TcpListener;
-use tower::ServiceExt;
 
 use crate::config::Config;
 
@@ -82,66 +77,18 @@ async fn main() -> ExitCode {
     println!("listening on http://{local}");
     let _ = std::io::stdout().flush();
 
-    serve(listener, app).await;
-    ExitCode::SUCCESS
-}
-
-/// Header lines hyper accepts before answering 431 itself (bodiless). Generous, so the
-/// app's own 16 KiB check (a problem body with the request id and every header) is what
-/// refuses many small header lines too: a line is at least 4 bytes (`a:\r\n`).
-const MAX_HEADER_LINES: usize = app::MAX_REQUEST_HEADER_BYTES / 4;
-
-/// Serves HTTP/1.1 and HTTP/2 (hyper-util's auto builder) until SIGINT/SIGTERM, then lets
-/// open connections finish their requests (at most 10 s).
-async fn serve(listener: TcpListener, app: axum::Router) {
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .max_headers(MAX_HEADER_LINES)
-        .max_buf_size(64 * 1024);
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut connections = tokio::task::JoinSet::new();
-    let mut shutdown = std::pin::pin!(shutdown_signal());
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // E.g. out of file descriptors: back off instead of spinning.
-                    tracing::warn!("accept failed: {error}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        while connections.try_join_next().is_some() {}
-        let app = app.clone();
-        let builder = builder.clone();
-        let mut stopped = stopped.clone();
-        connections.spawn(async move {
-            // The peer address, where axum's extractors and the rate limiter look for it.
-            let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(peer));
-                app.clone().oneshot(request)
-            });
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            let mut connection = std::pin::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => return,
-                _ = stopped.changed() => connection.as_mut().graceful_shutdown(),
-            }
-            let _ = connection.await;
-        });
-    }
-    drop(listener);
-    let _ = stop.send(true);
-    let drained = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        while connections.join_next().await.is_some() {}
-    })
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
     .await;
-    if drained.is_err() {
-        tracing::warn!("connections still open after 10 s; closing them");
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("demo_api: server error: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 
