@@ -239,21 +239,16 @@ pub(crate) fn verify<C: serde::de::DeserializeOwned>(
 type Segments<'a> = (&'a [u8], &'a [u8], &'a [u8]);
 
 fn split(token: &[u8]) -> Result<Segments<'_>, Invalid> {
-    // Only the dots are looked for here (memchr-fast); each segment's alphabet is checked by
-    // its strict base64url decoder, the header's first, before anything else is read.
-    let first = token
-        .iter()
-        .position(|&b| b == b'.')
-        .ok_or(Invalid::Malformed)?;
+    // Only the dots are looked for here (eight bytes at a time); each segment's alphabet is
+    // checked by its strict base64url decoder, the header's first, before anything else is
+    // read.
+    let first = find_dot(token).ok_or(Invalid::Malformed)?;
     let (header, rest) = (token.get(..first), token.get(first + 1..));
     let (header, rest) = (
         header.ok_or(Invalid::Malformed)?,
         rest.ok_or(Invalid::Malformed)?,
     );
-    let second = rest
-        .iter()
-        .position(|&b| b == b'.')
-        .ok_or(Invalid::Malformed)?;
+    let second = find_dot(rest).ok_or(Invalid::Malformed)?;
     let payload = rest.get(..second).ok_or(Invalid::Malformed)?;
     let signature = rest.get(second + 1..).ok_or(Invalid::Malformed)?;
     if header.is_empty() || payload.is_empty() || signature.is_empty() || signature.contains(&b'.')
@@ -261,6 +256,24 @@ fn split(token: &[u8]) -> Result<Segments<'_>, Invalid> {
         return Err(Invalid::Malformed);
     }
     Ok((header, payload, signature))
+}
+
+/// The index of the first `.` in `bytes`, testing eight bytes per step (a word has a `.`
+/// exactly when the word XOR `........` has a zero byte), then the byte within the word.
+fn find_dot(bytes: &[u8]) -> Option<usize> {
+    const DOTS: u64 = u64::from_ne_bytes([b'.'; 8]);
+    const LOW: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let (words, tail) = bytes.as_chunks::<8>();
+    for (i, word) in words.iter().enumerate() {
+        let x = u64::from_ne_bytes(*word) ^ DOTS;
+        if x.wrapping_sub(LOW) & !x & HIGH != 0 {
+            return word.iter().position(|&b| b == b'.').map(|at| i * 8 + at);
+        }
+    }
+    tail.iter()
+        .position(|&b| b == b'.')
+        .map(|at| words.len() * 8 + at)
 }
 
 fn select_key<'k>(
@@ -333,13 +346,19 @@ pub(crate) fn parse_header(json: &[u8]) -> Result<Header<'_>, Invalid> {
             f.write_str("a JOSE header object")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut seen: Vec<Cow<'de, str>> = Vec::new();
+            // The member names so far, on the stack (a header has a handful).
+            let mut seen: [Cow<'de, str>; MAX_HEADER_MEMBERS] =
+                std::array::from_fn(|_| Cow::Borrowed(""));
+            let mut count = 0;
             let mut alg = None;
             let mut kid = None;
             let mut typ = None;
             let mut forbidden = false;
             while let Some(Str(name)) = map.next_key::<Str<'de>>()? {
-                if seen.len() >= MAX_HEADER_MEMBERS || seen.contains(&name) {
+                let Some(earlier) = seen.get(..count) else {
+                    return Ok(Err(Invalid::Header));
+                };
+                if count >= MAX_HEADER_MEMBERS || earlier.contains(&name) {
                     return Ok(Err(Invalid::Header));
                 }
                 match name.as_ref() {
@@ -354,7 +373,10 @@ pub(crate) fn parse_header(json: &[u8]) -> Result<Header<'_>, Invalid> {
                         map.next_value::<IgnoredAny>()?;
                     }
                 }
-                seen.push(name);
+                if let Some(slot) = seen.get_mut(count) {
+                    *slot = name;
+                }
+                count += 1;
             }
             Ok(match alg {
                 _ if forbidden => Err(Invalid::ForbiddenHeader),
@@ -606,6 +628,26 @@ pub(crate) fn check_times(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn find_dot_agrees_with_a_byte_scan() {
+        // Every length up to three words, a dot at every position (or none), neighbours that
+        // differ from `.` by one bit or by a borrow (`-`, `/`, 0xAE, 0x2F, 0x00, 0xFF).
+        for len in 0..=24 {
+            for fill in [b'a', b'-', b'/', 0xae, 0x2f, 0x00, 0xff] {
+                let mut bytes = vec![fill; len];
+                assert_eq!(find_dot(&bytes), None, "{len} {fill}");
+                for at in 0..len {
+                    bytes.fill(fill);
+                    bytes[at] = b'.';
+                    if at + 2 < len {
+                        bytes[at + 2] = b'.';
+                    }
+                    assert_eq!(find_dot(&bytes), Some(at), "{len} {fill} {at}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn header_duplicates_and_forbidden_members_are_refused() {
