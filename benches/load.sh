@@ -55,8 +55,10 @@ start() {
 start demo "$BIN/demo_api" DEMO_RATE_LIMIT_SCALE=1000000 DEMO_ACCESS_LOG="$ACCESS_LOG" \
   COOKIE_SECURE=false STORE_URL=memory
 DEMO=$ADDR
+DEMO_PID=${PIDS[-1]}
 start bare "$BIN/bare_api"
 BARE=$ADDR
+BARE_PID=${PIDS[-1]}
 
 curl -sf -o /dev/null -X POST "$DEMO/auth/register" -H 'content-type: application/json' \
   -d '{"email":"load@example.com","password":"load test password"}'
@@ -68,37 +70,48 @@ TOKEN=$(curl -sf -X POST "$DEMO/auth/login" -H 'content-type: application/json' 
 AUTH="authorization: Bearer $TOKEN"
 curl -sf -o /dev/null -H "$AUTH" "$DEMO/api/me"
 
-# run URL -> "rps p50 p99" (latencies in ms)
+# CPU time (user + system, clock ticks) the process has used.
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+
+# run URL PID -> "rps p50 p99 cpu_us_per_request" (latencies in ms). The server's CPU time
+# per request is the steadier figure on a shared machine: it does not depend on how much
+# CPU wrk and other processes left to the server.
 run() {
+  local before after
+  before=$(ticks "$2")
   "${WRK_PIN[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H "$AUTH" "$1" >"$WORK/wrk.txt"
+  after=$(ticks "$2")
   if grep -q "Non-2xx" "$WORK/wrk.txt"; then
     echo "non-2xx answers from $1:" >&2; cat "$WORK/wrk.txt" >&2; exit 1
   fi
-  awk '
+  awk -v cpu=$((after - before)) -v hz="$HZ" '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+    /requests in/ { n=$1 }
     /Requests\/sec/ { rps=$2 }
     $1=="50%" { p50=ms($2) }
     $1=="99%" { p99=ms($2) }
-    END { printf "%s %.3f %.3f\n", rps, p50, p99 }' "$WORK/wrk.txt"
+    END { printf "%s %.3f %.3f %.2f\n", rps, p50, p99, cpu * 1000000 / hz / n }' "$WORK/wrk.txt"
 }
 
 median() { sort -g | awk '{ v[NR]=$1 } END { print v[int((NR+1)/2)] }'; }
 
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS alternating rounds, access log: $ACCESS_LOG, server CPUs: ${SERVER_CPUS:-any}, wrk CPUs: ${WRK_CPUS:-any}"
-printf '%-9s %-6s %12s %10s %10s\n' route stack 'req/s' 'p50 ms' 'p99 ms'
+printf '%-9s %-6s %10s %9s %9s %12s\n' route stack 'req/s' 'p50 ms' 'p99 ms' 'CPU us/req'
 for route in /health /api/me; do
   : >"$WORK/full" ; : >"$WORK/bare"
   for round in $(seq 1 "$ROUNDS"); do
-    run "$BARE$route" >>"$WORK/bare"
-    run "$DEMO$route" >>"$WORK/full"
+    run "$BARE$route" "$BARE_PID" >>"$WORK/bare"
+    run "$DEMO$route" "$DEMO_PID" >>"$WORK/full"
   done
   for stack in bare full; do
     rps=$(cut -d' ' -f1 "$WORK/$stack" | median)
     p50=$(cut -d' ' -f2 "$WORK/$stack" | median)
     p99=$(cut -d' ' -f3 "$WORK/$stack" | median)
-    printf '%-9s %-6s %12.0f %10s %10s\n' "$route" "$stack" "$rps" "$p50" "$p99"
-    eval "${stack}_rps=$rps"
+    cpu=$(cut -d' ' -f4 "$WORK/$stack" | median)
+    printf '%-9s %-6s %10.0f %9s %9s %12s\n' "$route" "$stack" "$rps" "$p50" "$p99" "$cpu"
+    eval "${stack}_rps=$rps ${stack}_cpu=$cpu"
   done
-  awk -v f="$full_rps" -v b="$bare_rps" -v r="$route" \
-    'BEGIN { printf "%-9s ratio full/bare: %.3f\n", r, f/b }'
+  awk -v f="$full_rps" -v b="$bare_rps" -v fc="$full_cpu" -v bc="$bare_cpu" -v r="$route" \
+    'BEGIN { printf "%-9s full/bare: throughput %.3f, per-CPU throughput (bare CPU/full CPU) %.3f\n", r, f/b, bc/fc }'
 done
