@@ -182,17 +182,23 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
-        let id = if config.trust_incoming {
+        let trusted = if config.trust_incoming {
             trusted_incoming(request.headers(), &config.header_name, config.max_len)
         } else {
             None
-        }
-        .unwrap_or_else(|| new_id(config.version));
-
-        // One header line with the final value, whatever the client sent.
-        request
-            .headers_mut()
-            .insert(config.header_name.clone(), id.clone());
+        };
+        let id = match trusted {
+            // Already the one and only line of the header: nothing to rewrite.
+            Some(id) => id,
+            None => {
+                let id = new_id(config.version);
+                // One header line with the final value, whatever the client sent.
+                request
+                    .headers_mut()
+                    .insert(config.header_name.clone(), id.clone());
+                id
+            }
+        };
         let request_id = RequestId::new(id.clone());
         let span = request_span(&request_id);
         request.extensions_mut().insert(request_id);
