@@ -459,6 +459,12 @@ where
                 }
             };
         }
+        // A space inside the token (`Bearer a b`) is malformed. A cache hit cannot have one
+        // (the cache holds SHA-256 digests of tokens that verified, and a token with a space
+        // never verifies), so only a miss pays for this scan.
+        if token.contains(&b' ') {
+            return self.invalid(Invalid::Malformed);
+        }
         match validation::verify::<C>(token, &self.policy, self.source.as_ref(), now) {
             Ok(accepted) => {
                 let subject: Arc<str> = accepted.subject.into();
@@ -533,9 +539,10 @@ where
             return Extracted::Malformed;
         }
         let token = trim_ascii_spaces(rest);
-        if token.is_empty() || token.contains(&b' ') {
+        if token.is_empty() {
             return Extracted::Malformed;
         }
+        // An inner space is refused by `authenticate` (after the cache lookup).
         Extracted::Token(token)
     }
 
@@ -583,4 +590,57 @@ fn trim_ascii_spaces(mut bytes: &[u8]) -> &[u8] {
         bytes = rest;
     }
     bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jwt::{Key, KeySet};
+    use jsonwebtoken::{Algorithm, Header, encode};
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn a_space_inside_the_token_is_refused_with_and_without_the_cache() {
+        let keys = KeySet::new()
+            .with(Key::generate(Algorithm::ES256).unwrap())
+            .unwrap();
+        let signing = keys.signing_key().unwrap();
+        let mut jose = Header::new(signing.alg);
+        jose.kid = Some(signing.kid.to_owned());
+        jose.typ = Some("at+jwt".to_owned());
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = serde_json::json!({ "sub": "user_1", "exp": now + 60 });
+        let token = encode(&jose, &claims, signing.key).unwrap();
+        let (head, rest) = token.split_at(10);
+        for cache in [None, Some(16)] {
+            let mut builder = JwtAuthLayer::builder(keys.clone());
+            if let Some(capacity) = cache {
+                builder = builder.cache(capacity);
+            }
+            let layer = builder.build().unwrap();
+            let shared = &layer.shared;
+            let good = headers(&format!("Bearer  {token} "));
+            assert!(matches!(shared.authenticate(&good), Outcome::Accept(_)));
+            assert_eq!(layer.is_cached(&good), cache.is_some());
+            for bad in [
+                format!("Bearer {head} {rest}"),
+                format!("Bearer {token} {token}"),
+                format!("Bearer {token} x"),
+            ] {
+                assert!(
+                    matches!(
+                        shared.authenticate(&headers(&bad)),
+                        Outcome::Refuse(p) if p == &ProblemType::INVALID_TOKEN
+                    ),
+                    "{bad}"
+                );
+                assert!(!layer.is_cached(&headers(&bad)));
+            }
+        }
+    }
 }
