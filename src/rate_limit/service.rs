@@ -238,7 +238,7 @@ fn on_decision<St: RateLimitStore, R, B>(
     result: Result<Decision, StoreError>,
     request: &mut Request<R>,
 ) -> Option<Response<ShieldBody<B>>> {
-    let config = ctx.config.clone();
+    let config = &ctx.config;
     match result {
         Err(err) => {
             store_failed(ctx, &err);
@@ -321,7 +321,7 @@ fn refuse_429<St: RateLimitStore, B>(
 }
 
 fn store_failed<St: RateLimitStore>(ctx: &Ctx<St>, err: &StoreError) {
-    let config = ctx.config.clone();
+    let config = &ctx.config;
     Stats::bump(&config.stats.store_errors);
     if let Some(suppressed) = config.error_log.should_log(config.now_nanos()) {
         tracing::warn!(

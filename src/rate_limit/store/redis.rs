@@ -1,7 +1,6 @@
 //! [`RedisStore`]: state shared by every process through Redis (feature `redis`).
 
 use std::fmt;
-use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -172,8 +171,15 @@ impl RedisStore {
         material.push_str(&limiter.scope);
         material.push('\0');
         key.write_material(&mut |bytes| {
-            for b in bytes {
-                let _ = write!(material, "{b:02x}");
+            // Lower-case hex, two digits a byte, without `fmt` (this runs per decision).
+            for &byte in bytes {
+                for nibble in [byte >> 4, byte & 0x0f] {
+                    material.push(char::from(if nibble < 10 {
+                        b'0' + nibble
+                    } else {
+                        b'a' + nibble - 10
+                    }));
+                }
             }
         });
         // SHA1 (what redis-rs computes for scripts): stable across processes, and no raw
