@@ -21,6 +21,57 @@
 //! [`ClientIp`](client_ip::ClientIp), [`Principal`], the verified claims). Every refusal is
 //! built by [`refusal`] (problem+json for HTTP, `grpc-status` for gRPC) and every layer's body
 //! is a [`ShieldBody`], so each layer stays generic over request and response bodies.
+//!
+//! ## The whole stack
+//!
+//! ```
+//! use std::{convert::Infallible, net::SocketAddr};
+//!
+//! use http::{Request, Response, StatusCode, header};
+//! use jsonwebtoken::Algorithm;
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_shield::{
+//!     cors::CorsLayer,
+//!     jwt::{JwtAuthLayer, Key, KeyRing, KeySet, MemoryRevocationStore, TokenIssuer},
+//!     rate_limit::{Key as RateKey, MemoryStore, Policy, Quota, RateLimitLayer},
+//!     request_id::RequestIdLayer,
+//!     security_headers::SecurityHeadersLayer,
+//! };
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let keys = KeyRing::new(KeySet::new().with(Key::generate(Algorithm::EdDSA)?)?);
+//! let store = MemoryStore::new();
+//! let app = ServiceBuilder::new()
+//!     .layer(RequestIdLayer::new())
+//!     .layer(SecurityHeadersLayer::api())
+//!     .layer(CorsLayer::builder().allow_origin("https://app.example.com").build()?)
+//!     .layer(RateLimitLayer::builder(store.clone())
+//!         .policy(Policy::named("ip").quota(Quota::per_minute(60))).build()?)
+//!     .layer(JwtAuthLayer::builder(keys.clone()).issuer("https://auth.example.com")
+//!         .audience("api").revocation(MemoryRevocationStore::new()).cache(10_000).build()?)
+//!     .layer(RateLimitLayer::builder(store)
+//!         .policy(Policy::named("api").quota(Quota::per_minute(100)).key(RateKey::subject()))
+//!         .build()?)
+//!     .service(service_fn(|_: Request<String>| async {
+//!         Ok::<_, Infallible>(Response::new(String::from("{\"hello\":\"world\"}")))
+//!     }));
+//!
+//! let issuer = TokenIssuer::builder(keys).issuer("https://auth.example.com").audience("api").build()?;
+//! let token = issuer.issue("user_1", "user", &())?;
+//! let mut request = Request::get("/api/me")
+//!     .header(header::AUTHORIZATION, format!("Bearer {}", token.as_str()))
+//!     .body(String::new())?;
+//! request.extensions_mut().insert("192.0.2.7:50000".parse::<SocketAddr>()?);
+//! let response = app.oneshot(request).await?;
+//! assert_eq!(response.status(), StatusCode::OK);
+//! assert!(response.headers().contains_key("x-request-id"));
+//! assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+//! // The inner (per-user) layer adds its field first, the outer (per-IP) one after it.
+//! assert_eq!(response.headers()["ratelimit-policy"], "\"api\";q=100;w=60, \"ip\";q=60;w=60");
+//! # Ok(())
+//! # }
+//! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(
     not(test),
@@ -85,3 +136,8 @@ pub mod security_headers;
 pub use body::ShieldBody;
 pub use error::{ConfigError, StoreError};
 pub use extensions::{Principal, RequestId};
+
+/// The README's code, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
