@@ -167,25 +167,10 @@ impl RedisStore {
 
     /// The Redis key a scope and key are kept under.
     pub fn redis_key(&self, limiter: &RedisLimiter, key: &RateKey) -> String {
-        let mut material = String::with_capacity(limiter.scope.len() + 2 * 40);
-        material.push_str(&limiter.scope);
-        material.push('\0');
-        key.write_material(&mut |bytes| {
-            // Lower-case hex, two digits a byte, without `fmt` (this runs per decision).
-            for &byte in bytes {
-                for nibble in [byte >> 4, byte & 0x0f] {
-                    material.push(char::from(if nibble < 10 {
-                        b'0' + nibble
-                    } else {
-                        b'a' + nibble - 10
-                    }));
-                }
-            }
-        });
-        // SHA1 (what redis-rs computes for scripts): stable across processes, and no raw
-        // key material in Redis.
-        let digest = redis::Script::new(&material);
-        self.inner.prefix.tagged(digest.get_hash())
+        let hex = key_digest(&limiter.scope, key);
+        self.inner
+            .prefix
+            .tagged(std::str::from_utf8(&hex).unwrap_or_default())
     }
 
     /// How many keys the local deny cache holds.
@@ -207,6 +192,43 @@ impl RedisStore {
         }
         self.inner.deny.insert(id, now + retry_after);
     }
+}
+
+/// SHA1 (what redis-rs computes for scripts) of the scope, a NUL and the key material in
+/// lower-case hex, as 40 hex digits: stable across processes, and no raw key material in
+/// Redis. Hashed as a stream, without building the material or formatting the digest
+/// (this runs per decision).
+fn key_digest(scope: &str, key: &RateKey) -> [u8; 40] {
+    let mut sha = sha1_smol::Sha1::new();
+    sha.update(scope.as_bytes());
+    sha.update(b"\0");
+    key.write_material(&mut |bytes| {
+        for chunk in bytes.chunks(32) {
+            let mut hex = [0u8; 64];
+            let len = write_hex(chunk, &mut hex);
+            sha.update(hex.get(..len).unwrap_or_default());
+        }
+    });
+    let mut hex = [0u8; 40];
+    write_hex(&sha.digest().bytes(), &mut hex);
+    hex
+}
+
+/// Writes `bytes` as lower-case hex (two digits a byte) into `out`; returns the length
+/// written (bytes that do not fit are left out).
+fn write_hex(bytes: &[u8], out: &mut [u8]) -> usize {
+    let mut len = 0;
+    for (&byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        for (digit, nibble) in pair.iter_mut().zip([byte >> 4, byte & 0x0f]) {
+            *digit = if nibble < 10 {
+                b'0' + nibble
+            } else {
+                b'a' + nibble - 10
+            };
+        }
+        len += 2;
+    }
+    len
 }
 
 /// One limiter of a [`RedisStore`].
@@ -329,6 +351,48 @@ impl RateLimitStore for RedisStore {
         };
         RedisCheck {
             state: CheckState::Remote { fut: Box::pin(fut) },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write as _;
+
+    use super::*;
+
+    /// The key names of earlier versions: the material as a hex `String`, hashed by
+    /// redis-rs's `Script`.
+    fn key_digest_as_before(scope: &str, key: &RateKey) -> String {
+        let mut material = String::from(scope);
+        material.push('\0');
+        key.write_material(&mut |bytes| {
+            for b in bytes {
+                write!(material, "{b:02x}").unwrap();
+            }
+        });
+        redis::Script::new(&material).get_hash().to_owned()
+    }
+
+    #[test]
+    fn key_names_are_unchanged() {
+        let keys = [
+            RateKey::ip("192.0.2.1".parse().unwrap()),
+            RateKey::ip("2001:db8::1".parse().unwrap()),
+            RateKey::subject("user_0123456789abcdef".into()).unwrap(),
+            RateKey::subject("\u{e9}x".repeat(80).into()).unwrap(),
+            RateKey::subject("".into()).unwrap(),
+            RateKey::bytes(&[0u8, 0xff, b'{', b'}', b'%']).unwrap(),
+            RateKey::bytes(&[0xab; 200]).unwrap(),
+        ];
+        for scope in ["api/", "login/~anonymous", ""] {
+            for key in &keys {
+                let hex = key_digest(scope, key);
+                assert_eq!(
+                    std::str::from_utf8(&hex).unwrap(),
+                    key_digest_as_before(scope, key)
+                );
+            }
         }
     }
 }
