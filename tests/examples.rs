@@ -6,8 +6,9 @@
 //! test binary (`target/<profile>/examples/`). When running only this test target, build them
 //! first with `cargo build --examples`.
 
+mod common;
+
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,8 +18,9 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+use common::{Listening, example_path, spawn_listening};
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -27,23 +29,6 @@ struct Running {
     child: Child,
     addr: SocketAddr,
     stderr: Arc<Mutex<Vec<String>>>,
-}
-
-fn example_path(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let mut dir = exe.parent().expect("test binary directory").to_path_buf();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let path = dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "example binary {} not found: run `cargo build --examples` (plain `cargo test` builds it)",
-        path.display()
-    );
-    path
 }
 
 async fn start(name: &str, env: &[(&str, &str)]) -> Running {
@@ -56,30 +41,11 @@ async fn start(name: &str, env: &[(&str, &str)]) -> Running {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let mut child = command.spawn().expect("spawn example");
-
-    let stderr = Arc::new(Mutex::new(Vec::new()));
-    let mut err_lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let sink = Arc::clone(&stderr);
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = err_lines.next_line().await {
-            sink.lock().unwrap().push(line);
-        }
-    });
-
-    let mut out_lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(STARTUP_TIMEOUT, out_lines.next_line())
-        .await
-        .unwrap_or_else(|_| panic!("{name} printed nothing within {STARTUP_TIMEOUT:?}"))
-        .expect("read stdout")
-        .unwrap_or_else(|| panic!("{name} exited early: {:?}", stderr.lock().unwrap()));
-    let addr = line
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line from {name}: {line:?}"))
-        .parse()
-        .expect("socket address");
-    // Keep draining stdout so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = out_lines.next_line().await {} });
+    let Listening {
+        child,
+        addr,
+        stderr,
+    } = spawn_listening(&mut command, name, STARTUP_TIMEOUT).await;
     Running {
         child,
         addr,

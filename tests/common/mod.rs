@@ -27,8 +27,8 @@ use tokio::process::{Child, Command};
 
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The demo binary next to this test binary (`target/<profile>/examples/demo_api`).
-pub fn demo_path() -> PathBuf {
+/// An example binary next to this test binary (`target/<profile>/examples/<name>`).
+pub fn example_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let mut dir = exe.parent().expect("test binary directory").to_path_buf();
     if dir.ends_with("deps") {
@@ -36,13 +36,65 @@ pub fn demo_path() -> PathBuf {
     }
     let path = dir
         .join("examples")
-        .join(format!("demo_api{}", std::env::consts::EXE_SUFFIX));
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         path.exists(),
-        "{} not found: run `cargo build --example demo_api` (plain `cargo test` builds it)",
+        "example binary {} not found: run `cargo build --examples` (plain `cargo test` builds it)",
         path.display()
     );
     path
+}
+
+/// The demo binary next to this test binary (`target/<profile>/examples/demo_api`).
+pub fn demo_path() -> PathBuf {
+    example_path("demo_api")
+}
+
+/// A spawned server that printed `listening on http://ADDR` as its first stdout line.
+pub struct Listening {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// Every stderr line so far (collected by a background task).
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+/// Spawns `command` (stdout and stderr piped), waits up to `timeout` for its first stdout line
+/// `listening on http://ADDR`, then keeps collecting stderr and draining stdout so the child
+/// never blocks on a full pipe. `name` is for panic messages.
+pub async fn spawn_listening(command: &mut Command, name: &str, timeout: Duration) -> Listening {
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let mut err_lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let sink = Arc::clone(&stderr);
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = err_lines.next_line().await {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let mut out_lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(timeout, out_lines.next_line())
+        .await
+        .unwrap_or_else(|_| panic!("{name} printed nothing within {timeout:?}"))
+        .expect("read stdout");
+    let Some(line) = line else {
+        // Give the stderr task a moment to collect the reason.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        panic!("{name} exited early: {:?}", stderr.lock().unwrap());
+    };
+    let addr = line
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line from {name}: {line:?}"))
+        .parse()
+        .expect("socket address");
+    tokio::spawn(async move { while let Ok(Some(_)) = out_lines.next_line().await {} });
+    Listening {
+        child,
+        addr,
+        stderr,
+    }
 }
 
 /// The environment every test demo starts with (before the test's own variables).
@@ -95,31 +147,11 @@ impl Demo {
             .env("DEMO_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("DEMO_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .envs(env.iter().copied());
-        let mut child = command.spawn().expect("spawn demo_api");
-
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let mut err_lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let sink = Arc::clone(&stderr);
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = err_lines.next_line().await {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let mut out_lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = tokio::time::timeout(STARTUP_TIMEOUT, out_lines.next_line())
-            .await
-            .expect("demo_api printed nothing in time")
-            .expect("read stdout");
-        let Some(line) = line else {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            panic!("demo_api exited early: {:?}", stderr.lock().unwrap());
-        };
-        let addr = line
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .parse()
-            .expect("socket address");
-        tokio::spawn(async move { while let Ok(Some(_)) = out_lines.next_line().await {} });
+        let Listening {
+            child,
+            addr,
+            stderr,
+        } = spawn_listening(&mut command, "demo_api", STARTUP_TIMEOUT).await;
         let client = Client::builder(TokioExecutor::new()).build_http();
         Self {
             child,
