@@ -16,6 +16,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::redis_server::OwnRedis;
 use common::{ADMIN_EMAIL, ADMIN_PASSWORD, Demo, Resp, ed25519_key_file, redis_url, unique_prefix};
 use http::StatusCode;
 use serde_json::json;
@@ -275,62 +276,9 @@ async fn logouts_reuse_and_role_changes_hold_across_processes() {
     assert_eq!(r.json()["role"], "premium");
 }
 
-/// An own redis-server on a free port (never 6379): killed when dropped.
-struct OwnRedis {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl OwnRedis {
-    fn start() -> Option<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .ok()?;
-        let own = Self { child, port };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(own);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = std::process::Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.signal("-CONT");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn a_redis_outage_is_503_for_revocation_state_and_memory_limits_for_the_rest() {
-    let Some(redis) = OwnRedis::start() else {
+    let Some(redis) = OwnRedis::try_start() else {
         if std::env::var_os("REDIS_URL").is_some() {
             panic!("REDIS_URL is set but no redis-server could be started for the outage test");
         }

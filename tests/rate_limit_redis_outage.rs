@@ -9,7 +9,8 @@ mod rate_limit_support;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
-use rate_limit_support::{Echo, OwnRedis, redis_url, request};
+use rate_limit_support::redis_server::OwnRedis;
+use rate_limit_support::{Echo, redis_url, request};
 use tower::{Layer, ServiceExt};
 use tower_shield::rate_limit::{
     FailurePolicy, FallbackStore, MemoryStore, Policy, Quota, RateKey, RateLimitLayer,

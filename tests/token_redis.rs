@@ -9,8 +9,10 @@
 //!   killed, then stopped with SIGSTOP (slower than the per-call timeout): sign-in, refresh,
 //!   logout and bearer checks fail closed with 503; after a restart everything recovers.
 
+#[path = "common/redis_server.rs"]
+mod redis_server;
+
 use std::convert::Infallible;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -24,6 +26,8 @@ use tower_shield::jwt::{
     RefreshTokens, RevocationStore, TokenIssuer,
 };
 use tower_shield::redis::{KeyPrefix, RedisConnection, RedisOptions};
+
+use redis_server::OwnRedis;
 
 fn ring() -> KeyRing {
     static KEY: OnceLock<Key> = OnceLock::new();
@@ -168,84 +172,6 @@ async fn two_instances_share_logout_and_reuse_detection() {
     ));
 }
 
-/// A `redis-server` of our own on a free port; killed on drop.
-struct OwnRedis {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl OwnRedis {
-    fn start_on(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("REDIS_URL is set but redis-server cannot be started");
-        let server = Self {
-            child: Some(child),
-            port,
-        };
-        server.wait_until_up();
-        server
-    }
-
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        assert_ne!(port, 6379);
-        Self::start_on(port)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn wait_until_up(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().unwrap().id().to_string();
-        let status = Command::new("kill").args([signal, &pid]).status().unwrap();
-        assert!(status.success());
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        if self.child.is_some() {
-            self.signal("-CONT");
-        }
-        self.kill();
-    }
-}
-
 fn status_of(err: &RefreshError) -> StatusCode {
     let response: Response<Bytes> = err.refusal().for_request(&Request::new(()));
     response.status()
@@ -318,7 +244,7 @@ async fn redis_down_fails_closed_with_503_and_recovers() {
     assert_eq!(next.family, login.family);
 
     // Down: every operation that needs the stores answers 503.
-    server.kill();
+    server.stop();
     let err = svc
         .tokens
         .issue_pair("user_1", "user", &())

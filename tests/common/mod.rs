@@ -8,6 +8,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod browser;
+pub mod redis_server;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
