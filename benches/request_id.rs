@@ -3,15 +3,18 @@
 //!
 //! `cargo bench --bench request_id -- --warm-up-time 1 --measurement-time 3`
 
+mod support;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::{HeaderValue, Request, Response, header};
 use http_body_util::Empty;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+
+use support::{paired, time_calls};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_shield::request_id::RequestIdLayer;
 
@@ -159,21 +162,6 @@ fn request_id(c: &mut Criterion) {
     );
 }
 
-/// Mean time of one call, in ns, over `n` calls on clones of `service`; the requests are built
-/// before the clock starts.
-async fn time_calls<S>(service: &S, n: usize, make_request: fn() -> Request<()>) -> f64
-where
-    S: Service<Request<()>> + Clone,
-    S::Error: std::fmt::Debug,
-{
-    let requests: Vec<_> = (0..n).map(|_| make_request()).collect();
-    let start = Instant::now();
-    for request in requests {
-        std::hint::black_box(service.clone().oneshot(request).await.unwrap());
-    }
-    start.elapsed().as_nanos() as f64 / n as f64
-}
-
 /// Runs 200,000 calls (for instruction counting).
 fn count<S>(runtime: &tokio::runtime::Runtime, service: S)
 where
@@ -185,62 +173,6 @@ where
             time_calls(&service, 10_000, request).await;
         }
     });
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-/// A paired measurement that survives a busy machine: 31 rounds, each timing the bare
-/// service, ours and theirs back to back (in rotating order), and the medians of the
-/// per-round overheads over bare.
-fn paired<A, B, C>(
-    runtime: &tokio::runtime::Runtime,
-    label: &str,
-    bare: A,
-    ours: B,
-    theirs: C,
-    make_request: fn() -> Request<()>,
-) where
-    A: Service<Request<()>> + Clone,
-    A::Error: std::fmt::Debug,
-    B: Service<Request<()>> + Clone,
-    B::Error: std::fmt::Debug,
-    C: Service<Request<()>> + Clone,
-    C::Error: std::fmt::Debug,
-{
-    const N: usize = 20_000;
-    let (mut ours_over, mut theirs_over) = (Vec::new(), Vec::new());
-    for round in 0..31 {
-        let (b, o, t) = runtime.block_on(async {
-            match round % 3 {
-                0 => {
-                    let b = time_calls(&bare, N, make_request).await;
-                    let o = time_calls(&ours, N, make_request).await;
-                    (b, o, time_calls(&theirs, N, make_request).await)
-                }
-                1 => {
-                    let o = time_calls(&ours, N, make_request).await;
-                    let t = time_calls(&theirs, N, make_request).await;
-                    (time_calls(&bare, N, make_request).await, o, t)
-                }
-                _ => {
-                    let t = time_calls(&theirs, N, make_request).await;
-                    let b = time_calls(&bare, N, make_request).await;
-                    (b, time_calls(&ours, N, make_request).await, t)
-                }
-            }
-        });
-        ours_over.push(o - b);
-        theirs_over.push(t - b);
-    }
-    let (ours_over, theirs_over) = (median(&mut ours_over), median(&mut theirs_over));
-    println!(
-        "{label}: paired medians of 31 rounds: tower-shield +{ours_over:.0} ns over bare, \
-         tower-http +{theirs_over:.0} ns over bare; overhead ratio {:.2}",
-        ours_over / theirs_over
-    );
 }
 
 criterion_group!(benches, request_id);

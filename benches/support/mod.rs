@@ -1,0 +1,80 @@
+//! The paired-rounds harness shared by `benches/request_id.rs` and
+//! `benches/security_headers.rs`: per-call means over pre-built requests, and 31 rounds of
+//! bare / ours / theirs back to back whose per-round overheads give the medians.
+#![allow(dead_code, unreachable_pub)]
+
+use std::time::Instant;
+
+use http::Request;
+use tower::{Service, ServiceExt};
+
+/// Mean time of one call, in ns, over `n` calls on clones of `service`; the requests are built
+/// before the clock starts.
+pub async fn time_calls<S>(service: &S, n: usize, make_request: fn() -> Request<()>) -> f64
+where
+    S: Service<Request<()>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let requests: Vec<_> = (0..n).map(|_| make_request()).collect();
+    let start = Instant::now();
+    for request in requests {
+        std::hint::black_box(service.clone().oneshot(request).await.unwrap());
+    }
+    start.elapsed().as_nanos() as f64 / n as f64
+}
+
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// A paired measurement that survives a busy machine: 31 rounds, each timing the bare
+/// service, ours and theirs back to back (in rotating order), and the medians of the
+/// per-round overheads over bare.
+pub fn paired<A, B, C>(
+    runtime: &tokio::runtime::Runtime,
+    label: &str,
+    bare: A,
+    ours: B,
+    theirs: C,
+    make_request: fn() -> Request<()>,
+) where
+    A: Service<Request<()>> + Clone,
+    A::Error: std::fmt::Debug,
+    B: Service<Request<()>> + Clone,
+    B::Error: std::fmt::Debug,
+    C: Service<Request<()>> + Clone,
+    C::Error: std::fmt::Debug,
+{
+    const N: usize = 20_000;
+    let (mut ours_over, mut theirs_over) = (Vec::new(), Vec::new());
+    for round in 0..31 {
+        let (b, o, t) = runtime.block_on(async {
+            match round % 3 {
+                0 => {
+                    let b = time_calls(&bare, N, make_request).await;
+                    let o = time_calls(&ours, N, make_request).await;
+                    (b, o, time_calls(&theirs, N, make_request).await)
+                }
+                1 => {
+                    let o = time_calls(&ours, N, make_request).await;
+                    let t = time_calls(&theirs, N, make_request).await;
+                    (time_calls(&bare, N, make_request).await, o, t)
+                }
+                _ => {
+                    let t = time_calls(&theirs, N, make_request).await;
+                    let b = time_calls(&bare, N, make_request).await;
+                    (b, time_calls(&ours, N, make_request).await, t)
+                }
+            }
+        });
+        ours_over.push(o - b);
+        theirs_over.push(t - b);
+    }
+    let (ours_over, theirs_over) = (median(&mut ours_over), median(&mut theirs_over));
+    println!(
+        "{label}: paired medians of 31 rounds: tower-shield +{ours_over:.0} ns over bare, \
+         tower-http +{theirs_over:.0} ns over bare; overhead ratio {:.2}",
+        ours_over / theirs_over
+    );
+}
