@@ -6,9 +6,10 @@
 //! Requests are built outside the timed region; each call is `ready().await` + `call().await`
 //! on one service (no clone per request), and responses are dropped outside it too.
 
+mod support;
+
 use std::convert::Infallible;
-use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -20,10 +21,10 @@ use http::{HeaderName, HeaderValue, Method, Request, Response};
 use http_body_util::Full;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
+use support::run_batched;
+
 const ALLOWED: &str = "https://app.example.com";
 const OTHER: &str = "http://localhost:5173";
-const BATCH: u64 = 1024;
-
 fn inner() -> impl Service<
     Request<Full<Bytes>>,
     Response = Response<Full<Bytes>>,
@@ -106,29 +107,7 @@ async fn run<S, B>(service: &mut S, make: fn() -> Request<Full<Bytes>>, iters: u
 where
     S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible>,
 {
-    let mut total = Duration::ZERO;
-    let mut done = 0;
-    while done < iters {
-        let n = BATCH.min(iters - done);
-        let requests: Vec<_> = (0..n).map(|_| make()).collect();
-        let mut responses = Vec::with_capacity(requests.len());
-        let start = Instant::now();
-        for request in requests {
-            let ready = match service.ready().await {
-                Ok(ready) => ready,
-                Err(never) => match never {},
-            };
-            let response = match ready.call(black_box(request)).await {
-                Ok(response) => response,
-                Err(never) => match never {},
-            };
-            responses.push(black_box(response));
-        }
-        total += start.elapsed();
-        drop(responses);
-        done += n;
-    }
-    total
+    run_batched(service, make, iters).await
 }
 
 fn bench(c: &mut Criterion) {

@@ -19,9 +19,11 @@
 //! Run: `cargo bench --bench jwt -- --warm-up-time 1 --measurement-time 3`. Requests are built
 //! outside the timed region; each call is `ready().await` + `call().await` on one service.
 
+mod support;
+
 use std::convert::Infallible;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -29,9 +31,9 @@ use http::{Request, Response, header};
 use http_body_util::Full;
 use jsonwebtoken::{Algorithm, Header, Validation, decode, encode};
 use tower::{Layer, Service, ServiceExt, service_fn};
-use tower_shield::jwt::{Claims, JwtAuthLayer, Key, KeySet, MemoryRevocationStore};
 
-const BATCH: u64 = 1024;
+use support::run_batched;
+use tower_shield::jwt::{Claims, JwtAuthLayer, Key, KeySet, MemoryRevocationStore};
 
 fn inner() -> impl Service<
     Request<Full<Bytes>>,
@@ -68,30 +70,17 @@ where
     S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible>,
 {
     let value = format!("Bearer {token}");
-    let mut total = Duration::ZERO;
-    let mut done = 0;
-    while done < iters {
-        let n = BATCH.min(iters - done);
-        let requests: Vec<_> = (0..n)
-            .map(|_| {
-                Request::get("/api/me")
-                    .header(header::AUTHORIZATION, value.as_str())
-                    .body(Full::default())
-                    .expect("request")
-            })
-            .collect();
-        let mut responses = Vec::with_capacity(requests.len());
-        let start = Instant::now();
-        for request in requests {
-            let Ok(ready) = service.ready().await;
-            let Ok(response) = ready.call(black_box(request)).await;
-            responses.push(black_box(response));
-        }
-        total += start.elapsed();
-        drop(responses);
-        done += n;
-    }
-    total
+    run_batched(
+        service,
+        || {
+            Request::get("/api/me")
+                .header(header::AUTHORIZATION, value.as_str())
+                .body(Full::default())
+                .expect("request")
+        },
+        iters,
+    )
+    .await
 }
 
 /// Like [`run`], without an `Authorization` header (the 401 refusal alone).
@@ -99,23 +88,7 @@ async fn run_without_token<S, B>(service: &mut S, iters: u64) -> Duration
 where
     S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible>,
 {
-    let mut total = Duration::ZERO;
-    let mut done = 0;
-    while done < iters {
-        let n = BATCH.min(iters - done);
-        let requests: Vec<_> = (0..n).map(|_| Request::new(Full::default())).collect();
-        let mut responses = Vec::with_capacity(requests.len());
-        let start = Instant::now();
-        for request in requests {
-            let Ok(ready) = service.ready().await;
-            let Ok(response) = ready.call(black_box(request)).await;
-            responses.push(black_box(response));
-        }
-        total += start.elapsed();
-        drop(responses);
-        done += n;
-    }
-    total
+    run_batched(service, || Request::new(Full::default()), iters).await
 }
 
 fn bench(c: &mut Criterion) {

@@ -1,11 +1,14 @@
-//! The paired-rounds harness shared by `benches/request_id.rs` and
-//! `benches/security_headers.rs`: per-call means over pre-built requests, and 31 rounds of
-//! bare / ours / theirs back to back whose per-round overheads give the medians.
+//! Timing helpers shared by the benches: the paired-rounds harness of `benches/request_id.rs`
+//! and `benches/security_headers.rs` (per-call means over pre-built requests, and 31 rounds of
+//! bare / ours / theirs back to back whose per-round overheads give the medians), and the
+//! batched timing loop of `benches/cors.rs` and `benches/jwt.rs`.
 #![allow(dead_code, unreachable_pub)]
 
-use std::time::Instant;
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
 
-use http::Request;
+use http::{Request, Response};
 use tower::{Service, ServiceExt};
 
 /// Mean time of one call, in ns, over `n` calls on clones of `service`; the requests are built
@@ -77,4 +80,38 @@ pub fn paired<A, B, C>(
          tower-http +{theirs_over:.0} ns over bare; overhead ratio {:.2}",
         ours_over / theirs_over
     );
+}
+
+/// Requests per batch of [`run_batched`]: built before, and their responses dropped after,
+/// the timed region.
+pub const BATCH: u64 = 1024;
+
+/// Times `iters` calls of `service` (`ready().await` + `call().await` on one service, no clone
+/// per request), building requests with `make` and dropping responses untimed, in batches of
+/// [`BATCH`].
+pub async fn run_batched<S, B, R>(
+    service: &mut S,
+    mut make: impl FnMut() -> Request<R>,
+    iters: u64,
+) -> Duration
+where
+    S: Service<Request<R>, Response = Response<B>, Error = Infallible>,
+{
+    let mut total = Duration::ZERO;
+    let mut done = 0;
+    while done < iters {
+        let n = BATCH.min(iters - done);
+        let requests: Vec<_> = (0..n).map(|_| make()).collect();
+        let mut responses = Vec::with_capacity(requests.len());
+        let start = Instant::now();
+        for request in requests {
+            let Ok(ready) = service.ready().await;
+            let Ok(response) = ready.call(black_box(request)).await;
+            responses.push(black_box(response));
+        }
+        total += start.elapsed();
+        drop(responses);
+        done += n;
+    }
+    total
 }
