@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::Request;
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -39,12 +39,9 @@ use tower_shield::security_headers::SecurityHeaders;
 
 use crate::auth::{self, FailureCounter, REALM, StoreCounter};
 use crate::config::{Config, StoreUrl};
+use crate::header_limit::HeaderLimitLayer;
 use crate::store::Store;
 use crate::{api, keys};
-
-/// Request headers larger than this in total (names, values and the 4 bytes of `: ` and CRLF
-/// per line) are refused with 431.
-pub(crate) const MAX_REQUEST_HEADER_BYTES: usize = 16 * 1024;
 
 /// How long one Redis call for accounts, items, refresh families or revocations may take
 /// before the request gives up on it (503).
@@ -305,11 +302,12 @@ pub(crate) fn app<St: RateLimitStore>(
     let layers = ServiceBuilder::new()
         // 1. Request id: first, so every log line and every refusal carries it.
         .layer(RequestIdLayer::new())
-        // One log line per request, with the final status of everything below.
-        .layer(middleware::from_fn_with_state(
-            config.access_log,
-            access_log,
-        ))
+        // One log line per request, with the final status of everything below; not in the
+        // stack at all when DEMO_ACCESS_LOG=false.
+        .option_layer(config.access_log.then(|| middleware::from_fn(access_log)))
+        // axum's response type below, so both arms of the option above answer the same type
+        // (the router would convert each route's answer anyway).
+        .map_response(IntoResponse::into_response)
         // 2. Security headers (HSTS only over HTTPS, as told by TRUSTED_PROXIES).
         .layer(
             SecurityHeaders::api()
@@ -319,7 +317,7 @@ pub(crate) fn app<St: RateLimitStore>(
         // 3. CORS (CORS_ALLOWED_ORIGINS), outside the refusing layers below.
         .layer(cors(config)?)
         // Request headers over 16 KiB: 431, before any other work.
-        .layer(middleware::from_fn(limit_header_size))
+        .layer(HeaderLimitLayer)
         // 4. RateLimit by client IP (policies `auth`, `anonymous`, `default`).
         .layer(ip_limit);
     // 5. JwtAuth and 6. RateLimit by user (`api`) wrap the /api routes above.
@@ -360,27 +358,9 @@ async fn method_not_allowed(request: Request) -> Response {
     Refusal::new(&METHOD_NOT_ALLOWED).for_request(&request)
 }
 
-/// The size of the request headers as sent on the wire (HTTP/1.1 framing).
-fn header_bytes(headers: &HeaderMap) -> usize {
-    headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum()
-}
-
-async fn limit_header_size(request: Request, next: Next) -> Response {
-    if header_bytes(request.headers()) > MAX_REQUEST_HEADER_BYTES {
-        return Refusal::new(&ProblemType::HEADERS_TOO_LARGE).for_request(&request);
-    }
-    next.run(request).await
-}
-
 /// Logs one line per request on stderr: method, path (without the query, which may hold
 /// secrets), status, latency and request id. Never a header, token or cookie.
-async fn access_log(State(enabled): State<bool>, request: Request, next: Next) -> Response {
-    if !enabled {
-        return next.run(request).await;
-    }
+async fn access_log(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let mut path = request.uri().path().to_owned();

@@ -14,6 +14,7 @@ mod api;
 mod app;
 mod auth;
 mod config;
+mod header_limit;
 mod keys;
 mod problem;
 mod store;
