@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Load test of the demo API: /health and /api/me through the whole tower-shield stack
 # (examples/demo_api) against the same routes with no tower-shield layer at all
-# (examples/bare_api), back to back, with wrk. Prints requests/s, latency percentiles and the
-# ratio full/bare per route (median of ROUNDS alternating runs).
+# (examples/bare_api), back to back, with wrk; /health also behind only RequestId +
+# SecurityHeaders + Cors (`LAYERS=shield`) and behind tower-http's equivalent layers
+# (`LAYERS=tower-http`). Prints requests/s, latency percentiles, the server's CPU time per
+# request and the ratios to bare per route (medians of ROUNDS alternating runs).
 #
 #   apt-get install -y wrk      # Debian's wrk
 #   benches/load.sh             # DURATION=10s CONNECTIONS=32 THREADS=1 ROUNDS=3 to change
@@ -59,6 +61,14 @@ DEMO_PID=${PIDS[-1]}
 start bare "$BIN/bare_api"
 BARE=$ADDR
 BARE_PID=${PIDS[-1]}
+# The issue's /health goal names RequestId + SecurityHeaders + Cors: the same routes behind
+# exactly those three layers, and behind tower-http's equivalent (the anchor), in the same run.
+start edge "$BIN/bare_api" LAYERS=shield
+EDGE=$ADDR
+EDGE_PID=${PIDS[-1]}
+start towerhttp "$BIN/bare_api" LAYERS=tower-http
+TOWERHTTP=$ADDR
+TOWERHTTP_PID=${PIDS[-1]}
 
 curl -sf -o /dev/null -X POST "$DEMO/auth/register" -H 'content-type: application/json' \
   -d '{"email":"load@example.com","password":"load test password"}'
@@ -80,7 +90,7 @@ HZ=$(getconf CLK_TCK)
 run() {
   local before after
   before=$(ticks "$2")
-  "${WRK_PIN[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H "$AUTH" "$1" >"$WORK/wrk.txt"
+  "${WRK_PIN[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H "$AUTH" "$1" >"$WORK/wrk.txt" </dev/null
   after=$(ticks "$2")
   if grep -q "Non-2xx" "$WORK/wrk.txt"; then
     echo "non-2xx answers from $1:" >&2; cat "$WORK/wrk.txt" >&2; exit 1
@@ -97,21 +107,34 @@ run() {
 median() { sort -g | awk '{ v[NR]=$1 } END { print v[int((NR+1)/2)] }'; }
 
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS alternating rounds, access log: $ACCESS_LOG, server CPUs: ${SERVER_CPUS:-any}, wrk CPUs: ${WRK_CPUS:-any}"
-printf '%-9s %-6s %10s %9s %9s %12s\n' route stack 'req/s' 'p50 ms' 'p99 ms' 'CPU us/req'
+printf '%-9s %-11s %10s %9s %9s %12s %8s %8s\n' route stack 'req/s' 'p50 ms' 'p99 ms' 'CPU us/req' 'ratio' 'CPU ratio'
+# Stacks per route: "name url-prefix pid". bare first: the ratios are to it.
+health_stacks="bare $BARE $BARE_PID
+edge $EDGE $EDGE_PID
+tower-http $TOWERHTTP $TOWERHTTP_PID
+demo $DEMO $DEMO_PID"
+me_stacks="bare $BARE $BARE_PID
+demo $DEMO $DEMO_PID"
 for route in /health /api/me; do
-  : >"$WORK/full" ; : >"$WORK/bare"
+  if [ "$route" = /health ]; then stacks=$health_stacks; else stacks=$me_stacks; fi
+  while read -r name _ _; do : >"$WORK/res.$name"; done <<<"$stacks"
+  # Alternate the stacks round by round so a slow phase of the machine hits them all alike.
   for round in $(seq 1 "$ROUNDS"); do
-    run "$BARE$route" "$BARE_PID" >>"$WORK/bare"
-    run "$DEMO$route" "$DEMO_PID" >>"$WORK/full"
+    while read -r name url pid; do
+      run "$url$route" "$pid" >>"$WORK/res.$name"
+    done <<<"$stacks"
   done
-  for stack in bare full; do
-    rps=$(cut -d' ' -f1 "$WORK/$stack" | median)
-    p50=$(cut -d' ' -f2 "$WORK/$stack" | median)
-    p99=$(cut -d' ' -f3 "$WORK/$stack" | median)
-    cpu=$(cut -d' ' -f4 "$WORK/$stack" | median)
-    printf '%-9s %-6s %10.0f %9s %9s %12s\n' "$route" "$stack" "$rps" "$p50" "$p99" "$cpu"
-    eval "${stack}_rps=$rps ${stack}_cpu=$cpu"
-  done
-  awk -v f="$full_rps" -v b="$bare_rps" -v fc="$full_cpu" -v bc="$bare_cpu" -v r="$route" \
-    'BEGIN { printf "%-9s full/bare: throughput %.3f, per-CPU throughput (bare CPU/full CPU) %.3f\n", r, f/b, bc/fc }'
+  while read -r name _ _; do
+    rps=$(cut -d' ' -f1 "$WORK/res.$name" | median)
+    p50=$(cut -d' ' -f2 "$WORK/res.$name" | median)
+    p99=$(cut -d' ' -f3 "$WORK/res.$name" | median)
+    cpu=$(cut -d' ' -f4 "$WORK/res.$name" | median)
+    if [ "$name" = bare ]; then bare_rps=$rps bare_cpu=$cpu; fi
+    awk -v r="$route" -v n="$name" -v rps="$rps" -v p50="$p50" -v p99="$p99" -v cpu="$cpu" \
+      -v brps="$bare_rps" -v bcpu="$bare_cpu" \
+      'BEGIN { printf "%-9s %-11s %10.0f %9s %9s %12s %8.3f %8.3f\n", r, n, rps, p50, p99, cpu, rps/brps, bcpu/cpu }'
+  done <<<"$stacks"
 done
+echo "ratio: throughput / bare's; CPU ratio: bare's CPU per request / this stack's (the steadier one)."
+echo "edge: RequestId + SecurityHeaders::api() + Cors only; tower-http: its request id, CORS and five"
+echo "header layers; demo: the whole demo stack (on /health: also the 'default' rate limit)."

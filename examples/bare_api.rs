@@ -5,17 +5,33 @@
 //! ```text
 //! BIND_ADDR=127.0.0.1:0 cargo run --release --example bare_api
 //! ```
+//!
+//! `LAYERS` puts one edge stack in front of the same routes, so the load script can measure
+//! what the issue's `/health` goal names, and the anchor crate beside it, in one run:
+//! - `none` (default): nothing.
+//! - `shield`: tower-shield's `RequestIdLayer`, `SecurityHeaders::api()` and `CorsLayer`,
+//!   configured as the demo configures them.
+//! - `tower-http`: tower-http's `SetRequestIdLayer` + `PropagateRequestIdLayer` (UUID v4), its
+//!   `CorsLayer` with the same allowlist, and five `SetResponseHeaderLayer`s (nosniff,
+//!   frame-options, CSP, referrer policy, HSTS).
 
 use std::io::Write;
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::routing::get;
 use serde_json::json;
+use tower::ServiceBuilder;
+
+/// The origin both CORS layers allow (requests without `Origin` are what the load test sends).
+const ORIGIN: &str = "https://app.example";
 
 #[tokio::main]
 async fn main() {
     let bind = std::env::var("BIND_ADDR").unwrap_or_else(|_| "127.0.0.1:3001".to_owned());
+    let layers = std::env::var("LAYERS").unwrap_or_else(|_| "none".to_owned());
     let listener = tokio::net::TcpListener::bind(&bind)
         .await
         .expect("BIND_ADDR is a free socket address");
@@ -31,10 +47,85 @@ async fn main() {
                 }))
             }),
         );
+    let router = match layers.as_str() {
+        "none" => router,
+        "shield" => shield(router),
+        "tower-http" => tower_http(router),
+        other => panic!("LAYERS={other}: expected none, shield or tower-http"),
+    };
     println!(
         "listening on http://{}",
         listener.local_addr().expect("bound")
     );
     let _ = std::io::stdout().flush();
     axum::serve(listener, router).await.expect("serve");
+}
+
+/// tower-shield's edge layers, as the demo configures them.
+fn shield(router: Router) -> Router {
+    use tower_shield::cors::CorsLayer;
+    use tower_shield::request_id::RequestIdLayer;
+    use tower_shield::security_headers::SecurityHeaders;
+
+    let cors = CorsLayer::builder()
+        .allow_origins([ORIGIN])
+        .allow_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+        .allow_headers(["authorization", "content-type", "x-request-id"])
+        .expose_headers(["x-request-id"])
+        .allow_credentials(true)
+        .max_age(Duration::from_secs(600))
+        .build()
+        .expect("valid CORS configuration");
+    router.layer(
+        ServiceBuilder::new()
+            .layer(RequestIdLayer::new())
+            .layer(SecurityHeaders::api().build().expect("valid preset"))
+            .layer(cors),
+    )
+}
+
+/// The same job done with tower-http's layers.
+fn tower_http(router: Router) -> Router {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+    use tower_http::set_header::SetResponseHeaderLayer;
+
+    let request_id = HeaderName::from_static("x-request-id");
+    let set = |name: HeaderName, value: &'static str| {
+        SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
+    };
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list([HeaderValue::from_static(ORIGIN)]))
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            request_id.clone(),
+        ])
+        .expose_headers([request_id.clone()])
+        .allow_credentials(true)
+        .max_age(Duration::from_secs(600));
+    router.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::new(request_id))
+            .layer(set(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+            .layer(set(header::X_FRAME_OPTIONS, "DENY"))
+            .layer(set(
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; frame-ancestors 'none'",
+            ))
+            .layer(set(header::REFERRER_POLICY, "no-referrer"))
+            .layer(set(
+                header::STRICT_TRANSPORT_SECURITY,
+                "max-age=31536000; includeSubDomains",
+            ))
+            .layer(cors),
+    )
 }
