@@ -9,7 +9,12 @@
 //! - `cold/<alg>/tower-shield`: the whole layer with the cache off: header and claims checks,
 //!   signature, claims type, extensions (`Verified`, `Principal`, `Scopes`), inner service.
 //! - `cache-hit/tower-shield`: the same RS256 token again with `.cache(..)` and a
-//!   `MemoryRevocationStore` (hash, lookup, time/key recheck, revocation check, extensions).
+//!   `MemoryRevocationStore` (hash, lookup, time/key recheck, revocation check, extensions);
+//!   `…-store-holding-others`: the same with a store that holds revocations of other tokens
+//!   and subjects (both of its maps in use).
+//! - `cache-hit/RS256/{is-cached,lookup-cached}-then-layer`: the cache hit behind a step that
+//!   asks the layer first, as the demo's IP limit does (`skip_if`): `is_cached` (the token is
+//!   hashed twice) against `lookup_cached` (hashed once, the entry handed to the layer).
 //! - `forged-bad-kid/tower-shield`: an RS256 token naming an unknown `kid`, refused with a
 //!   401 problem+json before any signature work.
 //!
@@ -18,22 +23,34 @@
 //!
 //! Run: `cargo bench --bench jwt -- --warm-up-time 1 --measurement-time 3`. Requests are built
 //! outside the timed region; each call is `ready().await` + `call().await` on one service.
+//!
+//! Instruction counts (independent of the machine's load): `TS_BENCH_ONLY=<variant>` runs
+//! `TS_BENCH_N` (default 2000) calls of one variant in `drive` and exits; count them with
+//! `valgrind --tool=callgrind --toggle-collect=jwt::drive <bench binary> --bench` and divide by
+//! N. Variants: `cold-<alg>`, `decode-<alg>` (bare `decode`), `decode-service-<alg>`,
+//! `cache-hit`, `cache-hit-revoked-others` (the store holds other revocations),
+//! `cache-hit-is-cached-first`, `cache-hit-lookup-first`, `forged`,
+//! `missing`, `baseline`.
 
 mod support;
 
 use std::convert::Infallible;
 use std::hint::black_box;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response, header};
 use http_body_util::Full;
-use jsonwebtoken::{Algorithm, Header, Validation, decode, encode};
-use tower::{Layer, Service, ServiceExt, service_fn};
+use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation, decode, encode};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 
 use support::run_batched;
-use tower_shield::jwt::{Claims, JwtAuthLayer, Key, KeySet, MemoryRevocationStore};
+use tower_shield::ShieldBody;
+use tower_shield::jwt::{
+    Claims, JwtAuthLayer, Key, KeySet, MemoryRevocationStore, RevocationStore,
+};
 
 fn inner() -> impl Service<
     Request<Full<Bytes>>,
@@ -91,7 +108,232 @@ where
     run_batched(service, || Request::new(Full::default()), iters).await
 }
 
+/// The anchor service's answer.
+type Answer = std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>;
+
+/// The anchor in the same harness: a minimal service that reads the bearer token, calls
+/// `decode` and answers (what a hand-rolled middleware does).
+fn anchor_service(
+    decoding: DecodingKey,
+    validation: Validation,
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = Answer,
+> + Clone {
+    service_fn(move |req: Request<Full<Bytes>>| {
+        let decoded = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| decode::<Claims>(t, &decoding, &validation));
+        let status = if matches!(decoded, Some(Ok(_))) {
+            200
+        } else {
+            401
+        };
+        let mut response = Response::new(Full::new(Bytes::from_static(b"{}")));
+        *response.status_mut() = http::StatusCode::from_u16(status).expect("status");
+        std::future::ready(Ok::<_, Infallible>(response))
+    })
+}
+
+/// `decode`'s settings for one algorithm, issuer and audience (ours use the same).
+fn validation(alg: Algorithm) -> Validation {
+    let mut validation = Validation::new(alg);
+    validation.set_issuer(&["https://issuer.example"]);
+    validation.set_audience(&["api"]);
+    validation
+}
+
+/// The layer, cache off, with the same issuer and audience as [`validation`].
+fn cold_layer(keys: KeySet) -> JwtAuthLayer {
+    JwtAuthLayer::builder(keys)
+        .issuer("https://issuer.example")
+        .audience("api")
+        .build()
+        .expect("layer")
+}
+
+/// The layer with a cache and a memory revocation store.
+fn cached_layer(keys: KeySet, store: MemoryRevocationStore) -> JwtAuthLayer {
+    JwtAuthLayer::builder(keys)
+        .issuer("https://issuer.example")
+        .audience("api")
+        .cache(10_000)
+        .revocation(store)
+        .build()
+        .expect("layer")
+}
+
+/// A store holding revocations of other tokens and subjects (both maps non-empty).
+fn store_with_others() -> MemoryRevocationStore {
+    let store = MemoryRevocationStore::new();
+    let far = jsonwebtoken::get_current_timestamp() + 3600;
+    futures_ready(store.revoke_token("tok_someone_else", far)).expect("revoked");
+    futures_ready(store.revoke_subject("user_someone_else", far - 3600, far)).expect("revoked");
+    store
+}
+
+/// The cached layer behind a step that asks it first, as an IP limit's `skip_if` does:
+/// `is_cached` (the token is hashed twice) or `lookup_cached` (once).
+fn asked_first(
+    layer: JwtAuthLayer,
+    lookup: bool,
+) -> impl Service<Request<Full<Bytes>>, Response = Response<ShieldBody<Full<Bytes>>>, Error = Infallible>
++ Clone {
+    let asked = layer.clone();
+    ServiceBuilder::new()
+        .map_request(move |request: Request<Full<Bytes>>| {
+            if lookup {
+                let (mut parts, body) = request.into_parts();
+                assert!(asked.lookup_cached(&parts.headers, &mut parts.extensions));
+                Request::from_parts(parts, body)
+            } else {
+                assert!(asked.is_cached(request.headers()));
+                request
+            }
+        })
+        .layer(layer)
+        .service(inner())
+}
+
+fn futures_ready<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("a memory store answers at once"),
+    }
+}
+
+/// `n` calls of `service`, each `poll_ready` + `call` + one poll of the future (every service
+/// here answers at once). Requests are built before, responses dropped after. Never inlined,
+/// so callgrind can count exactly this (`--toggle-collect=jwt::drive`).
+#[inline(never)]
+fn drive<S, B>(service: &mut S, requests: Vec<Request<Full<Bytes>>>) -> Vec<Response<B>>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible>,
+{
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut responses = Vec::with_capacity(requests.len());
+    for request in requests {
+        assert!(matches!(service.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+        let mut future = std::pin::pin!(service.call(request));
+        let Poll::Ready(Ok(response)) = future.as_mut().poll(&mut cx) else {
+            panic!("the service answers at once");
+        };
+        responses.push(black_box(response));
+    }
+    responses
+}
+
+/// `n` runs of `f` (the bare `decode`), never inlined (`--toggle-collect=jwt::drive_fn`).
+#[inline(never)]
+fn drive_fn<T>(n: usize, mut f: impl FnMut() -> T) {
+    for _ in 0..n {
+        black_box(f());
+    }
+}
+
+fn drive_requests<S, B>(mut service: S, token: Option<&str>, n: usize)
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible>,
+{
+    let requests = (0..n)
+        .map(|_| match token {
+            Some(token) => request(token),
+            None => Request::new(Full::default()),
+        })
+        .collect();
+    let responses = drive(&mut service, requests);
+    assert_eq!(responses.len(), n);
+}
+
+fn algorithm_named(name: &str) -> Algorithm {
+    match name {
+        "HS256" => Algorithm::HS256,
+        "RS256" => Algorithm::RS256,
+        "ES256" => Algorithm::ES256,
+        "EdDSA" => Algorithm::EdDSA,
+        other => panic!("unknown algorithm {other}"),
+    }
+}
+
+/// `TS_BENCH_ONLY=<variant>`: one variant, `TS_BENCH_N` calls, for callgrind.
+fn only(variant: &str) {
+    let n: usize = std::env::var("TS_BENCH_N")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2000);
+    let (kind, alg) = match variant.rsplit_once('-') {
+        Some((kind, alg)) if matches!(alg, "HS256" | "RS256" | "ES256" | "EdDSA") => {
+            (kind, algorithm_named(alg))
+        }
+        _ => (variant, Algorithm::RS256),
+    };
+    let key = Key::generate(alg).expect("key");
+    let keys = KeySet::new().with(key.clone()).expect("keys");
+    let token = sign(&key, key.kid());
+    match kind {
+        "cold" => drive_requests(cold_layer(keys).layer(inner()), Some(&token), n),
+        "decode" => {
+            let (decoding, validation) = (key.decoding_key().clone(), validation(alg));
+            drive_fn(n, || decode::<Claims>(&token, &decoding, &validation));
+        }
+        "decode-service" => drive_requests(
+            anchor_service(key.decoding_key().clone(), validation(alg)),
+            Some(&token),
+            n,
+        ),
+        "cache-hit-is-cached-first" | "cache-hit-lookup-first" => {
+            let layer = cached_layer(keys, MemoryRevocationStore::new());
+            let service = asked_first(layer.clone(), kind == "cache-hit-lookup-first");
+            let warm = futures_ready(layer.layer(inner()).call(request(&token))).expect("response");
+            assert_eq!(warm.status(), 200);
+            drive_requests(service, Some(&token), n);
+        }
+        "cache-hit" | "cache-hit-revoked-others" => {
+            let store = if kind == "cache-hit" {
+                MemoryRevocationStore::new()
+            } else {
+                store_with_others()
+            };
+            let mut service = cached_layer(keys, store).layer(inner());
+            let warm = futures_ready(service.call(request(&token))).expect("response");
+            assert_eq!(warm.status(), 200);
+            drive_requests(service, Some(&token), n);
+        }
+        "forged" => drive_requests(
+            JwtAuthLayer::builder(keys)
+                .build()
+                .expect("layer")
+                .layer(inner()),
+            Some(&sign(&key, "../../etc/passwd")),
+            n,
+        ),
+        "missing" => drive_requests(
+            JwtAuthLayer::builder(keys)
+                .build()
+                .expect("layer")
+                .layer(inner()),
+            None,
+            n,
+        ),
+        "baseline" => drive_requests(inner(), Some(&token), n),
+        other => panic!("unknown variant {other}"),
+    }
+}
+
 fn bench(c: &mut Criterion) {
+    if let Ok(variant) = std::env::var("TS_BENCH_ONLY") {
+        only(&variant);
+        std::process::exit(0);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
@@ -110,9 +352,7 @@ fn bench(c: &mut Criterion) {
         let name = tower_shield::jwt::algorithm_name(alg);
 
         let decoding = key.decoding_key().clone();
-        let mut validation = Validation::new(alg);
-        validation.set_issuer(&["https://issuer.example"]);
-        validation.set_audience(&["api"]);
+        let validation = validation(alg);
         assert!(decode::<Claims>(&token, &decoding, &validation).is_ok());
         let (message, signature) = token.rsplit_once('.').expect("three segments");
         let (message, signature) = (message.to_owned(), signature.to_owned());
@@ -130,28 +370,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| decode::<Claims>(black_box(&token), &decoding, &validation));
         });
 
-        // The anchor in the same harness: a minimal service that reads the bearer token,
-        // calls `decode` and answers (what a hand-rolled middleware does).
-        let anchor = {
-            let decoding = decoding.clone();
-            let validation = validation.clone();
-            service_fn(move |req: Request<Full<Bytes>>| {
-                let decoded = req
-                    .headers()
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.strip_prefix("Bearer "))
-                    .map(|t| decode::<Claims>(t, &decoding, &validation));
-                let status = if matches!(decoded, Some(Ok(_))) {
-                    200
-                } else {
-                    401
-                };
-                let mut response = Response::new(Full::new(Bytes::from_static(b"{}")));
-                *response.status_mut() = http::StatusCode::from_u16(status).expect("status");
-                std::future::ready(Ok::<_, Infallible>(response))
-            })
-        };
+        let anchor = anchor_service(decoding.clone(), validation.clone());
         group.bench_function(format!("cold/{name}/jsonwebtoken-decode-service"), |b| {
             b.to_async(&runtime).iter_custom(|iters| {
                 let mut service = anchor.clone();
@@ -161,12 +380,7 @@ fn bench(c: &mut Criterion) {
         });
 
         let keys = KeySet::new().with(key.clone()).expect("keys");
-        let layer = JwtAuthLayer::builder(keys)
-            .issuer("https://issuer.example")
-            .audience("api")
-            .build()
-            .expect("layer");
-        let service = layer.layer(inner());
+        let service = cold_layer(keys).layer(inner());
         runtime.block_on(async {
             let response = service.clone().oneshot(request(&token)).await.unwrap();
             assert_eq!(response.status(), 200);
@@ -186,25 +400,44 @@ fn bench(c: &mut Criterion) {
     let key = rs_key.expect("RS256 key");
     let keys = KeySet::new().with(key.clone()).expect("keys");
     let token = sign(&key, key.kid());
-    let cached = JwtAuthLayer::builder(keys.clone())
-        .issuer("https://issuer.example")
-        .audience("api")
-        .cache(10_000)
-        .revocation(MemoryRevocationStore::new())
-        .build()
-        .expect("layer")
-        .layer(inner());
-    runtime.block_on(async {
-        let response = cached.clone().oneshot(request(&token)).await.unwrap();
-        assert_eq!(response.status(), 200);
-    });
-    group.bench_function("cache-hit/RS256/tower-shield", |b| {
-        b.to_async(&runtime).iter_custom(|iters| {
-            let mut service = cached.clone();
-            let token = token.clone();
-            async move { run(&mut service, &token, iters).await }
+    for (name, store) in [
+        ("cache-hit/RS256/tower-shield", MemoryRevocationStore::new()),
+        (
+            "cache-hit/RS256/tower-shield-store-holding-others",
+            store_with_others(),
+        ),
+    ] {
+        let cached = cached_layer(keys.clone(), store).layer(inner());
+        runtime.block_on(async {
+            let response = cached.clone().oneshot(request(&token)).await.unwrap();
+            assert_eq!(response.status(), 200);
         });
-    });
+        group.bench_function(name, |b| {
+            b.to_async(&runtime).iter_custom(|iters| {
+                let mut service = cached.clone();
+                let token = token.clone();
+                async move { run(&mut service, &token, iters).await }
+            });
+        });
+    }
+    for (name, lookup) in [
+        ("cache-hit/RS256/is-cached-then-layer", false),
+        ("cache-hit/RS256/lookup-cached-then-layer", true),
+    ] {
+        let layer = cached_layer(keys.clone(), MemoryRevocationStore::new());
+        let service = asked_first(layer.clone(), lookup);
+        runtime.block_on(async {
+            let response = layer.layer(inner()).oneshot(request(&token)).await.unwrap();
+            assert_eq!(response.status(), 200);
+        });
+        group.bench_function(name, |b| {
+            b.to_async(&runtime).iter_custom(|iters| {
+                let mut service = service.clone();
+                let token = token.clone();
+                async move { run(&mut service, &token, iters).await }
+            });
+        });
+    }
 
     // The harness alone (request through the bare inner service), to read the layer's own
     // cost as the difference.

@@ -776,15 +776,182 @@ async fn removed_key_is_refused_even_from_the_cache() {
 }
 
 #[tokio::test]
-async fn cache_hit_still_honours_exp_and_revocation() {
+async fn a_key_retired_or_rebound_after_caching_is_rechecked_on_hits() {
+    // The cache remembers the key-set version a token's key was found in; any change of the
+    // set (retire, remove, insert) must send the next hit back to the `kid` lookup.
     let clock = clock();
+    let key = Key::generate(Algorithm::ES256).unwrap();
+    let ring_with = |key: &Key| {
+        let ring = KeyRing::new(KeySet::new().with(key.clone()).unwrap());
+        let layer = JwtAuthLayer::builder(ring.clone())
+            .clock(clock.clone())
+            .cache(10)
+            .build()
+            .unwrap();
+        (ring, layer)
+    };
+    let (ring, layer) = ring_with(&key);
+    let t = token(&key);
+    for _ in 0..3 {
+        assert_eq!(call_with(&layer, bearer(&t)).await.status(), StatusCode::OK);
+    }
+    assert_eq!(layer.cached_tokens(), 1);
+    ring.update(|keys| keys.retire(key.kid(), UNIX_EPOCH + Duration::from_secs(NOW + 5)))
+        .unwrap();
+    assert_eq!(call_with(&layer, bearer(&t)).await.status(), StatusCode::OK);
+    clock.set(UNIX_EPOCH + Duration::from_secs(NOW + 6));
+    assert_invalid(call_with(&layer, bearer(&t)).await, &t).await;
+
+    // The same kid bound to other key material: the cached verification is not reused.
+    clock.set(UNIX_EPOCH + Duration::from_secs(NOW));
+    let (ring, layer) = ring_with(&key);
+    assert_eq!(call_with(&layer, bearer(&t)).await.status(), StatusCode::OK);
+    assert_eq!(call_with(&layer, bearer(&t)).await.status(), StatusCode::OK);
+    let other = Key::from_jwk(&{
+        let mut jwk = Key::generate(Algorithm::ES256)
+            .unwrap()
+            .public_jwk()
+            .unwrap()
+            .clone();
+        jwk.common.key_id = Some(key.kid().to_owned());
+        jwk
+    })
+    .unwrap();
+    ring.replace(KeySet::new().with(other).unwrap());
+    assert_invalid(call_with(&layer, bearer(&t)).await, &t).await;
+}
+
+/// A layer on `clock` with a cache of `capacity` and a memory revocation store.
+fn cached_with_store(
+    clock: &ManualClock,
+    capacity: usize,
+) -> (JwtAuthLayer, MemoryRevocationStore) {
     let store = MemoryRevocationStore::new().clock(clock.clone());
     let layer = JwtAuthLayer::builder(keyset())
         .clock(clock.clone())
-        .cache(1000)
+        .cache(capacity)
         .revocation(store.clone())
         .build()
         .unwrap();
+    (layer, store)
+}
+
+/// `request` after `layer.lookup_cached` on it (true when it found the token cached).
+fn looked_up(layer: &JwtAuthLayer, request: Request<Full<Bytes>>) -> (bool, Request<Full<Bytes>>) {
+    let (mut parts, body) = request.into_parts();
+    let found = layer.lookup_cached(&parts.headers, &mut parts.extensions);
+    assert_eq!(found, !parts.extensions.is_empty());
+    (found, Request::from_parts(parts, body))
+}
+
+#[tokio::test]
+async fn lookup_cached_is_used_only_for_the_same_token_and_layer_and_still_rechecks() {
+    let clock = clock();
+    let (layer, store) = cached_with_store(&clock, 100);
+    let es = &test_keys().es;
+    let t = token(es);
+    // Not cached yet: nothing left, and the request verifies as usual.
+    let (found, request) = looked_up(&layer, bearer(&t));
+    assert!(!found);
+    assert_eq!(call_with(&layer, request).await.status(), StatusCode::OK);
+    let (found, request) = looked_up(&layer, bearer(&t));
+    assert!(found);
+    let response = call_with(&layer, request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(body_text(response).await, "user_1");
+
+    // The header changes after the lookup: the service reads and checks the new token.
+    let mut c = claims();
+    c["sub"] = json!("user_2");
+    c["jti"] = json!("tok_2");
+    let other = sign_raw(es, &header_for(es), &c);
+    for replacement in [other.clone(), format!("{t}x"), "a.b.c".to_owned()] {
+        let (found, mut request) = looked_up(&layer, bearer(&t));
+        assert!(found);
+        request.headers_mut().insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {replacement}")).unwrap(),
+        );
+        let response = call_with(&layer, request).await;
+        if replacement == other {
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(body_text(response).await, "user_2");
+        } else {
+            assert_invalid(response, &replacement).await;
+        }
+    }
+    // The header removed after the lookup: a missing token.
+    let (_, mut request) = looked_up(&layer, bearer(&t));
+    request.headers_mut().remove(header::AUTHORIZATION);
+    assert_eq!(
+        call_with(&layer, request).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Another layer (same keys, another audience) never uses this layer's lookup.
+    let strict = JwtAuthLayer::builder(keyset())
+        .audience("admin-only")
+        .clock(clock.clone())
+        .cache(100)
+        .build()
+        .unwrap();
+    let (found, request) = looked_up(&layer, bearer(&t));
+    assert!(found);
+    assert_invalid(call_with(&strict, request).await, &t).await;
+    // (and the strict layer never caches that token, so its own lookup finds nothing)
+    assert!(!looked_up(&strict, bearer(&t)).0);
+
+    // Revocation and expiry are still checked on a looked-up hit.
+    let (found, request) = looked_up(&layer, bearer(&t));
+    assert!(found);
+    store.revoke_token("tok_1", NOW + 400).await.unwrap();
+    assert_invalid(call_with(&layer, request).await, &t).await;
+    let (found, request) = looked_up(&layer, bearer(&other));
+    assert!(found);
+    clock.set(UNIX_EPOCH + Duration::from_secs(NOW + 300 + 30));
+    assert_invalid(call_with(&layer, request).await, &other).await;
+    assert!(!looked_up(&layer, bearer(&other)).0);
+}
+
+#[tokio::test]
+async fn lookup_cached_reads_cookie_tokens_too() {
+    let layer = builder()
+        .token_from(TokenSource::Cookie("at".to_owned()))
+        .cache(10)
+        .build()
+        .unwrap();
+    let t = token(&test_keys().ed);
+    let request = |value: &str| {
+        Request::get("/")
+            .header(header::COOKIE, format!("theme=dark; at={value}; lang=en"))
+            .body(Full::default())
+            .unwrap()
+    };
+    assert_eq!(
+        call_with(&layer, request(&t)).await.status(),
+        StatusCode::OK
+    );
+    let (mut found, mut looked) = looked_up(&layer, request(&t));
+    assert!(found);
+    assert_eq!(call_with(&layer, looked).await.status(), StatusCode::OK);
+    // Same length, one byte changed in the cookie after the lookup: checked afresh.
+    let mut forged = t.clone().into_bytes();
+    let last = forged.len() - 2;
+    forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    (found, looked) = looked_up(&layer, request(&t));
+    assert!(found);
+    looked.headers_mut().insert(
+        header::COOKIE,
+        HeaderValue::from_str(&format!("theme=dark; at={forged}; lang=en")).unwrap(),
+    );
+    assert_invalid(call_with(&layer, looked).await, &forged).await;
+}
+
+#[tokio::test]
+async fn cache_hit_still_honours_exp_and_revocation() {
+    let clock = clock();
+    let (layer, store) = cached_with_store(&clock, 1000);
     let es = &test_keys().es;
     let t = token(es);
     for _ in 0..3 {

@@ -8,7 +8,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use aws_lc_rs::digest;
 use dashmap::DashMap;
@@ -37,6 +37,10 @@ pub(crate) struct CachedToken<C> {
     pub(crate) principal: Principal,
     pub(crate) scopes: Scopes,
     pub(crate) key_instance: u64,
+    /// A [`KeySet`](super::KeySet) version in which the token's key was present, the same
+    /// instance and not retired (0: none known). A hit whose snapshot has this version needs
+    /// no `kid` lookup; any other version (a rotation, a retirement) looks the key up again.
+    pub(crate) confirmed_keys: AtomicU64,
     pub(crate) exp: u64,
     pub(crate) nbf: Option<u64>,
     pub(crate) iat: Option<u64>,

@@ -607,7 +607,14 @@ pub struct KeySet {
     active: Option<Arc<str>>,
     /// Algorithms with exactly one key, for tokens without `kid`.
     sole: Vec<(Algorithm, Arc<str>)>,
+    /// Which keys the set verifies with: 0 for a new set, a process-unique number after every
+    /// change of its keys (insert, remove, retire); a clone keeps it (same keys). The cache
+    /// remembers the version a token's key was last found in, to skip the `kid` lookup.
+    version: u64,
 }
+
+/// The next [`KeySet`] version (0 is the empty set's, never handed out).
+static NEXT_VERSION: AtomicU64 = AtomicU64::new(1);
 
 impl fmt::Debug for KeySet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -640,6 +647,7 @@ impl KeySet {
         self.order.push(kid.clone());
         self.keys.insert(kid.clone(), Arc::new(key));
         self.reindex();
+        self.touch();
         Ok(kid)
     }
 
@@ -683,6 +691,7 @@ impl KeySet {
             self.pick_active();
         }
         self.reindex();
+        self.touch();
         Some(key)
     }
 
@@ -711,11 +720,23 @@ impl KeySet {
             .get_mut(kid)
             .ok_or_else(|| key_err(kid, "no such kid"))?;
         Arc::make_mut(key).retired_until = Some(unix_secs(grace_until));
+        self.touch();
         if self.active.as_deref() == Some(kid) {
             self.active = None;
             self.pick_active();
         }
         Ok(())
+    }
+
+    /// Gives the set a new version: its verification keys changed.
+    fn touch(&mut self) {
+        self.version = NEXT_VERSION.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// This set's version (see the field): equal versions mean the same keys, each with the
+    /// same retirement; 0 only for a set that never held a key.
+    pub(crate) fn version(&self) -> u64 {
+        self.version
     }
 
     fn pick_active(&mut self) {

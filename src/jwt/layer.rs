@@ -3,12 +3,13 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue, header};
+use http::{Extensions, HeaderMap, HeaderValue, header};
 use tower_layer::Layer;
 
-use super::cache::{CachedToken, TokenCache, hash_token};
+use super::cache::{CachedToken, TokenCache, TokenHash, hash_token};
 use super::claims::{Claims, Scopes, Verified};
 use super::keys::{KeyRing, KeySource, install_crypto_provider};
 use super::revocation::RevocationStore;
@@ -210,8 +211,10 @@ impl<C> JwtAuthBuilder<C> {
         }
         let (missing, invalid) = challenges(&self.realm)?;
         install_crypto_provider();
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Ok(JwtAuthLayer {
             shared: Arc::new(Shared {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 policy: Policy {
                     max_token_len: self.max_token_len,
                     leeway: self.leeway.as_secs(),
@@ -368,23 +371,92 @@ where
     /// For an IP limit placed *before* this layer that should not count (or refuse) requests
     /// of signed-in users, e.g. with `Policy::skip_if`. A `true` does not replace the layer's
     /// own checks (revocation, key retirement): the request still goes through it. Always
-    /// `false` without a [cache](JwtAuthBuilder::cache).
+    /// `false` without a [cache](JwtAuthBuilder::cache). Prefer
+    /// [`lookup_cached`](Self::lookup_cached) where the extensions can be written: the layer
+    /// then does not hash the token a second time.
     pub fn is_cached(&self, headers: &HeaderMap) -> bool {
-        let shared = &self.shared;
-        let Some(cache) = &shared.cache else {
-            return false;
-        };
-        let Extracted::Token(token) = shared.extract(headers) else {
-            return false;
-        };
-        if token.len() > shared.policy.max_token_len {
-            return false;
-        }
-        let now = shared.clock.unix_secs();
-        cache.get(&hash_token(token)).is_some_and(|entry| {
-            check_times(entry.exp, entry.nbf, entry.iat, shared.policy.leeway, now).is_ok()
-        })
+        self.shared.cached(headers).is_some()
     }
+
+    /// [`is_cached`](Self::is_cached) that also leaves what it found in `extensions`, for
+    /// this layer's service to use instead of hashing the token and looking it up again.
+    ///
+    /// The service takes it out of the extensions and uses it only when it was left by this
+    /// same layer (not another `JwtAuthLayer`, whatever its keys) and the token the service
+    /// reads is byte for byte the one looked up here (a header changed in between is read
+    /// and checked afresh). Time, key and revocation are checked by the service as on any
+    /// cache hit. Nothing is left on `false`.
+    ///
+    /// ```
+    /// # use tower_shield::jwt::{JwtAuthLayer, Key, KeySet};
+    /// # use jsonwebtoken::Algorithm;
+    /// let layer = JwtAuthLayer::builder(KeySet::new().with(Key::generate(Algorithm::EdDSA)?)?)
+    ///     .cache(10_000)
+    ///     .build()?;
+    /// let (mut parts, _body) = http::Request::new(()).into_parts();
+    /// // No token (or not a cached one): false, and the extensions are untouched.
+    /// assert!(!layer.lookup_cached(&parts.headers, &mut parts.extensions));
+    /// assert!(parts.extensions.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn lookup_cached(&self, headers: &HeaderMap, extensions: &mut Extensions) -> bool {
+        let Some((found, value, token)) = self.shared.cached(headers) else {
+            return false;
+        };
+        // The token's place inside its header value, to compare it with what the service
+        // reads (an offset, not a copy: the clone of the value shares its bytes).
+        let start = token.as_ptr().addr() - value.as_bytes().as_ptr().addr();
+        extensions.insert(CachedLookup {
+            layer: self.shared.id,
+            value: value.clone(),
+            start,
+            len: token.len(),
+            found,
+        });
+        true
+    }
+}
+
+/// What [`JwtAuthLayer::lookup_cached`] leaves in the request extensions: the cache entry
+/// and its digest, the layer that found it, and where the token sits in its header value.
+pub(crate) struct CachedLookup<C> {
+    layer: u64,
+    value: HeaderValue,
+    start: usize,
+    len: usize,
+    found: Found<C>,
+}
+
+impl<C> Clone for CachedLookup<C> {
+    fn clone(&self) -> Self {
+        Self {
+            layer: self.layer,
+            value: self.value.clone(),
+            start: self.start,
+            len: self.len,
+            found: Found {
+                entry: self.found.entry.clone(),
+                hash: self.found.hash,
+            },
+        }
+    }
+}
+
+impl<C> CachedLookup<C> {
+    /// The entry, when this lookup was made by layer `layer` for exactly `token`.
+    fn for_token(self, layer: u64, token: &[u8]) -> Option<Found<C>> {
+        let looked_up = self
+            .value
+            .as_bytes()
+            .get(self.start..self.start.checked_add(self.len)?)?;
+        (self.layer == layer && looked_up == token).then_some(self.found)
+    }
+}
+
+/// A cache entry and the digest it is stored under.
+pub(crate) struct Found<C> {
+    entry: Arc<CachedToken<C>>,
+    hash: TokenHash,
 }
 
 impl<S, C> Layer<S> for JwtAuthLayer<C> {
@@ -396,6 +468,8 @@ impl<S, C> Layer<S> for JwtAuthLayer<C> {
 }
 
 pub(crate) struct Shared<C> {
+    /// A process-unique id: [`CachedLookup`]s are used only by the layer that made them.
+    pub(crate) id: u64,
     pub(crate) policy: Policy,
     pub(crate) source: Arc<dyn KeySource>,
     pub(crate) token_source: TokenSource,
@@ -428,7 +502,8 @@ pub(crate) enum Outcome<C> {
 
 enum Extracted<'a> {
     Absent,
-    Token(&'a [u8]),
+    /// The token, and the header value it was read from.
+    Token(&'a [u8], &'a HeaderValue),
     Malformed,
 }
 
@@ -436,9 +511,15 @@ impl<C> Shared<C>
 where
     C: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
 {
-    pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Outcome<C> {
+    /// Authenticates the request with these headers; `looked_up` is what
+    /// [`JwtAuthLayer::lookup_cached`] left in its extensions, if anything.
+    pub(crate) fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        looked_up: Option<CachedLookup<C>>,
+    ) -> Outcome<C> {
         let token = match self.extract(headers) {
-            Extracted::Token(token) => token,
+            Extracted::Token(token, _) => token,
             Extracted::Absent if self.optional => return Outcome::Anonymous,
             Extracted::Absent => return Outcome::Refuse(&ProblemType::UNAUTHORIZED),
             Extracted::Malformed => return self.invalid(Invalid::Malformed),
@@ -447,17 +528,28 @@ where
             return self.invalid(Invalid::TooLong);
         }
         let now = self.clock.unix_secs();
-        let hash = self.cache.as_ref().map(|_| hash_token(token));
-        if let (Some(cache), Some(hash)) = (&self.cache, &hash)
-            && let Some(entry) = cache.get(hash)
-        {
-            return match self.recheck(&entry, now) {
-                Ok(()) => Outcome::Accept(entry),
-                Err(reason) => {
-                    cache.remove(hash);
-                    self.invalid(reason)
+        let mut hash = None;
+        if let Some(cache) = &self.cache {
+            let found = match looked_up.and_then(|l| l.for_token(self.id, token)) {
+                Some(found) => Some(found),
+                None => {
+                    let digest = hash_token(token);
+                    hash = Some(digest);
+                    cache.get(&digest).map(|entry| Found {
+                        entry,
+                        hash: digest,
+                    })
                 }
             };
+            if let Some(Found { entry, hash }) = found {
+                return match self.recheck(&entry, now) {
+                    Ok(()) => Outcome::Accept(entry),
+                    Err(reason) => {
+                        cache.remove(&hash);
+                        self.invalid(reason)
+                    }
+                };
+            }
         }
         // A space inside the token (`Bearer a b`) is malformed. A cache hit cannot have one
         // (the cache holds SHA-256 digests of tokens that verified, and a token with a space
@@ -480,6 +572,7 @@ where
                     principal: Principal::new(subject, accepted.role.map(Arc::from)),
                     scopes: Scopes::new(accepted.scopes),
                     key_instance: accepted.key_instance,
+                    confirmed_keys: AtomicU64::new(accepted.keys_version),
                     exp: accepted.exp,
                     nbf: accepted.nbf,
                     iat: accepted.iat,
@@ -493,12 +586,45 @@ where
         }
     }
 
-    /// A cache hit: time, and the key still trusted.
+    /// The cache entry of the token `headers` present, when it is within its validity (no
+    /// key or revocation check), with the header value it was read from and the token.
+    fn cached<'h>(&self, headers: &'h HeaderMap) -> Option<(Found<C>, &'h HeaderValue, &'h [u8])> {
+        let cache = self.cache.as_ref()?;
+        let Extracted::Token(token, value) = self.extract(headers) else {
+            return None;
+        };
+        if token.len() > self.policy.max_token_len {
+            return None;
+        }
+        let hash = hash_token(token);
+        let entry = cache.get(&hash)?;
+        check_times(
+            entry.exp,
+            entry.nbf,
+            entry.iat,
+            self.policy.leeway,
+            self.clock.unix_secs(),
+        )
+        .ok()?;
+        Some((Found { entry, hash }, value, token))
+    }
+
+    /// A cache hit: time, and the key still trusted. The `kid` lookup is skipped when the
+    /// key set is the version the key was last found in, present and not retired.
     fn recheck(&self, entry: &CachedToken<C>, now: u64) -> Result<(), Invalid> {
         check_times(entry.exp, entry.nbf, entry.iat, self.policy.leeway, now)?;
         let keys = self.source.snapshot();
+        let version = keys.version();
+        if version != 0 && entry.confirmed_keys.load(Ordering::Relaxed) == version {
+            return Ok(());
+        }
         match keys.get(entry.verified.kid()) {
-            Some(key) if key.instance_id() == entry.key_instance && key.verifies_at(now) => Ok(()),
+            Some(key) if key.instance_id() == entry.key_instance && key.verifies_at(now) => {
+                if key.retired_until().is_none() {
+                    entry.confirmed_keys.store(version, Ordering::Relaxed);
+                }
+                Ok(())
+            }
             _ => Err(Invalid::KeyRetired),
         }
     }
@@ -543,7 +669,7 @@ where
             return Extracted::Malformed;
         }
         // An inner space is refused by `authenticate` (after the cache lookup).
-        Extracted::Token(token)
+        Extracted::Token(token, value)
     }
 
     fn cookie<'h>(&self, headers: &'h HeaderMap, name: &str) -> Extracted<'h> {
@@ -571,12 +697,12 @@ where
                     [b'"', inner @ .., b'"'] => inner,
                     _ => v,
                 };
-                found = Some(v);
+                found = Some((v, value));
             }
         }
         match found {
-            Some([]) => Extracted::Malformed,
-            Some(token) => Extracted::Token(token),
+            Some(([], _)) => Extracted::Malformed,
+            Some((token, value)) => Extracted::Token(token, value),
             None => Extracted::Absent,
         }
     }
@@ -625,7 +751,10 @@ mod tests {
             let layer = builder.build().unwrap();
             let shared = &layer.shared;
             let good = headers(&format!("Bearer  {token} "));
-            assert!(matches!(shared.authenticate(&good), Outcome::Accept(_)));
+            assert!(matches!(
+                shared.authenticate(&good, None),
+                Outcome::Accept(_)
+            ));
             assert_eq!(layer.is_cached(&good), cache.is_some());
             for bad in [
                 format!("Bearer {head} {rest}"),
@@ -634,7 +763,7 @@ mod tests {
             ] {
                 assert!(
                     matches!(
-                        shared.authenticate(&headers(&bad)),
+                        shared.authenticate(&headers(&bad), None),
                         Outcome::Refuse(p) if p == &ProblemType::INVALID_TOKEN
                     ),
                     "{bad}"

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use tower_service::Service;
 
 use super::claims::Claims;
-use super::layer::{Outcome, Shared};
+use super::layer::{CachedLookup, Outcome, Shared};
 use super::revocation::{StoreFuture, TokenRef};
 use crate::body::ShieldBody;
 use crate::refusal::{ProblemType, Refusal};
@@ -79,7 +79,13 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let shared = &self.shared;
-        let entry = match shared.authenticate(req.headers()) {
+        // What `JwtAuthLayer::lookup_cached` left, if anything (used only when it matches).
+        let looked_up = if shared.cache.is_some() {
+            req.extensions_mut().remove::<CachedLookup<C>>()
+        } else {
+            None
+        };
+        let entry = match shared.authenticate(req.headers(), looked_up) {
             Outcome::Anonymous => return ResponseFuture::calling(self.inner.call(req)),
             Outcome::Refuse(problem) => {
                 return ResponseFuture::refused(refuse(

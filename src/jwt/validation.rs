@@ -156,6 +156,9 @@ pub(crate) struct Accepted<C> {
     pub(crate) claims: C,
     pub(crate) key: Arc<str>,
     pub(crate) key_instance: u64,
+    /// The version of the key set the key was found in when it is not retired, else 0 (see
+    /// `CachedToken::confirmed_keys`).
+    pub(crate) keys_version: u64,
     pub(crate) subject: String,
     pub(crate) role: Option<String>,
     pub(crate) jti: Option<String>,
@@ -226,6 +229,11 @@ pub(crate) fn verify<C: serde::de::DeserializeOwned>(
         claims,
         key: Arc::from(key.kid()),
         key_instance: key.instance_id(),
+        keys_version: if key.retired_until().is_none() {
+            keys.version()
+        } else {
+            0
+        },
         subject: sub.ok_or(Invalid::Payload)?.into_owned(),
         role: role.map(Cow::into_owned),
         jti: jti.map(Cow::into_owned),
