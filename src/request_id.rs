@@ -180,6 +180,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
         let trusted = if config.trust_incoming {
@@ -203,24 +204,48 @@ where
         let span = request_span(&request_id);
         request.extensions_mut().insert(request_id);
 
-        let future = {
-            let _entered = span.enter();
-            self.inner.call(request)
-        };
-        ResponseFuture {
-            inner: future.instrument(span),
-            header: Some((config.header_name.clone(), id)),
+        let header = Some((config.header_name.clone(), id));
+        // Without a span, the inner future is polled as it is: no `Instrumented` wrapper whose
+        // every poll and drop enters and exits a disabled span. (Each arm builds the whole
+        // future, so it is written in place rather than moved once more.)
+        match span {
+            None => ResponseFuture {
+                inner: Inner::Plain {
+                    future: self.inner.call(request),
+                },
+                header,
+            },
+            Some(span) => {
+                let future = {
+                    let _entered = span.enter();
+                    self.inner.call(request)
+                };
+                ResponseFuture {
+                    inner: Inner::Traced {
+                        future: future.instrument(span),
+                    },
+                    header,
+                }
+            }
         }
     }
 }
 
 pin_project! {
-    /// Response future of [`RequestIdService`]: the inner future inside the request span, then
-    /// the id header set on the response.
+    /// Response future of [`RequestIdService`]: the inner future (inside the request span when
+    /// one is recorded), then the id header set on the response.
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: Instrumented<F>,
+        inner: Inner<F>,
         header: Option<(HeaderName, HeaderValue)>,
+    }
+}
+
+pin_project! {
+    #[project = InnerProj]
+    enum Inner<F> {
+        Plain { #[pin] future: F },
+        Traced { #[pin] future: Instrumented<F> },
     }
 }
 
@@ -240,7 +265,11 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let mut response = match this.inner.poll(cx) {
+        let polled = match this.inner.project() {
+            InnerProj::Plain { future } => future.poll(cx),
+            InnerProj::Traced { future } => future.poll(cx),
+        };
+        let mut response = match polled {
             Poll::Ready(Ok(response)) => response,
             other => return other,
         };
@@ -251,22 +280,18 @@ where
     }
 }
 
-/// The `request` span around the inner call, or [`Span::none`] when no subscriber wants it.
+/// The `request` span around the inner call, or `None` when no subscriber wants it.
 ///
 /// A disabled span from `info_span!` still carries its metadata, and with `tracing`'s `log`
 /// feature (which many dependency trees turn on) every enter, exit and drop of it calls into
-/// the `log` crate; `Span::none()` makes those calls no-ops. The span is only ever made for a
-/// `tracing` subscriber, not mirrored into `log` records.
-fn request_span(request_id: &RequestId) -> Span {
+/// the `log` crate; without a span the inner future is not wrapped at all. The span is only
+/// ever made for a `tracing` subscriber, not mirrored into `log` records.
+fn request_span(request_id: &RequestId) -> Option<Span> {
     if !tracing::level_enabled!(tracing::Level::INFO) {
-        return Span::none();
+        return None;
     }
     let span = tracing::info_span!("request", request_id = %request_id);
-    if span.is_disabled() {
-        Span::none()
-    } else {
-        span
-    }
+    if span.is_disabled() { None } else { Some(span) }
 }
 
 /// Whether `value` is an id worth keeping: 1 to `max_len` bytes of `[A-Za-z0-9._:-]`.
@@ -298,14 +323,44 @@ fn new_id(version: Version) -> HeaderValue {
 }
 
 fn uuid_header_value(uuid: Uuid) -> HeaderValue {
-    let mut buffer = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    uuid.hyphenated().encode_lower(&mut buffer);
+    let buffer = hyphenated_lower(uuid.as_u128());
     // The value is cloned into the request header, the extension and the response header.
     // Owning the array in a reference-counted `Bytes` makes that one allocation; a copied
     // `Vec` would take a second one when its first clone promotes it to shared storage.
     // A hyphenated UUID is always a valid header value.
     HeaderValue::from_maybe_shared(Bytes::from_owner(buffer))
         .unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-0000-0000-000000000000"))
+}
+
+/// The 8 lowercase hex digits of `x`, most significant first, as the bytes of a `u64`.
+///
+/// Each nibble is spread into a byte of its own (three shift-and-mask steps), then turned
+/// into ASCII in all eight bytes at once: `'0' + n`, plus `'a' - '0' - 10` where `n > 9`.
+fn hex8(x: u32) -> [u8; 8] {
+    let x = u64::from(x);
+    let x = (x | (x << 16)) & 0x0000_ffff_0000_ffff;
+    let x = (x | (x << 8)) & 0x00ff_00ff_00ff_00ff;
+    let x = (x | (x << 4)) & 0x0f0f_0f0f_0f0f_0f0f;
+    // 0x01 in each byte whose nibble is 10 or more (n + 6 carries into bit 4).
+    let letters = ((x + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+    (x + 0x3030_3030_3030_3030 + letters * (b'a' - b'0' - 10) as u64).to_be_bytes()
+}
+
+/// A UUID in its hyphenated lowercase form (`8-4-4-4-12` hex digits), built on the stack
+/// without a lookup per byte.
+fn hyphenated_lower(uuid: u128) -> [u8; 36] {
+    let h0 = hex8((uuid >> 96) as u32);
+    let h1 = hex8((uuid >> 64) as u32);
+    let h2 = hex8((uuid >> 32) as u32);
+    let h3 = hex8(uuid as u32);
+    let mut out = [b'-'; 36];
+    out[..8].copy_from_slice(&h0);
+    out[9..13].copy_from_slice(&h1[..4]);
+    out[14..18].copy_from_slice(&h1[4..]);
+    out[19..23].copy_from_slice(&h2[..4]);
+    out[24..28].copy_from_slice(&h2[4..]);
+    out[28..].copy_from_slice(&h3);
+    out
 }
 
 /// Axum extractor: the request's id.
@@ -386,6 +441,25 @@ mod tests {
         assert_eq!(parsed.get_version_num(), 7);
         assert!(is_valid_id(v7.as_bytes(), MAX_ID_LEN));
         assert_ne!(new_id(Version::V4), new_id(Version::V4));
+    }
+
+    #[test]
+    fn hyphenated_form_matches_uuid() {
+        let edges = [0u128, u128::MAX, 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210];
+        let patterns = (0..16u128).map(|n| n * 0x1111_1111_1111_1111_1111_1111_1111_1111);
+        for value in edges.into_iter().chain(patterns) {
+            let uuid = Uuid::from_u128(value);
+            let ours = hyphenated_lower(value);
+            assert_eq!(&ours[..], uuid.hyphenated().to_string().as_bytes());
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn hyphenated_form_matches_uuid_for_any_value(value in any::<u128>()) {
+            let expected = Uuid::from_u128(value).hyphenated().to_string();
+            prop_assert_eq!(&hyphenated_lower(value)[..], expected.as_bytes());
+        }
     }
 
     #[test]
