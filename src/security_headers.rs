@@ -93,6 +93,13 @@ use crate::refusal::{ProblemType, Refusal};
 /// One year, in seconds: the `max-age` the HSTS preload list requires.
 pub const ONE_YEAR_SECS: u64 = 31_536_000;
 
+/// Up to this many distinct names on a response, [`Config::apply`] finds which of its headers
+/// are already there by comparing names, not by a hash lookup per header.
+const SCAN_MAX_NAMES: usize = 16;
+
+/// Two years, in seconds: the `max-age` hstspreload.org recommends.
+const TWO_YEARS_SECS: u64 = 63_072_000;
+
 const PERMISSIONS_POLICY_VALUE: &str = "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), payment=(), usb=()";
 
 static PERMISSIONS_POLICY: HeaderName = HeaderName::from_static("permissions-policy");
@@ -168,6 +175,26 @@ impl Hsts {
     }
 
     fn header_value(&self) -> HeaderValue {
+        // The usual policies are static values: cloning one per response is a plain copy,
+        // where a value built at run time is shared storage with an atomic count.
+        match (self.max_age, self.include_subdomains, self.preload) {
+            (ONE_YEAR_SECS, true, false) => {
+                return HeaderValue::from_static("max-age=31536000; includeSubDomains");
+            }
+            (ONE_YEAR_SECS, true, true) => {
+                return HeaderValue::from_static("max-age=31536000; includeSubDomains; preload");
+            }
+            (TWO_YEARS_SECS, true, true) => {
+                return HeaderValue::from_static("max-age=63072000; includeSubDomains; preload");
+            }
+            _ => {}
+        }
+        // Digits, letters, `=`, `;` and spaces are always a valid header value.
+        HeaderValue::from_str(&self.formatted())
+            .unwrap_or_else(|_| HeaderValue::from_static("max-age=0"))
+    }
+
+    fn formatted(&self) -> String {
         let mut value = format!("max-age={}", self.max_age);
         if self.include_subdomains {
             value.push_str("; includeSubDomains");
@@ -175,8 +202,7 @@ impl Hsts {
         if self.preload {
             value.push_str("; preload");
         }
-        // Digits, letters, `=`, `;` and spaces are always a valid header value.
-        HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("max-age=0"))
+        value
     }
 }
 
@@ -479,12 +505,53 @@ impl fmt::Debug for Config {
 
 impl Config {
     fn apply(&self, headers: &mut HeaderMap, https: bool) {
+        let hsts = if https { self.hsts.as_ref() } else { None };
+        // A response carries few headers: one pass over its names, comparing each with ours,
+        // tells which of ours it already has and whether anything is to be stripped, for less
+        // than one hash lookup per configured header (`entry`, `remove`) would cost.
+        if headers.keys_len() > SCAN_MAX_NAMES || self.headers.len() >= 64 {
+            return self.apply_by_lookup(headers, hsts);
+        }
+        let mut present = 0u64;
+        let mut hsts_present = false;
+        let mut strip = false;
+        let scan = !self.override_existing || !self.strip.is_empty();
+        for name in headers.keys().filter(|_| scan) {
+            if self.strip.contains(name) {
+                strip = true;
+            } else if !self.override_existing {
+                if let Some(i) = self.headers.iter().position(|(n, _)| n == name) {
+                    present |= 1 << i;
+                }
+                hsts_present |= name == header::STRICT_TRANSPORT_SECURITY;
+            }
+        }
+        if strip {
+            for name in &self.strip {
+                headers.remove(name);
+            }
+        }
+        let hsts = hsts.filter(|_| !hsts_present);
+        let adding =
+            self.headers.len() - present.count_ones() as usize + usize::from(hsts.is_some());
+        // One growth of the map at most, instead of one per threshold crossed.
+        headers.reserve(adding);
+        for (i, (name, value)) in self.headers.iter().enumerate() {
+            if present & (1 << i) == 0 {
+                headers.insert(name, value.clone());
+            }
+        }
+        if let Some(value) = hsts {
+            headers.insert(header::STRICT_TRANSPORT_SECURITY, value.clone());
+        }
+    }
+
+    /// [`apply`](Self::apply) for a response with many header names: one lookup per header.
+    fn apply_by_lookup(&self, headers: &mut HeaderMap, hsts: Option<&HeaderValue>) {
         for name in &self.strip {
             headers.remove(name);
         }
-        // One growth of the map at most, instead of one per threshold crossed.
         headers.reserve(self.headers.len() + 1);
-        let hsts = if https { self.hsts.as_ref() } else { None };
         let all = self
             .headers
             .iter()
@@ -696,21 +763,27 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let https = self.config.is_https(&request);
-        let kind = if self.config.enforce_https && !https {
-            Kind::Refused {
-                response: Some(self.config.redirect_or_refuse(&request)),
+        let config = Arc::clone(&self.config);
+        // Each arm builds the whole future, so it is written in place rather than moved again.
+        if self.config.enforce_https && !https {
+            ResponseFuture {
+                kind: Kind::Refused {
+                    response: Some(self.config.redirect_or_refuse(&request)),
+                },
+                config,
+                https,
             }
         } else {
-            Kind::Inner {
-                future: self.inner.call(request),
+            ResponseFuture {
+                kind: Kind::Inner {
+                    future: self.inner.call(request),
+                },
+                config,
+                https,
             }
-        };
-        ResponseFuture {
-            kind,
-            config: Arc::clone(&self.config),
-            https,
         }
     }
 }
@@ -773,6 +846,69 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one-pass `apply` gives exactly what one lookup per header gives, for every subset
+    /// of a set of names already on the response (ours, stripped ones and others), over HTTP
+    /// and HTTPS, keeping or overriding, and past the scan limit.
+    #[test]
+    fn apply_scan_matches_lookup() {
+        let custom = HeaderName::from_static("x-custom");
+        let configs = [
+            SecurityHeaders::api(),
+            SecurityHeaders::web(),
+            SecurityHeaders::api().override_existing(true),
+            SecurityHeaders::api()
+                .keep(header::SERVER)
+                .override_existing(true),
+            SecurityHeaders::web()
+                .set(custom.clone(), HeaderValue::from_static("ours"))
+                .strip(header::CACHE_CONTROL),
+            SecurityHeaders::api().no_hsts().remove("x-frame-options"),
+        ];
+        let existing = [
+            (header::SERVER, "leaky/1.0"),
+            (X_POWERED_BY.clone(), "php"),
+            (header::CONTENT_SECURITY_POLICY, "default-src 'self'"),
+            (header::CACHE_CONTROL, "max-age=60"),
+            (header::STRICT_TRANSPORT_SECURITY, "max-age=1"),
+            (header::CONTENT_TYPE, "application/json"),
+            (COOP.clone(), "unsafe-none"),
+            (custom.clone(), "theirs"),
+        ];
+        let filler: Vec<HeaderName> = (0..SCAN_MAX_NAMES)
+            .map(|i| HeaderName::from_bytes(format!("x-filler-{i}").as_bytes()).unwrap())
+            .collect();
+        for builder in configs {
+            let config = builder.build().unwrap().config;
+            for subset in 0u32..(1 << existing.len()) {
+                for (https, many) in [(false, false), (true, false), (true, true)] {
+                    let mut response = HeaderMap::new();
+                    for (bit, (name, value)) in existing.iter().enumerate() {
+                        if subset & (1 << bit) != 0 {
+                            response.append(name, HeaderValue::from_static(value));
+                        }
+                    }
+                    if subset & 1 != 0 {
+                        response.append(header::SERVER, HeaderValue::from_static("second"));
+                    }
+                    if many {
+                        for name in &filler {
+                            response.insert(name, HeaderValue::from_static("1"));
+                        }
+                    }
+                    let mut scanned = response.clone();
+                    config.apply(&mut scanned, https);
+                    let mut looked_up = response;
+                    let hsts = if https { config.hsts.as_ref() } else { None };
+                    config.apply_by_lookup(&mut looked_up, hsts);
+                    assert_eq!(
+                        scanned, looked_up,
+                        "{config:?} subset {subset:b} https {https}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn hosts_are_validated() {
@@ -838,5 +974,17 @@ mod tests {
             Hsts::default().preload().header_value(),
             "max-age=31536000; includeSubDomains; preload"
         );
+        // The static values of the usual policies say what formatting them would.
+        for hsts in [
+            Hsts::default(),
+            Hsts::default().preload(),
+            Hsts::max_age(Duration::from_secs(TWO_YEARS_SECS))
+                .include_subdomains()
+                .preload(),
+            Hsts::max_age(Duration::from_secs(TWO_YEARS_SECS)).include_subdomains(),
+            Hsts::max_age(Duration::from_secs(ONE_YEAR_SECS)),
+        ] {
+            assert_eq!(hsts.header_value(), hsts.formatted().as_str(), "{hsts:?}");
+        }
     }
 }
