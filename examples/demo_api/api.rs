@@ -7,7 +7,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tower_shield::id::{ItemId, UserId};
 use tower_shield::jwt::{Claims, Verified};
@@ -39,17 +39,25 @@ fn invalid_token(headers: &HeaderMap, extensions: &http::Extensions) -> Response
         .build(headers, extensions)
 }
 
+/// The body of `GET /api/me`, serialised straight from borrowed fields.
+#[derive(Serialize)]
+struct Me<'a> {
+    sub: &'a str,
+    role: Option<&'a str>,
+    email: &'a str,
+}
+
 /// `GET /api/me`.
 pub(crate) async fn me(State(state): State<AppState>, request: Request) -> Response {
     let Some((verified, id)) = caller_of(&request) else {
         return invalid_token(request.headers(), request.extensions());
     };
     match state.store.email(id).await {
-        Ok(Some(email)) => Json(json!({
-            "sub": verified.subject(),
-            "role": verified.claims().role,
-            "email": email,
-        }))
+        Ok(Some(email)) => Json(Me {
+            sub: verified.subject(),
+            role: verified.claims().role.as_deref(),
+            email: &email,
+        })
         .into_response(),
         // The account is gone: the token no longer names anyone.
         Ok(None) => invalid_token(request.headers(), request.extensions()),
