@@ -439,6 +439,23 @@ async fn truncated_or_stripped_signature_is_refused() {
 }
 
 #[tokio::test]
+async fn signature_with_non_zero_padding_bits_is_refused() {
+    // The last base64url character of these signatures carries bits past the end of the
+    // bytes; an encoding that sets them is another spelling of the same signature, refused.
+    let k = test_keys();
+    for key in [&k.rs, &k.es, &k.ed, &k.hs] {
+        let good = token(key);
+        let (message, sig) = good.rsplit_once('.').unwrap();
+        let last = sig.as_bytes()[sig.len() - 1];
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let value = ALPHABET.iter().position(|&c| c == last).unwrap();
+        let spare = ALPHABET[value | 1] as char;
+        assert_ne!(spare as u8, last, "the signature's padding bits are zero");
+        refused(&format!("{message}.{}{spare}", &sig[..sig.len() - 1])).await;
+    }
+}
+
+#[tokio::test]
 async fn psychic_signature_r_s_zero_is_refused() {
     // CVE-2022-21449: an ECDSA signature with r = s = 0 "verifies" on broken implementations.
     let es = &test_keys().es;

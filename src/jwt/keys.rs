@@ -176,6 +176,9 @@ pub struct Key {
     public_jwk: Option<Jwk>,
     id: u64,
     retired_until: Option<u64>,
+    /// For HMAC keys, the secret prepared for verification once (inner and outer pads
+    /// hashed), instead of per token as `jsonwebtoken::crypto::verify` does.
+    hmac: Option<aws_lc_rs::hmac::Key>,
 }
 
 impl fmt::Debug for Key {
@@ -223,6 +226,19 @@ impl Key {
                 algorithm: jwk.algorithm,
             })
         };
+        let hmac = match alg {
+            Algorithm::HS256 => Some(aws_lc_rs::hmac::HMAC_SHA256),
+            Algorithm::HS384 => Some(aws_lc_rs::hmac::HMAC_SHA384),
+            Algorithm::HS512 => Some(aws_lc_rs::hmac::HMAC_SHA512),
+            _ => None,
+        }
+        .map(|hmac| {
+            let secret = decoding
+                .try_get_as_bytes()
+                .map_err(|_| key_err(kid.clone(), "invalid HMAC secret"))?;
+            Ok::<_, ConfigError>(aws_lc_rs::hmac::Key::new(hmac, secret))
+        })
+        .transpose()?;
         Ok(Self {
             kid: kid.into(),
             alg,
@@ -231,6 +247,7 @@ impl Key {
             public_jwk,
             id: NEXT_KEY_ID.fetch_add(1, Ordering::Relaxed),
             retired_until: None,
+            hmac,
         })
     }
 
@@ -542,6 +559,11 @@ impl Key {
     /// Whether this key verifies tokens at `now` (unix seconds).
     pub fn verifies_at(&self, now: u64) -> bool {
         self.retired_until.is_none_or(|until| now <= until)
+    }
+
+    /// The prepared HMAC secret (HMAC keys only).
+    pub(crate) fn hmac_key(&self) -> Option<&aws_lc_rs::hmac::Key> {
+        self.hmac.as_ref()
     }
 
     /// A process-unique id of this key's material, so a cached verification made with one

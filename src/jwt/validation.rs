@@ -13,12 +13,15 @@
 //! 5. payload: strict base64url, JSON object, registered claims well typed and not
 //!    duplicated; `exp` and `sub` present; `exp`, `nbf`, `iat` against the clock with leeway;
 //!    `iss`/`aud` when configured;
-//! 6. signature: `jsonwebtoken::crypto::verify` with the key's algorithm;
+//! 6. signature: `jsonwebtoken::crypto::verify` with the key's algorithm (HMAC: aws-lc-rs's
+//!    `hmac::verify`, which that function calls, with the key prepared when it was loaded);
 //! 7. the claims type `C` from the same decoded payload.
 //!
 //! jsonwebtoken's own `decode` is not used: it parses the header with last-duplicate-wins,
 //! deserialises the payload twice and reads the system clock for `exp`/`nbf`. Its signature
-//! code (aws-lc-rs) is what checks every signature here.
+//! code (aws-lc-rs) is what checks every signature here: through `jsonwebtoken::crypto::verify`,
+//! or for HMAC by the `aws_lc_rs::hmac::verify` call that function makes, on a key prepared
+//! once.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -208,10 +211,21 @@ pub(crate) fn verify<C: serde::de::DeserializeOwned>(
     if !signature_b64.iter().all(|&b| b64::is_url_char(b)) {
         return Err(Invalid::Malformed);
     }
-    let signature = std::str::from_utf8(signature_b64).map_err(|_| Invalid::Malformed)?;
-    match jsonwebtoken::crypto::verify(signature, message, key.decoding_key(), alg) {
-        Ok(true) => {}
-        _ => return Err(Invalid::Signature),
+    let verified = match key.hmac_key() {
+        // HMAC: the same aws-lc-rs call jsonwebtoken makes (`hmac::verify`, a constant-time
+        // comparison), with the key prepared once instead of per token.
+        Some(hmac) => b64::decode_url(signature_b64)
+            .is_some_and(|signature| aws_lc_rs::hmac::verify(hmac, message, &signature).is_ok()),
+        None => {
+            let signature = std::str::from_utf8(signature_b64).map_err(|_| Invalid::Malformed)?;
+            matches!(
+                jsonwebtoken::crypto::verify(signature, message, key.decoding_key(), alg),
+                Ok(true)
+            )
+        }
+    };
+    if !verified {
+        return Err(Invalid::Signature);
     }
 
     let claims: C = serde_json::from_slice(&payload).map_err(|_| Invalid::Claims)?;
