@@ -81,18 +81,28 @@ fn request_id(c: &mut Criterion) {
     // `perf stat -e instructions:u`, whose counts do not depend on the machine's load.
     if let Ok(variant) = std::env::var("TS_BENCH_ONLY") {
         match variant.as_str() {
-            "bare" => count(&runtime, service_fn(handler)),
+            "bare" => count(&runtime, service_fn(handler), request),
             "ours" => count(
                 &runtime,
                 ServiceBuilder::new()
                     .layer(RequestIdLayer::new())
                     .service_fn(handler),
+                request,
             ),
+            "ours_trusted" => count(
+                &runtime,
+                ServiceBuilder::new()
+                    .layer(RequestIdLayer::new().trust_incoming(true))
+                    .service_fn(handler),
+                trusted_request,
+            ),
+            "bare_trusted" => count(&runtime, service_fn(handler), trusted_request),
             "ours_v7" => count(
                 &runtime,
                 ServiceBuilder::new()
                     .layer(RequestIdLayer::new().uuid_v7())
                     .service_fn(handler),
+                request,
             ),
             "theirs" => count(
                 &runtime,
@@ -100,6 +110,7 @@ fn request_id(c: &mut Criterion) {
                     .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                     .layer(PropagateRequestIdLayer::x_request_id())
                     .service_fn(handler),
+                request,
             ),
             other => panic!("unknown variant {other}"),
         }
@@ -163,14 +174,14 @@ fn request_id(c: &mut Criterion) {
 }
 
 /// Runs 200,000 calls (for instruction counting).
-fn count<S>(runtime: &tokio::runtime::Runtime, service: S)
+fn count<S>(runtime: &tokio::runtime::Runtime, service: S, make_request: fn() -> Request<()>)
 where
     S: Service<Request<()>> + Clone,
     S::Error: std::fmt::Debug,
 {
     runtime.block_on(async {
         for _ in 0..20 {
-            time_calls(&service, 10_000, request).await;
+            time_calls(&service, 10_000, make_request).await;
         }
     });
 }

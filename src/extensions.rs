@@ -26,10 +26,7 @@ impl RequestId {
     /// whatever was wrapped, the text is safe to log and to put in a problem body.
     pub fn as_str(&self) -> &str {
         let bytes = self.0.as_bytes();
-        let safe = bytes.len() <= 128
-            && bytes
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        let safe = bytes.len() <= 128 && bytes.iter().all(|&b| is_id_byte(b));
         if safe {
             self.0.to_str().unwrap_or("")
         } else {
@@ -41,6 +38,24 @@ impl RequestId {
     pub fn header_value(&self) -> &HeaderValue {
         &self.0
     }
+}
+
+/// Which bytes a request id may hold: `[A-Za-z0-9._:-]`, one table load per byte.
+#[allow(clippy::indexing_slicing)] // `b` runs over 0..256, the table's length
+static ID_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b':' | b'-');
+        b += 1;
+    }
+    table
+};
+
+/// Whether `b` may appear in a request id (`[A-Za-z0-9._:-]`).
+pub(crate) fn is_id_byte(b: u8) -> bool {
+    ID_BYTES.get(usize::from(b)).copied().unwrap_or(false)
 }
 
 impl std::fmt::Display for RequestId {
@@ -74,6 +89,14 @@ impl Principal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn id_bytes_are_exactly_the_safe_charset() {
+        for b in 0..=255u8 {
+            let expected = b.is_ascii_alphanumeric() || b"._:-".contains(&b);
+            assert_eq!(is_id_byte(b), expected, "{b:#04x}");
+        }
+    }
 
     #[test]
     fn request_id_text_is_only_ever_a_safe_id() {

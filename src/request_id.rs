@@ -66,7 +66,7 @@ use tracing::instrument::Instrumented;
 use tracing::{Instrument, Span};
 use uuid::Uuid;
 
-use crate::extensions::RequestId;
+use crate::extensions::{RequestId, is_id_byte};
 
 /// The default header: `x-request-id`.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -298,9 +298,7 @@ fn request_span(request_id: &RequestId) -> Option<Span> {
 pub fn is_valid_id(value: &[u8], max_len: usize) -> bool {
     !value.is_empty()
         && value.len() <= max_len.min(MAX_ID_LEN)
-        && value
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+        && value.iter().all(|&b| is_id_byte(b))
 }
 
 /// The incoming id when it is exactly one valid header line.
