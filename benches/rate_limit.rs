@@ -5,6 +5,18 @@
 //! `cargo bench --bench rate_limit -- --warm-up-time 1 --measurement-time 3`
 //! (Redis at `REDIS_URL`, default `redis://127.0.0.1:6379/`; the Redis group is skipped when
 //! it does not answer).
+//!
+//! Our layer writes the IETF `RateLimit-Policy` / `RateLimit` fields by default, so it is
+//! compared with `tower_governor` both as it comes (`x-ratelimit-after` only on refusals) and
+//! with its `use_headers()` (`x-ratelimit-limit` / `-remaining` on every answer); and with the
+//! fields off against `tower_governor` without headers.
+//!
+//! Instruction counts (independent of the machine's load): `TS_BENCH_ONLY=<variant>` runs
+//! `TS_BENCH_N` (default 20,000) calls of one variant inside `drive` and exits; count them
+//! with `valgrind --tool=callgrind --toggle-collect='*drive*' <bench binary> --bench` and
+//! divide by N. Variants: `bare` (the inner service alone), `ours`, `ours-no-fields`,
+//! `tower-governor`, `tower-governor-headers`, `ours-429`, `tower-governor-429`,
+//! `raw-governor`, `memory-store`.
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -13,9 +25,12 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use axum::body::Body;
+use std::future::Future;
+use std::task::Poll;
+
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use http::{Request, Response};
-use tower::{Layer, ServiceExt, service_fn};
+use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_shield::rate_limit::{
     HeaderMode, MemoryStore, Policy, Quota, RateKey, RateLimitLayer, RateLimitStore, RedisStore,
     store::GCRA_SCRIPT,
@@ -53,77 +68,89 @@ fn big_quota() -> Quota {
     Quota::per_second(1_000_000).burst(u32::MAX)
 }
 
+/// Our layer on a memory store with one policy of `quota`, writing `mode`'s fields.
+fn ours(
+    quota: Quota,
+    mode: HeaderMode,
+) -> impl Service<Request<Body>, Response = Response<impl Send>, Error = Infallible> + Clone {
+    RateLimitLayer::builder(MemoryStore::new())
+        .policy(Policy::named("api").quota(quota))
+        .headers(mode)
+        .build()
+        .unwrap()
+        .layer(inner())
+}
+
+/// `tower_governor`'s layer (peer IP key) with `burst` requests per `per_nanos`; with its
+/// `use_headers()` (`x-ratelimit-limit` / `-remaining` on every answer) when `headers`.
+fn theirs(
+    per_nanos: u64,
+    burst: u32,
+    headers: bool,
+) -> tower::util::BoxCloneService<Request<Body>, Response<Body>, Infallible> {
+    let mut builder = tower_governor::governor::GovernorConfigBuilder::default();
+    builder.per_nanosecond(per_nanos).burst_size(burst);
+    if headers {
+        let config = builder.use_headers().finish().unwrap();
+        tower::util::BoxCloneService::new(tower_governor::GovernorLayer::new(config).layer(inner()))
+    } else {
+        let config = builder.finish().unwrap();
+        tower::util::BoxCloneService::new(tower_governor::GovernorLayer::new(config).layer(inner()))
+    }
+}
+
+/// Times `oneshot` on clones of `svc`, requests built and responses dropped untimed.
+fn bench_layer<S, B>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    svc: &S,
+    status: u16,
+) where
+    S: Service<Request<Body>, Response = Response<B>, Error = Infallible> + Clone,
+{
+    group.bench_function(name, |b| {
+        b.to_async(rt).iter_batched(
+            request,
+            |req| {
+                let svc = svc.clone();
+                async move {
+                    let response = svc.oneshot(req).await.unwrap();
+                    assert_eq!(response.status(), status);
+                    black_box(response)
+                }
+            },
+            BatchSize::NumIterations(32),
+        );
+    });
+}
+
 fn allowed(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("rate_limit/allowed");
-
-    let ours = RateLimitLayer::builder(MemoryStore::new())
-        .policy(Policy::named("api").quota(big_quota()))
-        .build()
-        .unwrap()
-        .layer(inner());
-    group.bench_function("tower_shield layer (memory)", |b| {
-        b.to_async(&rt).iter_batched(
-            request,
-            |req| {
-                let svc = ours.clone();
-                async move {
-                    let response = svc.oneshot(req).await.unwrap();
-                    assert_eq!(response.status(), 200);
-                    black_box(response)
-                }
-            },
-            BatchSize::NumIterations(32),
-        );
-    });
-
-    let quiet = RateLimitLayer::builder(MemoryStore::new())
-        .policy(Policy::named("api").quota(big_quota()))
-        .headers(HeaderMode::None)
-        .build()
-        .unwrap()
-        .layer(inner());
-    group.bench_function("tower_shield layer (memory, no fields)", |b| {
-        b.to_async(&rt).iter_batched(
-            request,
-            |req| {
-                let svc = quiet.clone();
-                async move {
-                    let response = svc.oneshot(req).await.unwrap();
-                    assert_eq!(response.status(), 200);
-                    black_box(response)
-                }
-            },
-            BatchSize::NumIterations(32),
-        );
-    });
-
-    let config = tower_governor::governor::GovernorConfigBuilder::default()
-        .per_nanosecond(1_000)
-        .burst_size(u32::MAX)
-        .finish()
-        .unwrap();
-    let theirs = tower_governor::GovernorLayer::new(config).layer(inner());
-    group.bench_function("tower_governor layer", |b| {
-        b.to_async(&rt).iter_batched(
-            request,
-            |req| {
-                let svc = theirs.clone();
-                async move {
-                    let response = svc.oneshot(req).await.unwrap();
-                    assert_eq!(response.status(), 200);
-                    black_box(response)
-                }
-            },
-            BatchSize::NumIterations(32),
-        );
-    });
-
-    let raw = governor::RateLimiter::keyed(
-        governor::Quota::with_period(Duration::from_micros(1))
-            .unwrap()
-            .allow_burst(NonZeroU32::MAX),
+    bench_layer(&mut group, &rt, "inner service alone", &inner(), 200);
+    let fields = ours(big_quota(), HeaderMode::Ietf);
+    bench_layer(&mut group, &rt, "tower_shield layer (memory)", &fields, 200);
+    let quiet = ours(big_quota(), HeaderMode::None);
+    bench_layer(
+        &mut group,
+        &rt,
+        "tower_shield layer (memory, no fields)",
+        &quiet,
+        200,
     );
+    let plain = theirs(1_000, u32::MAX, false);
+    bench_layer(&mut group, &rt, "tower_governor layer", &plain, 200);
+    let with_headers = theirs(1_000, u32::MAX, true);
+    bench_layer(
+        &mut group,
+        &rt,
+        "tower_governor layer (use_headers)",
+        &with_headers,
+        200,
+    );
+
+    let raw = raw_governor();
     let ip: IpAddr = PEER.parse::<SocketAddr>().unwrap().ip();
     group.bench_function("raw governor check_key", |b| {
         b.iter(|| black_box(raw.check_key(black_box(&ip)).is_ok()));
@@ -138,54 +165,100 @@ fn allowed(c: &mut Criterion) {
     group.finish();
 }
 
+/// `governor`'s keyed limiter on the same quota as [`big_quota`].
+fn raw_governor() -> governor::DefaultKeyedRateLimiter<IpAddr> {
+    governor::RateLimiter::keyed(
+        governor::Quota::with_period(Duration::from_micros(1))
+            .unwrap()
+            .allow_burst(NonZeroU32::MAX),
+    )
+}
+
+/// The refusal quota: one request per hour, already spent by the time the bench runs.
+fn one_per_hour() -> Quota {
+    Quota::per_hour(1).burst(1)
+}
+
 fn refused(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("rate_limit/refused");
-    let quota = Quota::per_hour(1).burst(1);
-
-    let ours = RateLimitLayer::builder(MemoryStore::new())
-        .policy(Policy::named("api").quota(quota))
-        .build()
-        .unwrap()
-        .layer(inner());
+    let ours = ours(one_per_hour(), HeaderMode::Ietf);
     rt.block_on(ours.clone().oneshot(request())).unwrap();
-    group.bench_function("tower_shield 429", |b| {
-        b.to_async(&rt).iter_batched(
-            request,
-            |req| {
-                let svc = ours.clone();
-                async move {
-                    let response = svc.oneshot(req).await.unwrap();
-                    assert_eq!(response.status(), 429);
-                    black_box(response)
-                }
-            },
-            BatchSize::NumIterations(32),
-        );
-    });
-
-    let config = tower_governor::governor::GovernorConfigBuilder::default()
-        .per_second(3600)
-        .burst_size(1)
-        .finish()
-        .unwrap();
-    let theirs = tower_governor::GovernorLayer::new(config).layer(inner());
+    bench_layer(&mut group, &rt, "tower_shield 429", &ours, 429);
+    let theirs = theirs(3_600_000_000_000, 1, false);
     rt.block_on(theirs.clone().oneshot(request())).unwrap();
-    group.bench_function("tower_governor 429", |b| {
-        b.to_async(&rt).iter_batched(
-            request,
-            |req| {
-                let svc = theirs.clone();
-                async move {
-                    let response = svc.oneshot(req).await.unwrap();
-                    assert_eq!(response.status(), 429);
-                    black_box(response)
-                }
-            },
-            BatchSize::NumIterations(32),
-        );
-    });
+    bench_layer(&mut group, &rt, "tower_governor 429", &theirs, 429);
     group.finish();
+}
+
+/// `n` calls of `service`, each `poll_ready` + `call` + one poll of the future (every service
+/// here answers at once). Requests are built before, responses dropped after. Never inlined,
+/// so callgrind can count exactly this (`--toggle-collect='*drive*'`).
+#[inline(never)]
+fn drive<S, B>(service: &mut S, requests: Vec<Request<Body>>) -> Vec<Response<B>>
+where
+    S: Service<Request<Body>, Response = Response<B>, Error = Infallible>,
+{
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    requests
+        .into_iter()
+        .map(|request| {
+            let ready = service.poll_ready(&mut cx);
+            assert!(ready.is_ready(), "every service here is always ready");
+            match std::pin::pin!(service.call(request)).poll(&mut cx) {
+                Poll::Ready(Ok(response)) => black_box(response),
+                _ => unreachable!("every service here answers at once"),
+            }
+        })
+        .collect()
+}
+
+/// `n` runs of `f`, never inlined (see [`drive`]).
+#[inline(never)]
+fn drive_fn<T>(n: usize, mut f: impl FnMut() -> T) {
+    for _ in 0..n {
+        black_box(f());
+    }
+}
+
+/// Drives `n` requests through `service` (after one untimed call, which spends a refusal
+/// quota) and checks every status.
+fn run_requests<S, B>(mut service: S, n: usize, status: u16)
+where
+    S: Service<Request<Body>, Response = Response<B>, Error = Infallible>,
+{
+    drive(&mut service, vec![request()]);
+    let responses = drive(&mut service, (0..n).map(|_| request()).collect());
+    assert!(responses.iter().all(|r| r.status() == status));
+}
+
+/// `TS_BENCH_ONLY=<variant>`: one variant, `TS_BENCH_N` calls, for callgrind.
+fn only(variant: &str) {
+    let n: usize = std::env::var("TS_BENCH_N")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20_000);
+    match variant {
+        "bare" => run_requests(inner(), n, 200),
+        "ours" => run_requests(ours(big_quota(), HeaderMode::Ietf), n, 200),
+        "ours-no-fields" => run_requests(ours(big_quota(), HeaderMode::None), n, 200),
+        "tower-governor" => run_requests(theirs(1_000, u32::MAX, false), n, 200),
+        "tower-governor-headers" => run_requests(theirs(1_000, u32::MAX, true), n, 200),
+        "ours-429" => run_requests(ours(one_per_hour(), HeaderMode::Ietf), n, 429),
+        "tower-governor-429" => run_requests(theirs(3_600_000_000_000, 1, false), n, 429),
+        "raw-governor" => {
+            let raw = raw_governor();
+            let ip: IpAddr = PEER.parse::<SocketAddr>().unwrap().ip();
+            drive_fn(n, || raw.check_key(black_box(&ip)).is_ok());
+        }
+        "memory-store" => {
+            let store = MemoryStore::new();
+            let limiter = store.limiter("api", &big_quota());
+            let key = RateKey::ip(PEER.parse::<SocketAddr>().unwrap().ip());
+            drive_fn(n, || store.decide(&limiter, black_box(&key), 1).is_ok());
+        }
+        other => panic!("unknown variant {other}"),
+    }
 }
 
 const IN_FLIGHT: usize = 64;
@@ -267,5 +340,125 @@ fn redis_decisions(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, allowed, refused, redis_decisions);
+/// The median of `values`.
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Mean ns per call of `f` over `n` calls.
+fn time_fn<T>(n: usize, mut f: impl FnMut() -> T) -> f64 {
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        black_box(f());
+    }
+    start.elapsed().as_nanos() as f64 / n as f64
+}
+
+/// Mean ns per call of `service` over `n` pre-built requests (responses dropped untimed).
+fn time_service<S, B>(service: &mut S, n: usize) -> f64
+where
+    S: Service<Request<Body>, Response = Response<B>, Error = Infallible>,
+{
+    let requests: Vec<_> = (0..n).map(|_| request()).collect();
+    let start = std::time::Instant::now();
+    let responses = drive(service, requests);
+    let elapsed = start.elapsed().as_nanos() as f64 / n as f64;
+    drop(responses);
+    elapsed
+}
+
+/// A named contender of [`paired`]: one timing round of it, in ns per call.
+type Contender = (&'static str, Box<dyn FnMut() -> f64>);
+
+/// `TS_BENCH_PAIRED=1`: the goal ratios measured so that a busy machine hurts both sides
+/// alike: 31 rounds, each timing every contender back to back, and the medians of the
+/// per-round times and ratios.
+fn paired() {
+    const ROUNDS: usize = 31;
+    let (raw, store) = (raw_governor(), MemoryStore::new());
+    let limiter = store.limiter("api", &big_quota());
+    let ip: IpAddr = PEER.parse::<SocketAddr>().unwrap().ip();
+    let key = RateKey::ip(ip);
+    let (mut raw_ns, mut store_ns, mut ratio) = (vec![], vec![], vec![]);
+    for _ in 0..ROUNDS {
+        let r = time_fn(200_000, || raw.check_key(black_box(&ip)).is_ok());
+        let s = time_fn(200_000, || {
+            store.decide(&limiter, black_box(&key), 1).is_ok()
+        });
+        raw_ns.push(r);
+        store_ns.push(s);
+        ratio.push(s / r);
+    }
+    println!(
+        "decision: raw governor check_key {:.1} ns, MemoryStore {:.1} ns, ratio {:.2}",
+        median(&mut raw_ns),
+        median(&mut store_ns),
+        median(&mut ratio)
+    );
+
+    let n = 20_000;
+    let mut layers: Vec<Contender> = vec![
+        ("inner service alone", {
+            let mut s = inner();
+            Box::new(move || time_service(&mut s, n))
+        }),
+        ("ours (IETF fields)", {
+            let mut s = ours(big_quota(), HeaderMode::Ietf);
+            Box::new(move || time_service(&mut s, n))
+        }),
+        ("ours (no fields)", {
+            let mut s = ours(big_quota(), HeaderMode::None);
+            Box::new(move || time_service(&mut s, n))
+        }),
+        ("tower_governor (use_headers)", {
+            let mut s = theirs(1_000, u32::MAX, true);
+            Box::new(move || time_service(&mut s, n))
+        }),
+        ("tower_governor", {
+            let mut s = theirs(1_000, u32::MAX, false);
+            Box::new(move || time_service(&mut s, n))
+        }),
+        ("ours 429", {
+            let mut s = ours(one_per_hour(), HeaderMode::Ietf);
+            drive(&mut s, vec![request()]);
+            Box::new(move || time_service(&mut s, n))
+        }),
+    ];
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); layers.len()];
+    let (mut fields_ratio, mut quiet_ratio) = (vec![], vec![]);
+    for _ in 0..ROUNDS {
+        let round: Vec<f64> = layers.iter_mut().map(|(_, f)| f()).collect();
+        fields_ratio.push(round[1] / round[3]);
+        quiet_ratio.push(round[2] / round[4]);
+        for (t, v) in times.iter_mut().zip(round) {
+            t.push(v);
+        }
+    }
+    for ((name, _), t) in layers.iter().zip(&mut times) {
+        println!("{name}: {:.0} ns", median(t));
+    }
+    println!(
+        "ours (IETF fields) / tower_governor (use_headers): {:.2}; \
+         ours (no fields) / tower_governor: {:.2}",
+        median(&mut fields_ratio),
+        median(&mut quiet_ratio)
+    );
+}
+
+fn all(c: &mut Criterion) {
+    if let Ok(variant) = std::env::var("TS_BENCH_ONLY") {
+        only(&variant);
+        std::process::exit(0);
+    }
+    if std::env::var("TS_BENCH_PAIRED").is_ok() {
+        paired();
+        std::process::exit(0);
+    }
+    allowed(c);
+    refused(c);
+    redis_decisions(c);
+}
+
+criterion_group!(benches, all);
 criterion_main!(benches);

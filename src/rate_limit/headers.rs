@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::policy::MAX_POLICY_NAME_LEN;
 use super::store::Decision;
 
 /// `RateLimit-Policy`.
@@ -53,58 +52,81 @@ pub fn retry_after_secs(wait: Duration) -> u64 {
     ceil_secs(wait).max(1)
 }
 
-/// `"name";q=100;w=60`, rendered once per policy tier.
+/// `"name";q=100;w=60`, rendered once per policy tier (its clones share the bytes).
 pub(crate) fn policy_member(name: &str, limit: u32, window_secs: u64) -> Option<HeaderValue> {
     HeaderValue::from_str(&format!("\"{name}\";q={limit};w={window_secs}")).ok()
 }
 
-/// `"name";r=57;t=26`, written without `fmt` into a stack buffer (this runs on every
-/// limited request): one allocation, the header value's.
-pub(crate) fn status_member(name: &str, decision: &Decision) -> Option<HeaderValue> {
-    let mut buf = [0u8; MAX_POLICY_NAME_LEN + 64];
-    let mut len = 0;
-    let mut push = |bytes: &[u8]| {
-        let end = len + bytes.len();
-        if let Some(dst) = buf.get_mut(len..end) {
-            dst.copy_from_slice(bytes);
-            len = end;
-        }
-    };
-    push(b"\"");
-    push(name.as_bytes());
-    push(b"\";r=");
-    push(digits(u64::from(decision.remaining)).as_slice());
-    push(b";t=");
-    push(digits(ceil_secs(decision.reset)).as_slice());
-    HeaderValue::from_bytes(buf.get(..len)?).ok()
+/// `"name";r=`: the constant start of a policy's `RateLimit` member, rendered once.
+pub(crate) fn status_prefix(name: &str) -> Box<[u8]> {
+    format!("\"{name}\";r=").into_bytes().into_boxed_slice()
 }
 
-/// The decimal digits of `n`.
-struct Digits {
+/// `"name";r=57;t=26` from its pre-rendered prefix, written without `fmt` (this runs on
+/// every limited request): one allocation, exactly the value's length.
+pub(crate) fn status_member(prefix: &[u8], decision: &Decision) -> Option<HeaderValue> {
+    let remaining = Decimal::new(u64::from(decision.remaining));
+    let reset = Decimal::new(ceil_secs(decision.reset));
+    let (remaining, reset) = (remaining.as_bytes(), reset.as_bytes());
+    let mut value = Vec::with_capacity(prefix.len() + remaining.len() + 3 + reset.len());
+    value.extend_from_slice(prefix);
+    value.extend_from_slice(remaining);
+    value.extend_from_slice(b";t=");
+    value.extend_from_slice(reset);
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(value)).ok()
+}
+
+/// The header value of a number: from the shared table of small values when it fits (no
+/// allocation), else rendered into one exact allocation.
+pub(crate) fn number_value(n: u64) -> HeaderValue {
+    if n < 1024 {
+        return crate::refusal::number_value(n);
+    }
+    HeaderValue::from_bytes(Decimal::new(n).as_bytes()).unwrap_or_else(|_| HeaderValue::from(n))
+}
+
+/// The decimal digits of a `u64`, rendered two at a time into a stack buffer.
+struct Decimal {
     buf: [u8; 20],
     start: usize,
 }
 
-impl Digits {
-    fn as_slice(&self) -> &[u8] {
+impl Decimal {
+    fn new(mut n: u64) -> Self {
+        const PAIRS: &[u8; 200] = b"\
+            0001020304050607080910111213141516171819\
+            2021222324252627282930313233343536373839\
+            4041424344454647484950515253545556575859\
+            6061626364656667686970717273747576777879\
+            8081828384858687888990919293949596979899";
+        let mut buf = [0u8; 20];
+        let mut start = buf.len();
+        let mut put = |digits: &[u8], start: &mut usize| {
+            let end = *start;
+            *start -= digits.len();
+            if let Some(dst) = buf.get_mut(*start..end) {
+                dst.copy_from_slice(digits);
+            }
+        };
+        let pair = |i: u64| {
+            let i = i as usize * 2;
+            PAIRS.get(i..i + 2).unwrap_or(b"00")
+        };
+        while n >= 100 {
+            put(pair(n % 100), &mut start);
+            n /= 100;
+        }
+        if n >= 10 {
+            put(pair(n), &mut start);
+        } else {
+            put(&[b'0' + n as u8], &mut start);
+        }
+        Self { buf, start }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
         self.buf.get(self.start..).unwrap_or_default()
     }
-}
-
-fn digits(mut n: u64) -> Digits {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        if let Some(d) = buf.get_mut(i) {
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || i == 0 {
-            break;
-        }
-    }
-    Digits { buf, start: i }
 }
 
 /// The fields one policy adds to a response.
@@ -116,32 +138,36 @@ pub(crate) struct Fields {
 }
 
 impl Fields {
+    /// The fields for a decision; `prefix` is the policy's [`status_prefix`], `policy` its
+    /// tier's [`policy_member`].
     pub(crate) fn new(
         mode: HeaderMode,
-        name: &str,
+        prefix: &[u8],
         policy: Option<&HeaderValue>,
         decision: &Decision,
-    ) -> Self {
+    ) -> Option<Self> {
         match mode {
-            HeaderMode::None => Self {
-                policy: None,
-                status: None,
-                legacy: None,
-            },
-            HeaderMode::Ietf | HeaderMode::IetfAndLegacy => Self {
+            HeaderMode::None => None,
+            HeaderMode::Ietf | HeaderMode::IetfAndLegacy => Some(Self {
                 policy: policy.cloned(),
-                status: status_member(name, decision),
+                status: status_member(prefix, decision),
                 legacy: (mode == HeaderMode::IetfAndLegacy).then_some((
                     decision.limit,
                     decision.remaining,
                     ceil_secs(decision.reset),
                 )),
-            },
+            }),
         }
     }
 
     /// Adds the fields to a response's headers, appending to existing list members.
     pub(crate) fn apply(self, headers: &mut HeaderMap) {
+        // Room for what is added, as other layers do: an empty map is allocated for these
+        // fields only (not the 6-entry default), a full one grows once.
+        let legacy = if self.legacy.is_some() { 3 } else { 0 };
+        headers.reserve(
+            usize::from(self.policy.is_some()) + usize::from(self.status.is_some()) + legacy,
+        );
         if let Some(policy) = self.policy {
             append_member(headers, &RATELIMIT_POLICY, policy);
         }
@@ -151,29 +177,29 @@ impl Fields {
         if let Some((limit, remaining, reset)) = self.legacy {
             // The innermost (first applied) legacy values win: they are the strictest scope.
             if !headers.contains_key(&X_RATELIMIT_LIMIT) {
-                headers.insert(X_RATELIMIT_LIMIT.clone(), HeaderValue::from(limit));
-                headers.insert(X_RATELIMIT_REMAINING.clone(), HeaderValue::from(remaining));
-                headers.insert(X_RATELIMIT_RESET.clone(), HeaderValue::from(reset));
+                headers.insert(X_RATELIMIT_LIMIT.clone(), number_value(u64::from(limit)));
+                headers.insert(
+                    X_RATELIMIT_REMAINING.clone(),
+                    number_value(u64::from(remaining)),
+                );
+                headers.insert(X_RATELIMIT_RESET.clone(), number_value(reset));
             }
         }
     }
 }
 
 fn append_member(headers: &mut HeaderMap, name: &HeaderName, member: HeaderValue) {
-    match headers.entry(name) {
-        http::header::Entry::Occupied(mut existing) => {
-            let current = existing.get();
-            let mut joined = Vec::with_capacity(current.len() + 2 + member.len());
-            joined.extend_from_slice(current.as_bytes());
-            joined.extend_from_slice(b", ");
-            joined.extend_from_slice(member.as_bytes());
-            if let Ok(value) = HeaderValue::from_bytes(&joined) {
-                existing.insert(value);
-            }
-        }
-        http::header::Entry::Vacant(slot) => {
-            slot.insert(member);
-        }
+    // Usually absent: one lookup (none at all in an empty map) and one insert.
+    let Some(current) = headers.get_mut(name) else {
+        headers.insert(name.clone(), member);
+        return;
+    };
+    let mut joined = Vec::with_capacity(current.len() + 2 + member.len());
+    joined.extend_from_slice(current.as_bytes());
+    joined.extend_from_slice(b", ");
+    joined.extend_from_slice(member.as_bytes());
+    if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)) {
+        *current = value;
     }
 }
 
@@ -193,20 +219,22 @@ mod tests {
         let mut headers = HeaderMap::new();
         Fields::new(
             HeaderMode::IetfAndLegacy,
-            "api",
+            &status_prefix("api"),
             policy_member("api", 100, 60).as_ref(),
             &d,
         )
+        .unwrap()
         .apply(&mut headers);
         assert_eq!(headers["ratelimit-policy"], "\"api\";q=100;w=60");
         assert_eq!(headers["ratelimit"], "\"api\";r=57;t=26");
         assert_eq!(headers["x-ratelimit-remaining"], "57");
         Fields::new(
             HeaderMode::Ietf,
-            "ip",
+            &status_prefix("ip"),
             policy_member("ip", 10, 60).as_ref(),
             &d,
         )
+        .unwrap()
         .apply(&mut headers);
         assert_eq!(
             headers["ratelimit-policy"],
@@ -216,9 +244,14 @@ mod tests {
         big.remaining = u32::MAX;
         big.reset = Duration::from_secs(u64::MAX / 2);
         assert_eq!(
-            status_member("x", &big).unwrap(),
+            status_member(&status_prefix("x"), &big).unwrap(),
             format!("\"x\";r={};t={}", u32::MAX, u64::MAX / 2).as_str()
         );
+        assert!(Fields::new(HeaderMode::None, b"", None, &d).is_none());
+        for n in [0, 1, 9, 10, 99, 100, 101, 1023, 1024, 65_535, u64::MAX] {
+            assert_eq!(Decimal::new(n).as_bytes(), n.to_string().as_bytes());
+            assert_eq!(number_value(n), n.to_string().as_str());
+        }
         assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
         assert_eq!(retry_after_secs(Duration::ZERO), 1);
         assert_eq!(retry_after_secs(Duration::from_millis(2001)), 3);

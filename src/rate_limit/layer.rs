@@ -10,7 +10,7 @@ use http::HeaderValue;
 use http::request::Parts;
 use tower_layer::Layer;
 
-use super::headers::{HeaderMode, policy_member};
+use super::headers::{HeaderMode, policy_member, status_prefix};
 use super::key::RateKey;
 use super::policy::{Penalty, Policy, Route, TierChoice, TierQuota};
 use super::service::RateLimitService;
@@ -226,6 +226,7 @@ fn compile<St: RateLimitStore>(
         keys: DashMap::new(),
     });
     Ok(CompiledPolicy {
+        status_prefix: status_prefix(&policy.name),
         policy,
         default,
         anonymous,
@@ -267,6 +268,8 @@ impl<St: RateLimitStore> Config<St> {
 
 pub(crate) struct CompiledPolicy<St: RateLimitStore> {
     pub(crate) policy: Policy,
+    /// `"name";r=`, the start of every `RateLimit` member of this policy.
+    pub(crate) status_prefix: Box<[u8]>,
     pub(crate) default: Compiled<St>,
     pub(crate) anonymous: Option<Compiled<St>>,
     pub(crate) tiers: Vec<Compiled<St>>,

@@ -10,15 +10,15 @@ use http::{Request, Response, header};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::headers::{Fields, retry_after_secs};
+use super::headers::{Fields, number_value, retry_after_secs};
 use super::key::{KeyContext, RateKey};
-use super::layer::{Compiled, Config, Stats};
+use super::layer::{Compiled, CompiledPolicy, Config, PenaltyBox, Stats};
 use super::policy::TierChoice;
 use super::store::{Decision, FailurePolicy, RateLimitStore};
 use crate::body::ShieldBody;
 use crate::client_ip::ClientIp;
 use crate::error::StoreError;
-use crate::refusal::{ProblemType, Refusal, number_value};
+use crate::refusal::{ProblemType, Refusal};
 
 /// What the rate limiter decided for a request, in its extensions (for handlers and logs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +60,47 @@ impl<S, St: RateLimitStore> RateLimitService<S, St> {
     crate::inner_service_accessors!();
 }
 
-/// What the future needs to finish a limited request.
+/// The request being decided: its policy, tier and key, borrowed.
+struct Scope<'a, St: RateLimitStore> {
+    config: &'a Config<St>,
+    policy: usize,
+    tier: TierChoice,
+    key: &'a RateKey,
+}
+
+impl<St: RateLimitStore> Scope<'_, St> {
+    fn compiled(&self) -> Option<&CompiledPolicy<St>> {
+        self.config.policies.get(self.policy)
+    }
+
+    fn limiter(&self) -> Option<&St::Limiter> {
+        match self.compiled()?.tier(self.tier) {
+            Compiled::Limited { limiter, .. } => Some(limiter),
+            Compiled::Unlimited => None,
+        }
+    }
+
+    fn fields(&self, decision: &Decision) -> Option<Fields> {
+        let compiled = self.compiled()?;
+        let field = match compiled.tier(self.tier) {
+            Compiled::Limited { policy_field, .. } => policy_field.as_ref(),
+            Compiled::Unlimited => None,
+        };
+        Fields::new(self.config.mode, &compiled.status_prefix, field, decision)
+    }
+
+    fn name(&self) -> Arc<str> {
+        self.compiled()
+            .map_or_else(|| Arc::from(""), |p| p.policy.name.clone())
+    }
+
+    fn penalties(&self) -> Option<&PenaltyBox> {
+        self.compiled()?.penalties.as_ref()
+    }
+}
+
+/// What the future needs when the decision or a charge is still to come (a store that
+/// answers asynchronously, or count-only mode).
 struct Ctx<St: RateLimitStore> {
     config: Arc<Config<St>>,
     policy: usize,
@@ -68,37 +108,16 @@ struct Ctx<St: RateLimitStore> {
     key: RateKey,
     /// Count-only mode: the cost to charge when the response status is in the set.
     charge: u32,
-    fields: Option<Fields>,
 }
 
 impl<St: RateLimitStore> Ctx<St> {
-    fn limiter(&self) -> Option<&St::Limiter> {
-        let policy = self.config.policies.get(self.policy)?;
-        match policy.tier(self.tier) {
-            Compiled::Limited { limiter, .. } => Some(limiter),
-            Compiled::Unlimited => None,
+    fn scope(&self) -> Scope<'_, St> {
+        Scope {
+            config: &self.config,
+            policy: self.policy,
+            tier: self.tier,
+            key: &self.key,
         }
-    }
-
-    fn fields(&self, decision: &Decision) -> Option<Fields> {
-        let policy = self.config.policies.get(self.policy)?;
-        let field = match policy.tier(self.tier) {
-            Compiled::Limited { policy_field, .. } => policy_field.as_ref(),
-            Compiled::Unlimited => None,
-        };
-        Some(Fields::new(
-            self.config.mode,
-            &policy.policy.name,
-            field,
-            decision,
-        ))
-    }
-
-    fn name(&self) -> Arc<str> {
-        self.config
-            .policies
-            .get(self.policy)
-            .map_or_else(|| Arc::from(""), |p| p.policy.name.clone())
     }
 }
 
@@ -116,7 +135,7 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let config = &self.config;
+        let config = &*self.config;
         // The client address, inserted into the extensions only when the request goes on
         // (a refused request is dropped: no allocation spent on it).
         let (client_ip, insert_ip) = match req.extensions().get::<ClientIp>() {
@@ -133,11 +152,10 @@ where
                 parts.extensions.insert(ip);
             }
         };
-        let Some(index) = config.select(&parts) else {
-            insert(&mut parts);
-            return ResponseFuture::call(self.inner.call(Request::from_parts(parts, body)));
-        };
-        let Some(compiled) = config.policies.get(index) else {
+        let Some((index, compiled)) = config
+            .select(&parts)
+            .and_then(|index| Some((index, config.policies.get(index)?)))
+        else {
             insert(&mut parts);
             return ResponseFuture::call(self.inner.call(Request::from_parts(parts, body)));
         };
@@ -171,19 +189,17 @@ where
             .as_ref()
             .map_or(policy.cost, |f| f(&parts))
             .max(1);
-        let ctx = Ctx {
-            config: config.clone(),
+        let scope = Scope {
+            config,
             policy: index,
             tier,
-            key,
-            charge: if policy.count_only.is_some() { cost } else { 0 },
-            fields: None,
+            key: &key,
         };
         if let Some(penalties) = &compiled.penalties
-            && penalties.locked_for(&ctx.key, config.now_nanos()).is_some()
+            && penalties.locked_for(&key, config.now_nanos()).is_some()
         {
             // Retrying during a lock-out is one more strike: the lock-out doubles.
-            let locked = penalties.strike(&ctx.key, config.now_nanos());
+            let locked = penalties.strike(&key, config.now_nanos());
             let decision = Decision {
                 allowed: false,
                 limit: 0,
@@ -193,31 +209,49 @@ where
             };
             if !config.shadow {
                 Stats::bump(&config.stats.limited);
-                let response = refuse_429(&ctx, &decision, &parts.headers, &parts.extensions);
+                let response = refuse_429(&scope, &decision, &parts.headers, &parts.extensions);
                 return ResponseFuture::ready(response);
             }
         }
-        let cost = if ctx.charge > 0 { 0 } else { cost };
+        // Count-only mode peeks first (cost 0) and charges after the response.
+        let charge = if policy.count_only.is_some() { cost } else { 0 };
+        let cost = if charge > 0 { 0 } else { cost };
         // A store that answers synchronously (memory) is decided here: no inner-service clone,
-        // no request parked in the future.
-        let mut ctx = ctx;
-        if let Some(result) = config.store.check_now(limiter, &ctx.key, cost) {
+        // no request parked in the future, and (unless a charge follows) no context kept.
+        if let Some(result) = config.store.check_now(limiter, &key, cost) {
             let mut request = Request::from_parts(parts, body);
-            if let Some(response) = on_decision(&mut ctx, result, &mut request) {
-                return ResponseFuture::ready(response);
-            }
+            let pass = match on_decision(&scope, result, &mut request) {
+                Verdict::Pass(pass) => pass,
+                Verdict::Refuse(response) => return ResponseFuture::ready(response),
+            };
             if insert_ip && let Some(ip) = client_ip {
                 request.extensions_mut().insert(ip);
             }
+            let charge = if pass.store_failed { 0 } else { charge };
+            let ctx = (charge > 0).then(|| Ctx {
+                config: self.config.clone(),
+                policy: index,
+                tier,
+                key,
+                charge,
+            });
             return ResponseFuture {
                 state: State::Calling {
                     fut: self.inner.call(request),
                 },
-                ctx: Some(ctx),
+                fields: pass.fields,
+                ctx,
             };
         }
-        let check = config.store.check(limiter, &ctx.key, cost);
+        let check = config.store.check(limiter, &key, cost);
         insert(&mut parts);
+        let ctx = Ctx {
+            config: self.config.clone(),
+            policy: index,
+            tier,
+            key,
+            charge,
+        };
         let clone = self.inner.clone();
         let service = std::mem::replace(&mut self.inner, clone);
         ResponseFuture {
@@ -226,77 +260,96 @@ where
                 service: Some(service),
                 request: Some(Request::from_parts(parts, body)),
             },
+            fields: None,
             ctx: Some(ctx),
         }
     }
 }
 
-/// Applies a store answer: `Some(response)` to refuse, `None` to call the inner service
-/// (with the fields to add and the `RateLimitStatus` inserted).
+/// A request the store let through (or that goes on despite a store failure).
+struct Pass {
+    /// The fields to add to the response.
+    fields: Option<Fields>,
+    /// The store failed and the request goes on (fail open, or shadow mode): nothing is
+    /// charged after the response either.
+    store_failed: bool,
+}
+
+/// What a store answer means for the request.
+enum Verdict<B> {
+    /// Call the inner service (the `RateLimitStatus` is in the request), then this.
+    Pass(Pass),
+    /// Answer this instead.
+    Refuse(Response<ShieldBody<B>>),
+}
+
+/// Applies a store answer to the request.
 fn on_decision<St: RateLimitStore, R, B>(
-    ctx: &mut Ctx<St>,
+    scope: &Scope<'_, St>,
     result: Result<Decision, StoreError>,
     request: &mut Request<R>,
-) -> Option<Response<ShieldBody<B>>> {
-    let config = &ctx.config;
-    match result {
+) -> Verdict<B> {
+    let config = scope.config;
+    let mut decision = match result {
+        Ok(decision) => decision,
         Err(err) => {
-            store_failed(ctx, &err);
+            store_failed(scope, &err);
             if config.failure == FailurePolicy::FailClosed && !config.shadow {
                 Stats::bump(&config.stats.failed_closed);
-                return Some(
+                return Verdict::Refuse(
                     Refusal::new(&ProblemType::UNAVAILABLE)
                         .with_header(header::RETRY_AFTER, number_value(1))
                         .for_request(request),
                 );
             }
             Stats::bump(&config.stats.failed_open);
-            ctx.charge = 0;
-        }
-        Ok(mut decision) => {
-            let penalties = config
-                .policies
-                .get(ctx.policy)
-                .and_then(|p| p.penalties.as_ref());
-            if decision.allowed {
-                Stats::bump(&config.stats.allowed);
-                if let Some(penalties) = penalties {
-                    penalties.forgive(&ctx.key);
-                }
-            } else {
-                if let Some(penalties) = penalties {
-                    let lockout = penalties.strike(&ctx.key, config.now_nanos());
-                    decision.retry_after = decision.retry_after.max(lockout);
-                }
-                if !config.shadow {
-                    Stats::bump(&config.stats.limited);
-                    return Some(refuse_429(
-                        ctx,
-                        &decision,
-                        request.headers(),
-                        request.extensions(),
-                    ));
-                }
-                Stats::bump(&config.stats.shadow_limited);
-                tracing::info!(
-                    target: "tower_shield::rate_limit",
-                    policy = %ctx.name(),
-                    key_id = %format_args!("{:016x}", ctx.key.log_id()),
-                    "shadow mode: would rate limit"
-                );
-            }
-            ctx.fields = ctx.fields(&decision);
-            request.extensions_mut().insert(RateLimitStatus {
-                policy: ctx.name(),
-                decision,
+            return Verdict::Pass(Pass {
+                fields: None,
+                store_failed: true,
             });
         }
+    };
+    let penalties = scope.penalties();
+    if decision.allowed {
+        Stats::bump(&config.stats.allowed);
+        if let Some(penalties) = penalties {
+            penalties.forgive(scope.key);
+        }
+    } else {
+        if let Some(penalties) = penalties {
+            let lockout = penalties.strike(scope.key, config.now_nanos());
+            decision.retry_after = decision.retry_after.max(lockout);
+        }
+        if !config.shadow {
+            Stats::bump(&config.stats.limited);
+            return Verdict::Refuse(refuse_429(
+                scope,
+                &decision,
+                request.headers(),
+                request.extensions(),
+            ));
+        }
+        Stats::bump(&config.stats.shadow_limited);
+        tracing::info!(
+            target: "tower_shield::rate_limit",
+            policy = %scope.name(),
+            key_id = %format_args!("{:016x}", scope.key.log_id()),
+            "shadow mode: would rate limit"
+        );
     }
-    None
+    let fields = scope.fields(&decision);
+    request.extensions_mut().insert(RateLimitStatus {
+        policy: scope.name(),
+        decision,
+    });
+    Verdict::Pass(Pass {
+        fields,
+        store_failed: false,
+    })
 }
 
 fn refuse_429<St: RateLimitStore, B>(
-    ctx: &Ctx<St>,
+    scope: &Scope<'_, St>,
     decision: &Decision,
     headers: &http::HeaderMap,
     extensions: &http::Extensions,
@@ -304,8 +357,8 @@ fn refuse_429<St: RateLimitStore, B>(
     let secs = retry_after_secs(decision.retry_after);
     tracing::debug!(
         target: "tower_shield::rate_limit",
-        policy = %ctx.name(),
-        key_id = %format_args!("{:016x}", ctx.key.log_id()),
+        policy = %scope.name(),
+        key_id = %format_args!("{:016x}", scope.key.log_id()),
         retry_after = secs,
         "rate limited"
     );
@@ -313,20 +366,20 @@ fn refuse_429<St: RateLimitStore, B>(
         .with_header(header::RETRY_AFTER, number_value(secs))
         .build(headers, extensions);
     if decision.limit > 0
-        && let Some(fields) = ctx.fields(decision)
+        && let Some(fields) = scope.fields(decision)
     {
         fields.apply(response.headers_mut());
     }
     response
 }
 
-fn store_failed<St: RateLimitStore>(ctx: &Ctx<St>, err: &StoreError) {
-    let config = &ctx.config;
+fn store_failed<St: RateLimitStore>(scope: &Scope<'_, St>, err: &StoreError) {
+    let config = scope.config;
     Stats::bump(&config.stats.store_errors);
     if let Some(suppressed) = config.error_log.should_log(config.now_nanos()) {
         tracing::warn!(
             target: "tower_shield::rate_limit",
-            policy = %ctx.name(),
+            policy = %scope.name(),
             error = %err,
             suppressed,
             failure_policy = ?config.failure,
@@ -344,6 +397,9 @@ pin_project! {
     {
         #[pin]
         state: State<S, ReqBody, ResBody, St>,
+        // The fields to add to the response, once decided.
+        fields: Option<Fields>,
+        // Only while a decision or a charge is still to come.
         ctx: Option<Ctx<St>>,
     }
 }
@@ -380,6 +436,7 @@ where
     fn call(fut: S::Future) -> Self {
         Self {
             state: State::Calling { fut },
+            fields: None,
             ctx: None,
         }
     }
@@ -389,6 +446,7 @@ where
             state: State::Ready {
                 response: Some(response),
             },
+            fields: None,
             ctx: None,
         }
     }
@@ -422,28 +480,34 @@ where
                     else {
                         return Poll::Pending;
                     };
-                    if let Some(response) = on_decision(ctx, result, &mut request) {
-                        this.state.set(State::Ready {
-                            response: Some(response),
-                        });
-                        continue;
+                    match on_decision(&ctx.scope(), result, &mut request) {
+                        Verdict::Pass(pass) => {
+                            *this.fields = pass.fields;
+                            if pass.store_failed {
+                                ctx.charge = 0;
+                            }
+                        }
+                        Verdict::Refuse(response) => {
+                            this.state.set(State::Ready {
+                                response: Some(response),
+                            });
+                            continue;
+                        }
                     }
                     let fut = service.call(request);
                     this.state.set(State::Calling { fut });
                 }
                 StateProj::Calling { fut } => {
                     let response = ready!(fut.poll(cx))?;
-                    let Some(ctx) = this.ctx.as_mut() else {
-                        return Poll::Ready(Ok(response.map(ShieldBody::inner)));
-                    };
-                    if ctx.charge > 0
+                    if let Some(ctx) = this.ctx.as_ref()
+                        && ctx.charge > 0
                         && let Some(policy) = ctx.config.policies.get(ctx.policy)
                         && policy
                             .policy
                             .count_only
                             .as_ref()
                             .is_some_and(|set| set.contains(&response.status()))
-                        && let Some(limiter) = ctx.limiter()
+                        && let Some(limiter) = ctx.scope().limiter()
                     {
                         let check = ctx.config.store.check(limiter, &ctx.key, ctx.charge);
                         this.state.set(State::Charging {
@@ -453,7 +517,7 @@ where
                         continue;
                     }
                     let mut response = response.map(ShieldBody::inner);
-                    if let Some(fields) = ctx.fields.take() {
+                    if let Some(fields) = this.fields.take() {
                         fields.apply(response.headers_mut());
                     }
                     return Poll::Ready(Ok(response));
@@ -464,25 +528,22 @@ where
                         return Poll::Pending;
                     };
                     let mut response = response.map(ShieldBody::inner);
-                    if let Some(ctx) = this.ctx.as_mut() {
+                    if let Some(ctx) = this.ctx.as_ref() {
+                        let scope = ctx.scope();
                         match result {
                             Ok(decision) => {
                                 if !decision.allowed
-                                    && let Some(penalties) = ctx
-                                        .config
-                                        .policies
-                                        .get(ctx.policy)
-                                        .and_then(|p| p.penalties.as_ref())
+                                    && let Some(penalties) = scope.penalties()
                                 {
                                     penalties.strike(&ctx.key, ctx.config.now_nanos());
                                 }
-                                ctx.fields = ctx.fields(&decision);
+                                *this.fields = scope.fields(&decision);
                             }
-                            Err(err) => store_failed(ctx, &err),
+                            Err(err) => store_failed(&scope, &err),
                         }
-                        if let Some(fields) = ctx.fields.take() {
-                            fields.apply(response.headers_mut());
-                        }
+                    }
+                    if let Some(fields) = this.fields.take() {
+                        fields.apply(response.headers_mut());
                     }
                     return Poll::Ready(Ok(response));
                 }

@@ -14,7 +14,7 @@ use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
 
 use super::{Decision, Gcra, RateLimitStore};
 use crate::error::StoreError;
-use crate::rate_limit::key::{PrehashedKey, RateKey, keyed_hash};
+use crate::rate_limit::key::{KeyHasher, PrehashedKey, RateKey};
 use crate::rate_limit::quota::Quota;
 
 /// The default maximum number of keys one limiter keeps (one million).
@@ -64,6 +64,7 @@ struct Shared<C: GovClock> {
     clock: C,
     start: C::Instant,
     hasher: std::hash::RandomState,
+    keys: KeyHasher,
     max_keys: usize,
     sweep_interval: Duration,
 }
@@ -149,6 +150,7 @@ impl MemoryStoreBuilder {
                 clock,
                 start,
                 hasher: std::hash::RandomState::new(),
+                keys: KeyHasher::new(),
                 max_keys: self.max_keys,
                 sweep_interval: self.sweep_interval,
             }),
@@ -242,7 +244,7 @@ where
         if calls.is_multiple_of(HOUSEKEEPING_EVERY) {
             self.housekeeping(limiter, now);
         }
-        let hashed = keyed_hash(&self.inner.hasher, limiter.scope, key);
+        let hashed = self.inner.keys.hash(limiter.scope, key);
         if limiter.full.load(Ordering::Relaxed) && !limiter.state.contains_key(&hashed) {
             return Err(StoreError::Unavailable(
                 "the memory rate-limit store is full".to_owned(),

@@ -173,7 +173,12 @@ impl Step {
             limit,
             remaining: self.remaining,
             reset: unit(self.reset),
-            retry_after: unit(self.retry_after),
+            // Zero whenever allowed: no conversion on the common path.
+            retry_after: if self.retry_after == 0 {
+                Duration::ZERO
+            } else {
+                unit(self.retry_after)
+            },
         }
     }
 }
