@@ -2,7 +2,8 @@
 //! JWT middleware wraps), in one criterion group so the ratios come from one run.
 //!
 //! - `cold/<alg>/jsonwebtoken-decode`: `decode::<Claims>` with a `Validation` for that one
-//!   algorithm, issuer and audience (exp checked against the system clock), nothing else.
+//!   algorithm, issuer and audience, `exp` and `sub` required, `exp` and `nbf` checked against
+//!   the system clock (the layer's settings, as far as `Validation` has them).
 //! - `cold/<alg>/jsonwebtoken-decode-service`: the same `decode` inside a minimal
 //!   `service_fn` (read `Authorization`, decode, answer) driven by the same harness as ours.
 //! - `parts/<alg>/jsonwebtoken-crypto-verify`: the signature check alone.
@@ -140,11 +141,15 @@ fn anchor_service(
     })
 }
 
-/// `decode`'s settings for one algorithm, issuer and audience (ours use the same).
+/// `decode`'s settings, as close to the layer's as `Validation` goes: one algorithm, issuer
+/// and audience, `exp` and `sub` required, `exp` and `nbf` checked (the layer also checks
+/// `iat`, the `typ` header and duplicate members, which `decode` cannot).
 fn validation(alg: Algorithm) -> Validation {
     let mut validation = Validation::new(alg);
     validation.set_issuer(&["https://issuer.example"]);
     validation.set_audience(&["api"]);
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    validation.validate_nbf = true;
     validation
 }
 
