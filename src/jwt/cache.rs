@@ -1,8 +1,9 @@
 //! The verified-token cache: SHA-256 of the whole token → what verification established.
 //!
 //! A hit skips base64, JSON and the signature; the layer still checks `exp`/`nbf` against
-//! the current time, that the key is still present and not retired past its grace, and asks
-//! the revocation store. Entries are dropped once their token has expired, so none outlives
+//! the current time, that the key is still present and not retired past its grace (without a
+//! `kid` lookup while the key set is unchanged), and asks the revocation store (not again
+//! while the store's generation says nothing was revoked since). Entries are dropped once their token has expired, so none outlives
 //! `exp` in use; expired entries are swept every 1024 inserts. The map is a sharded `DashMap` (no global lock); when full, expired entries are
 //! swept and, if that is not enough, an arbitrary eighth of the entries is evicted.
 
@@ -41,6 +42,10 @@ pub(crate) struct CachedToken<C> {
     /// instance and not retired (0: none known). A hit whose snapshot has this version needs
     /// no `kid` lookup; any other version (a rotation, a retirement) looks the key up again.
     pub(crate) confirmed_keys: AtomicU64,
+    /// 1 + the revocation store's [generation](super::RevocationStore::generation) at which
+    /// the token was last found not revoked (0: never). While the store's generation stays
+    /// there, a hit needs no revocation check: only a write can revoke it.
+    pub(crate) unrevoked_at: AtomicU64,
     pub(crate) exp: u64,
     pub(crate) nbf: Option<u64>,
     pub(crate) iat: Option<u64>,

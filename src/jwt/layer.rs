@@ -573,6 +573,7 @@ where
                     scopes: Scopes::new(accepted.scopes),
                     key_instance: accepted.key_instance,
                     confirmed_keys: AtomicU64::new(accepted.keys_version),
+                    unrevoked_at: AtomicU64::new(0),
                     exp: accepted.exp,
                     nbf: accepted.nbf,
                     iat: accepted.iat,

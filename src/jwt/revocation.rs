@@ -2,7 +2,10 @@
 //! before a time (a per-subject watermark, for "log out everywhere" and password changes).
 //!
 //! [`JwtAuthLayer`](super::JwtAuthLayer) asks the store on every request, cached
-//! verifications included; a store error refuses the request with 503 (fail closed).
+//! verifications included; a store error refuses the request with 503 (fail closed). A store
+//! that reports a [generation](RevocationStore::generation) (the memory store does) is not
+//! asked again about a cached token it already found not revoked, until a revocation changes
+//! that number: the answer cannot have changed in between.
 //!
 //! The contract is documented on [`RevocationStore`].
 
@@ -10,7 +13,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use dashmap::DashMap;
@@ -136,6 +139,17 @@ pub trait RevocationStore: Send + Sync + fmt::Debug + 'static {
 
     /// Whether this token is revoked.
     fn check(&self, token: TokenRef<'_>) -> StoreFuture<bool>;
+
+    /// A number that lets the layer remember a "not revoked" answer: `Some(g)` promises that
+    /// every revocation this store accepts (each successful `revoke_token` and
+    /// `revoke_subject`, new or extending an entry) makes the number differ from `g` before
+    /// it returns, and that nothing else can turn a `check` from `false` to `true` (entries
+    /// only expire). A cached token found not revoked while the number was `g` is then not
+    /// asked about again until it changes. `None` (the default) when the store cannot promise
+    /// that, e.g. because other processes write to it: every request is checked.
+    fn generation(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl<St: RevocationStore + ?Sized> RevocationStore for Arc<St> {
@@ -154,6 +168,10 @@ impl<St: RevocationStore + ?Sized> RevocationStore for Arc<St> {
 
     fn check(&self, token: TokenRef<'_>) -> StoreFuture<bool> {
         (**self).check(token)
+    }
+
+    fn generation(&self) -> Option<u64> {
+        (**self).generation()
     }
 }
 
@@ -197,6 +215,8 @@ struct MemoryInner {
     token_count: AtomicUsize,
     /// The same bound for `subjects`.
     subject_count: AtomicUsize,
+    /// Raised after every accepted write (see [`RevocationStore::generation`]).
+    generation: AtomicU64,
     capacity: usize,
     writes: AtomicUsize,
     clock: Arc<dyn Clock>,
@@ -232,6 +252,7 @@ impl MemoryRevocationStore {
                 subjects: DashMap::new(),
                 token_count: AtomicUsize::new(0),
                 subject_count: AtomicUsize::new(0),
+                generation: AtomicU64::new(0),
                 capacity: capacity.max(1),
                 writes: AtomicUsize::new(0),
                 clock: Arc::new(SystemClock),
@@ -248,6 +269,7 @@ impl MemoryRevocationStore {
             inner: Arc::new(MemoryInner {
                 token_count: AtomicUsize::new(tokens.len()),
                 subject_count: AtomicUsize::new(subjects.len()),
+                generation: AtomicU64::new(0),
                 tokens,
                 subjects,
                 capacity: inner.capacity,
@@ -287,6 +309,11 @@ impl MemoryRevocationStore {
         inner.subject_count.fetch_sub(removed, Ordering::AcqRel);
     }
 
+    /// After a write is visible to `check`: a new generation.
+    fn written(&self) {
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
     fn make_room(&self) -> Result<(), StoreError> {
         let writes = self.inner.writes.fetch_add(1, Ordering::Relaxed);
         if writes % 1024 == 1023 || self.len() >= self.inner.capacity {
@@ -313,6 +340,8 @@ impl RevocationStore for MemoryRevocationStore {
         let result = check_id(jti).and_then(|()| {
             if let Some(mut entry) = self.inner.tokens.get_mut(jti) {
                 *entry = (*entry).max(expires_at);
+                drop(entry);
+                self.written();
                 return Ok(());
             }
             self.make_room()?;
@@ -328,6 +357,7 @@ impl RevocationStore for MemoryRevocationStore {
                     entry.insert(expires_at);
                 }
             }
+            self.written();
             Ok(())
         });
         StoreFuture::ready(result)
@@ -346,6 +376,8 @@ impl RevocationStore for MemoryRevocationStore {
         let result = check_id(subject).and_then(|()| {
             if let Some(mut entry) = self.inner.subjects.get_mut(subject) {
                 merge(&mut entry);
+                drop(entry);
+                self.written();
                 return Ok(());
             }
             self.make_room()?;
@@ -360,6 +392,7 @@ impl RevocationStore for MemoryRevocationStore {
                     entry.insert((issued_before, expires_at));
                 }
             }
+            self.written();
             Ok(())
         });
         StoreFuture::ready(result)
@@ -388,6 +421,10 @@ impl RevocationStore for MemoryRevocationStore {
             }
         }
         StoreFuture::ready(Ok(false))
+    }
+
+    fn generation(&self) -> Option<u64> {
+        Some(self.inner.generation.load(Ordering::Acquire))
     }
 }
 
@@ -432,6 +469,38 @@ mod tests {
             "no iat: revoked"
         );
         assert!(!store.check(tok(None, "v", Some(1))).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn every_accepted_write_and_nothing_else_changes_the_generation() {
+        let clock = ManualClock::at(UNIX_EPOCH + Duration::from_secs(1_000));
+        let store = MemoryRevocationStore::with_capacity(2).clock(clock.clone());
+        let mut last = store.generation().unwrap();
+        let mut changed = |store: &MemoryRevocationStore| {
+            let now = store.generation().unwrap();
+            let changed = now != last;
+            last = now;
+            changed
+        };
+        store.revoke_token("a", 1_005).await.unwrap();
+        assert!(changed(&store));
+        store.revoke_token("a", 1_010).await.unwrap(); // extended: may revoke again later
+        assert!(changed(&store));
+        store.revoke_token("a", 1_001).await.unwrap(); // kept as it was, still a write
+        assert!(changed(&store));
+        store.revoke_subject("u", 900, 2_000).await.unwrap();
+        assert!(changed(&store));
+        store.revoke_subject("u", 950, 2_000).await.unwrap();
+        assert!(changed(&store));
+        assert!(store.check(tok(Some("a"), "u", Some(1))).await.unwrap());
+        clock.advance(Duration::from_secs(20));
+        store.sweep();
+        assert!(
+            !changed(&store),
+            "checks, time and sweeps only ever un-revoke"
+        );
+        assert!(store.revoke_token("", 5_000).await.is_err());
+        assert!(!changed(&store), "a refused write");
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 
 use http::{HeaderValue, Request, Response, header};
@@ -97,22 +98,35 @@ where
             }
             Outcome::Accept(entry) => entry,
         };
-        let check = shared.revocation.as_ref().map(|store| {
-            store.check(TokenRef {
+        // The revocation check, unless this (cached) token was found not revoked at the
+        // store's current generation: nothing has been revoked since.
+        let check = shared.revocation.as_ref().and_then(|store| {
+            // 0 is "never found": a generation of u64::MAX is not remembered.
+            let mark = store.generation().and_then(|g| g.checked_add(1));
+            if mark.is_some_and(|mark| entry.unrevoked_at.load(Ordering::Relaxed) == mark) {
+                return None;
+            }
+            let check = store.check(TokenRef {
                 jti: entry.verified.jti(),
                 subject: entry.verified.subject(),
                 issued_at: entry.iat,
-            })
+            });
+            Some((check, mark))
         });
         let extensions = req.extensions_mut();
         extensions.insert(entry.verified.clone());
         extensions.insert(entry.principal.clone());
         extensions.insert(entry.scopes.clone());
-        let Some(mut check) = check else {
+        let Some((mut check, mark)) = check else {
             return ResponseFuture::calling(self.inner.call(req));
         };
         match check.take_ready() {
-            Some(Ok(false)) => ResponseFuture::calling(self.inner.call(req)),
+            Some(Ok(false)) => {
+                if let Some(mark) = mark {
+                    entry.unrevoked_at.store(mark, Ordering::Relaxed);
+                }
+                ResponseFuture::calling(self.inner.call(req))
+            }
             Some(answer) => ResponseFuture::refused(refuse(
                 revocation_problem(answer),
                 &req,
