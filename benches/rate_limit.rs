@@ -257,6 +257,13 @@ fn only(variant: &str) {
             let key = RateKey::ip(PEER.parse::<SocketAddr>().unwrap().ip());
             drive_fn(n, || store.decide(&limiter, black_box(&key), 1).is_ok());
         }
+        "redis" | "redis-plain" => {
+            let rt = runtime();
+            let setup = redis_setup(&rt).expect("Redis at REDIS_URL");
+            // Warm up (script load, connection), then `n` decisions in all.
+            drive_redis(&rt, &setup, variant == "redis", 1);
+            drive_redis(&rt, &setup, variant == "redis", n.div_ceil(IN_FLIGHT));
+        }
         other => panic!("unknown variant {other}"),
     }
 }
@@ -264,12 +271,20 @@ fn only(variant: &str) {
 const IN_FLIGHT: usize = 64;
 const PER_TASK: usize = 100;
 
-fn redis_decisions(c: &mut Criterion) {
-    let rt = runtime();
+/// What both Redis contenders run against: the store (deny cache off, so every decision
+/// goes to Redis), its limiter, the raw connection, and the key prefix.
+struct RedisSetup {
+    store: RedisStore,
+    limiter: <RedisStore as RateLimitStore>::Limiter,
+    manager: redis::aio::ConnectionManager,
+    prefix: String,
+}
+
+fn redis_setup(rt: &tokio::runtime::Runtime) -> Option<RedisSetup> {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned());
     let Ok(conn) = rt.block_on(RedisConnection::connect(&url)) else {
         eprintln!("Redis at {url} does not answer: skipping the Redis group");
-        return;
+        return None;
     };
     let conn = conn.with_call_timeout(Duration::from_secs(2));
     let prefix = format!("ts:bench:{}:", uuid::Uuid::new_v4().simple());
@@ -279,65 +294,82 @@ fn redis_decisions(c: &mut Criterion) {
         .build()
         .unwrap();
     let limiter = store.limiter("bench", &big_quota());
+    Some(RedisSetup {
+        store,
+        limiter,
+        manager: conn.manager(),
+        prefix,
+    })
+}
 
+/// `IN_FLIGHT` tasks making `per_task` decisions each through `RedisStore::check`.
+async fn ours_redis_round(setup: &RedisSetup, per_task: usize) {
+    let mut set = tokio::task::JoinSet::new();
+    for t in 0..IN_FLIGHT {
+        let store = setup.store.clone();
+        let limiter = setup.limiter.clone();
+        set.spawn(async move {
+            let key = RateKey::ip(IpAddr::V4((t as u32).into()));
+            for _ in 0..per_task {
+                let d = store.check(&limiter, &key, 1).await.unwrap();
+                assert!(d.allowed);
+            }
+        });
+    }
+    while set.join_next().await.is_some() {}
+}
+
+/// The same with a plain redis-rs `EVALSHA` loop of the same script and arguments.
+async fn plain_redis_round(setup: &RedisSetup, per_task: usize) {
+    let script = redis::Script::new(GCRA_SCRIPT);
+    let t_micros = big_quota().emission_interval().as_micros() as u64;
+    let mut set = tokio::task::JoinSet::new();
+    for t in 0..IN_FLIGHT {
+        let mut manager = setup.manager.clone();
+        let script = script.clone();
+        let key = format!("{}{{plain{t}}}", setup.prefix);
+        set.spawn(async move {
+            for _ in 0..per_task {
+                let reply: Vec<i64> = script
+                    .key(&key)
+                    .arg(t_micros)
+                    .arg(u32::MAX)
+                    .arg(1u32)
+                    .invoke_async(&mut manager)
+                    .await
+                    .unwrap();
+                assert_eq!(reply.first(), Some(&1));
+            }
+        });
+    }
+    while set.join_next().await.is_some() {}
+}
+
+fn redis_decisions(c: &mut Criterion) {
+    let rt = runtime();
+    let Some(setup) = redis_setup(&rt) else {
+        return;
+    };
     let mut group = c.benchmark_group("rate_limit/redis_64_in_flight");
     group.throughput(Throughput::Elements((IN_FLIGHT * PER_TASK) as u64));
     group.sample_size(10);
     group.bench_function("tower_shield RedisStore", |b| {
-        b.to_async(&rt).iter(|| {
-            let store = store.clone();
-            let limiter = limiter.clone();
-            async move {
-                let mut set = tokio::task::JoinSet::new();
-                for t in 0..IN_FLIGHT {
-                    let store = store.clone();
-                    let limiter = limiter.clone();
-                    set.spawn(async move {
-                        let key = RateKey::ip(IpAddr::V4((t as u32).into()));
-                        for _ in 0..PER_TASK {
-                            let d = store.check(&limiter, &key, 1).await.unwrap();
-                            assert!(d.allowed);
-                        }
-                    });
-                }
-                while set.join_next().await.is_some() {}
-            }
-        });
+        b.to_async(&rt).iter(|| ours_redis_round(&setup, PER_TASK));
     });
-
-    let script = redis::Script::new(GCRA_SCRIPT);
-    let manager = conn.manager();
-    let t_micros = big_quota().emission_interval().as_micros() as u64;
     group.bench_function("plain EVALSHA loop (redis-rs)", |b| {
-        b.to_async(&rt).iter(|| {
-            let manager = manager.clone();
-            let script = script.clone();
-            let prefix = prefix.clone();
-            async move {
-                let mut set = tokio::task::JoinSet::new();
-                for t in 0..IN_FLIGHT {
-                    let mut manager = manager.clone();
-                    let script = script.clone();
-                    let key = format!("{prefix}{{plain{t}}}");
-                    set.spawn(async move {
-                        for _ in 0..PER_TASK {
-                            let reply: Vec<i64> = script
-                                .key(&key)
-                                .arg(t_micros)
-                                .arg(u32::MAX)
-                                .arg(1u32)
-                                .invoke_async(&mut manager)
-                                .await
-                                .unwrap();
-                            assert_eq!(reply.first(), Some(&1));
-                        }
-                    });
-                }
-                while set.join_next().await.is_some() {}
-            }
-        });
+        b.to_async(&rt).iter(|| plain_redis_round(&setup, PER_TASK));
     });
     group.finish();
+}
+
+/// `IN_FLIGHT × per_task` decisions of one Redis contender, never inlined (see [`drive`]).
+#[inline(never)]
+fn drive_redis(rt: &tokio::runtime::Runtime, setup: &RedisSetup, ours: bool, per_task: usize) {
+    if ours {
+        rt.block_on(ours_redis_round(setup, per_task));
+    } else {
+        rt.block_on(plain_redis_round(setup, per_task));
+    }
 }
 
 /// The median of `values`.
@@ -443,6 +475,31 @@ fn paired() {
          ours (no fields) / tower_governor: {:.2}",
         median(&mut fields_ratio),
         median(&mut quiet_ratio)
+    );
+
+    let rt = runtime();
+    let Some(setup) = redis_setup(&rt) else {
+        return;
+    };
+    let (mut ours, mut plain, mut ratio) = (vec![], vec![], vec![]);
+    let decisions = (IN_FLIGHT * PER_TASK) as f64;
+    for _ in 0..11 {
+        let start = std::time::Instant::now();
+        rt.block_on(ours_redis_round(&setup, PER_TASK));
+        let o = decisions / start.elapsed().as_secs_f64();
+        let start = std::time::Instant::now();
+        rt.block_on(plain_redis_round(&setup, PER_TASK));
+        let p = decisions / start.elapsed().as_secs_f64();
+        ours.push(o);
+        plain.push(p);
+        ratio.push(o / p);
+    }
+    println!(
+        "Redis, {IN_FLIGHT} in flight: RedisStore {:.0} decisions/s, plain EVALSHA loop {:.0}/s, \
+         ratio {:.2}",
+        median(&mut ours),
+        median(&mut plain),
+        median(&mut ratio)
     );
 }
 

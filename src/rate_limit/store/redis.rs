@@ -170,10 +170,19 @@ impl RedisStore {
 
     /// The Redis key a scope and key are kept under.
     pub fn redis_key(&self, limiter: &RedisLimiter, key: &RateKey) -> String {
-        let hex = key_digest(&limiter.scope, key);
-        self.inner
-            .prefix
-            .tagged(std::str::from_utf8(&hex).unwrap_or_default())
+        String::from_utf8(self.key_name(limiter, key)).unwrap_or_default()
+    }
+
+    /// `<prefix>{<40 hex digits>}` (what [`KeyPrefix::tagged`] makes of the digest, which
+    /// needs no escaping), in one exact allocation.
+    fn key_name(&self, limiter: &RedisLimiter, key: &RateKey) -> Vec<u8> {
+        let prefix = self.inner.prefix.as_str().as_bytes();
+        let mut name = Vec::with_capacity(prefix.len() + 42);
+        name.extend_from_slice(prefix);
+        name.push(b'{');
+        name.extend_from_slice(&key_digest(&limiter.scope, key));
+        name.push(b'}');
+        name
     }
 
     /// How many keys the local deny cache holds.
@@ -298,7 +307,9 @@ impl RateLimitStore for RedisStore {
 
     fn check(&self, limiter: &Self::Limiter, key: &RateKey, cost: u32) -> Self::Future {
         let id = self.inner.keys.hash(limiter.scope_id, key);
-        if let Some(until) = self.inner.deny.get(&id).map(|e| *e) {
+        if self.inner.deny_max > 0
+            && let Some(until) = self.inner.deny.get(&id).map(|e| *e)
+        {
             let now = Instant::now();
             if until > now {
                 let retry_after = until - now;
@@ -320,34 +331,52 @@ impl RateLimitStore for RedisStore {
             }
             self.inner.deny.remove_if(&id, |_, until| *until <= now);
         }
-        let redis_key = self.redis_key(limiter, key);
+        // `EVALSHA <sha> 1 <key> <T> <burst> <cost>` as one command, built here (no
+        // `ScriptInvocation`, whose keys and arguments are vectors copied again into the
+        // command).
+        let name = self.key_name(limiter, key);
+        let mut cmd = redis::Cmd::with_capacity(7, 40 + name.len() + 40);
+        cmd.arg("EVALSHA")
+            .arg(self.inner.script.get_hash())
+            .arg(1)
+            .arg(name)
+            .arg(limiter.t_micros)
+            .arg(limiter.burst)
+            .arg(cost);
+        let (limit, t_micros, burst) = (limiter.limit, limiter.t_micros, limiter.burst);
         let this = self.clone();
-        let limiter = limiter.clone();
         let fut = async move {
-            let mut invocation = this.inner.script.key(&redis_key);
-            invocation
-                .arg(limiter.t_micros)
-                .arg(limiter.burst)
-                .arg(cost);
-            let reply: Vec<i64> = this.inner.conn.run_script(&invocation).await?;
-            let [allowed, remaining, reset, retry] = reply.as_slice() else {
-                return Err(StoreError::Protocol(
-                    "the GCRA script answered an unexpected reply".to_owned(),
-                ));
-            };
-            let micros = |v: &i64| Duration::from_micros(u64::try_from(*v).unwrap_or(0));
+            let conn = &this.inner.conn;
+            // One round trip; after a Redis restart (`NOSCRIPT`) the script is loaded and the
+            // command sent again, within the same per-call timeout.
+            let reply: (i64, i64, i64, i64) = conn
+                .bounded(async {
+                    let mut manager = conn.manager();
+                    match cmd.query_async(&mut manager).await {
+                        Err(err)
+                            if err.kind()
+                                == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                        {
+                            this.inner.script.load_async(&mut manager).await?;
+                            cmd.query_async(&mut manager).await
+                        }
+                        other => other,
+                    }
+                })
+                .await?;
+            let (allowed, remaining, reset, retry) = reply;
+            let micros = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
             let decision = Decision {
-                allowed: *allowed == 1,
-                limit: limiter.limit,
-                remaining: u32::try_from(*remaining).unwrap_or(0),
+                allowed: allowed == 1,
+                limit,
+                remaining: u32::try_from(remaining).unwrap_or(0),
                 reset: micros(reset),
                 retry_after: micros(retry),
             };
             if !decision.allowed && decision.remaining == 0 {
                 // Refused locally until a request of cost 1 would pass.
-                let cap = limiter.t_micros * u64::from(limiter.burst);
-                let until_one =
-                    (u64::try_from(*reset).unwrap_or(0) + limiter.t_micros).saturating_sub(cap);
+                let cap = t_micros * u64::from(burst);
+                let until_one = (u64::try_from(reset).unwrap_or(0) + t_micros).saturating_sub(cap);
                 this.remember_denial(id, Duration::from_micros(until_one));
             }
             Ok(decision)
