@@ -406,6 +406,56 @@ async fn grpc_gets_resource_exhausted() {
 }
 
 #[tokio::test]
+async fn skip_if_mut_may_leave_extensions_for_later_layers() {
+    /// What the closure computed, for the handler.
+    #[derive(Clone, Debug, PartialEq)]
+    struct Seen(&'static str);
+    let policy = Policy::named("s")
+        .quota(Quota::per_minute(1))
+        .skip_if_mut(|parts| {
+            let skip = parts.headers.contains_key("x-skip");
+            parts
+                .extensions
+                .insert(Seen(if skip { "skipped" } else { "limited" }));
+            skip
+        });
+    let svc = layer(policy).layer(tower::service_fn(
+        |req: http::Request<rate_limit_support::Body>| async move {
+            let seen = req.extensions().get::<Seen>().cloned().unwrap();
+            let limited = req.extensions().get::<RateLimitStatus>().is_some();
+            assert_eq!(limited, seen == Seen("limited"));
+            Ok::<_, Infallible>(http::Response::new(rate_limit_support::Body::default()))
+        },
+    ));
+    let skipped = || {
+        let mut req = request("/", "192.0.2.14:1");
+        req.headers_mut()
+            .insert("x-skip", HeaderValue::from_static("1"));
+        req
+    };
+    for _ in 0..3 {
+        let response = svc.clone().oneshot(skipped()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(!response.headers().contains_key("ratelimit"));
+    }
+    let first = svc.clone().oneshot(request("/", "192.0.2.14:1")).await;
+    assert_eq!(first.unwrap().status(), StatusCode::OK);
+    let second = svc.clone().oneshot(request("/", "192.0.2.14:1")).await;
+    assert_eq!(second.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+    // `skip_if` with a plain `&Parts` closure still compiles and skips.
+    let plain = layer(
+        Policy::named("p")
+            .quota(Quota::per_minute(1))
+            .skip_if(|parts: &http::request::Parts| parts.headers.contains_key("x-skip")),
+    )
+    .layer(Echo::default());
+    for _ in 0..3 {
+        let response = plain.clone().oneshot(skipped()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+}
+
+#[tokio::test]
 async fn status_and_client_ip_reach_the_handler() {
     let svc = layer(Policy::named("h").quota(Quota::per_minute(10))).layer(tower::service_fn(
         |req: http::Request<rate_limit_support::Body>| async move {

@@ -27,7 +27,7 @@ pub enum TierQuota {
 
 type TierFn = dyn Fn(&Parts) -> Option<Arc<str>> + Send + Sync;
 type CostFn = dyn Fn(&Parts) -> u32 + Send + Sync;
-type SkipFn = dyn Fn(&Parts) -> bool + Send + Sync;
+type SkipFn = dyn Fn(&mut Parts) -> bool + Send + Sync;
 
 /// A named rate limit.
 ///
@@ -177,6 +177,20 @@ impl Policy {
     pub fn skip_if<F>(mut self, f: F) -> Self
     where
         F: Fn(&Parts) -> bool + Send + Sync + 'static,
+    {
+        self.skip_if = Some(Arc::new(move |parts: &mut Parts| f(parts)));
+        self
+    }
+
+    /// Like [`skip_if`](Self::skip_if), with the request parts mutable: the closure may
+    /// leave something in the extensions for the layers and handler after it (e.g. what it
+    /// computed to decide, so that a later layer does not compute it again). It runs once
+    /// per request this policy applies to, after the route is matched and before the key is
+    /// read; whatever it changes in the method, URI or headers is what the key, the tier and
+    /// the inner service see.
+    pub fn skip_if_mut<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&mut Parts) -> bool + Send + Sync + 'static,
     {
         self.skip_if = Some(Arc::new(f));
         self

@@ -160,7 +160,7 @@ where
             return ResponseFuture::call(self.inner.call(Request::from_parts(parts, body)));
         };
         let policy = &compiled.policy;
-        if policy.skip_if.as_ref().is_some_and(|skip| skip(&parts)) {
+        if policy.skip_if.as_ref().is_some_and(|skip| skip(&mut parts)) {
             insert(&mut parts);
             return ResponseFuture::call(self.inner.call(Request::from_parts(parts, body)));
         }
