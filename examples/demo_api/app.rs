@@ -251,7 +251,11 @@ pub(crate) fn app<St: RateLimitStore>(
             Policy::named("anonymous")
                 .quota(per_minute(10, scale))
                 .count_only([StatusCode::UNAUTHORIZED])
-                .skip_if(move |parts| jwt_for_skip.is_cached(&parts.headers)),
+                // The lookup leaves the cache entry it found for JwtAuth, so the token is
+                // hashed once per request, not once here and once there.
+                .skip_if_mut(move |parts| {
+                    jwt_for_skip.lookup_cached(&parts.headers, &mut parts.extensions)
+                }),
         )
         .policy(Policy::named("default").quota(per_minute(60, scale)))
         .build()?;
