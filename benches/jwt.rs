@@ -375,7 +375,9 @@ fn ratio() {
             (mean_ns(&mut cold, &token, 200), h, b)
         };
         ratios.push(c / h);
-        (colds.push(c), hits.push(h), bares.push(b));
+        colds.push(c);
+        hits.push(h);
+        bares.push(b);
     }
     let [cold, hit, bare, ratio] = [colds, hits, bares, ratios].map(|mut v| {
         v.sort_by(f64::total_cmp);
