@@ -48,9 +48,11 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn request() -> Request<Body> {
     let mut req = Request::get("/api/items").body(Body::empty()).unwrap();
+    // The peer address as axum's `into_make_service_with_connect_info` gives it: the one
+    // extension both layers read (ours also reads a bare `SocketAddr`, tower_governor's
+    // `PeerIpKeyExtractor` only this). With a second extension already there, our two inserts
+    // (`ClientIp`, `RateLimitStatus`) would also grow the extension map once.
     let addr = PEER.parse::<SocketAddr>().unwrap();
-    // Ours reads either; tower_governor's PeerIpKeyExtractor reads only ConnectInfo.
-    req.extensions_mut().insert(addr);
     req.extensions_mut()
         .insert(axum::extract::ConnectInfo(addr));
     req

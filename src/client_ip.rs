@@ -125,6 +125,7 @@ impl TrustedProxies {
 }
 
 /// An IPv4-mapped IPv6 address (`::ffff:192.0.2.1`) turned back into IPv4; others unchanged.
+#[inline]
 pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
@@ -134,6 +135,7 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
 
 /// The TCP peer's address, from the request extensions: a `SocketAddr` (plain hyper), or
 /// axum's `ConnectInfo<SocketAddr>` with the `axum` feature.
+#[inline]
 pub fn peer_addr(extensions: &Extensions) -> Option<SocketAddr> {
     if let Some(addr) = extensions.get::<SocketAddr>() {
         return Some(*addr);
@@ -174,6 +176,7 @@ impl ClientIp {
 
     /// The address rate limits key on: IPv4 as it is; IPv6 with every bit past the group
     /// prefix cleared (`2001:db8:aa:bb00::` for any address in `2001:db8:aa:bb00::/56`).
+    #[inline]
     pub fn group(&self) -> IpAddr {
         self.group
     }
@@ -204,6 +207,7 @@ impl ClientIp {
         Self::with_peer(peer, peer, ipv6_prefix)
     }
 
+    #[inline]
     fn with_peer(ip: IpAddr, peer: IpAddr, ipv6_prefix: u8) -> Self {
         let group_len = ipv6_prefix.clamp(1, 128);
         let group = match ip {
@@ -315,6 +319,7 @@ impl ClientIpResolver {
     }
 
     /// The client behind this peer, given the request's headers.
+    #[inline]
     pub fn resolve_from_peer(&self, peer: IpAddr, headers: &http::HeaderMap) -> ClientIp {
         let peer = canonical_ip(peer);
         if self.proxies.is_empty() || !self.proxies.contains(peer) {

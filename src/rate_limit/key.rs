@@ -37,6 +37,7 @@ const KIND_BYTES: u8 = 3;
 
 impl RateKey {
     /// A key for an address (pass [`ClientIp::group`] so IPv6 clients are grouped).
+    #[inline]
     pub fn ip(ip: IpAddr) -> Self {
         Self { repr: Repr::Ip(ip) }
     }
@@ -300,6 +301,7 @@ impl KeyHasher {
 
     /// The hash of `scope` (a 64-bit scope id) and the key: SipHash of the scope's eight
     /// little-endian bytes followed by the key's canonical material.
+    #[inline]
     pub(crate) fn hash(&self, scope: u64, key: &RateKey) -> u64 {
         let mut sip = Sip::<1, 3>::new(self.k0, self.k1);
         sip.word(scope);

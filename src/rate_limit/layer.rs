@@ -366,6 +366,7 @@ pub(crate) struct Stats {
 }
 
 impl Stats {
+    #[inline]
     pub(crate) fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }

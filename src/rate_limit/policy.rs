@@ -247,6 +247,7 @@ impl Policy {
     }
 
     /// The tier index for a request: `Some(i)` for `tiers[i]`, `None` for default/anonymous.
+    #[inline]
     pub(crate) fn select_tier(&self, parts: &Parts) -> TierChoice {
         let principal = parts.extensions.get::<Principal>();
         let tier = match &self.tier_by {

@@ -119,6 +119,7 @@ impl Gcra {
     }
 
     /// The same algorithm as `GCRA_SCRIPT`, step for step.
+    #[inline]
     pub(crate) fn step(&self, stored_tat: Option<u64>, now: u64, cost: u32) -> Step {
         let t = self.t.max(1);
         let cap = self.cap;
@@ -167,6 +168,7 @@ impl Gcra {
 }
 
 impl Step {
+    #[inline]
     pub(crate) fn decision(&self, limit: u32, unit: fn(u64) -> Duration) -> Decision {
         Decision {
             allowed: self.allowed,
