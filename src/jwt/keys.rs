@@ -526,6 +526,11 @@ impl Key {
         &self.kid
     }
 
+    /// The `kid`, shared (a reference count, not a copy).
+    pub(crate) fn kid_shared(&self) -> Arc<str> {
+        self.kid.clone()
+    }
+
     /// The one algorithm this key is used with.
     pub fn algorithm(&self) -> Algorithm {
         self.alg

@@ -559,17 +559,17 @@ where
         }
         match validation::verify::<C>(token, &self.policy, self.source.as_ref(), now) {
             Ok(accepted) => {
-                let subject: Arc<str> = accepted.subject.into();
+                let subject = accepted.subject;
                 let entry = Arc::new(CachedToken {
                     verified: Verified::new(
                         accepted.claims,
                         accepted.key,
-                        accepted.jti.map(Arc::from),
+                        accepted.jti,
                         subject.clone(),
                         accepted.exp,
                         accepted.iat,
                     ),
-                    principal: Principal::new(subject, accepted.role.map(Arc::from)),
+                    principal: Principal::new(subject, accepted.role),
                     scopes: Scopes::new(accepted.scopes),
                     key_instance: accepted.key_instance,
                     confirmed_keys: AtomicU64::new(accepted.keys_version),

@@ -164,9 +164,9 @@ pub(crate) struct Accepted<C> {
     /// The version of the key set the key was found in when it is not retired, else 0 (see
     /// `CachedToken::confirmed_keys`).
     pub(crate) keys_version: u64,
-    pub(crate) subject: String,
-    pub(crate) role: Option<String>,
-    pub(crate) jti: Option<String>,
+    pub(crate) subject: Arc<str>,
+    pub(crate) role: Option<Arc<str>>,
+    pub(crate) jti: Option<Arc<str>>,
     pub(crate) scopes: Vec<Box<str>>,
     pub(crate) exp: u64,
     pub(crate) nbf: Option<u64>,
@@ -248,16 +248,16 @@ pub(crate) fn verify<C: serde::de::DeserializeOwned + 'static>(
     } = registered;
     Ok(Accepted {
         claims,
-        key: Arc::from(key.kid()),
+        key: key.kid_shared(),
         key_instance: key.instance_id(),
         keys_version: if key.retired_until().is_none() {
             keys.version()
         } else {
             0
         },
-        subject: sub.ok_or(Invalid::Payload)?.into_owned(),
-        role: role.map(Cow::into_owned),
-        jti: jti.map(Cow::into_owned),
+        subject: Arc::from(&*sub.ok_or(Invalid::Payload)?),
+        role: role.as_deref().map(Arc::from),
+        jti: jti.as_deref().map(Arc::from),
         scopes,
         exp: exp.ok_or(Invalid::Payload)?,
         nbf,
