@@ -405,7 +405,13 @@ where
         };
         // The token's place inside its header value, to compare it with what the service
         // reads (an offset, not a copy: the clone of the value shares its bytes).
-        let start = token.as_ptr().addr() - value.as_bytes().as_ptr().addr();
+        let Some(start) = token
+            .as_ptr()
+            .addr()
+            .checked_sub(value.as_bytes().as_ptr().addr())
+        else {
+            return false;
+        };
         extensions.insert(CachedLookup {
             layer: self.shared.id,
             value: value.clone(),
