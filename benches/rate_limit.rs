@@ -14,9 +14,15 @@
 //! Instruction counts (independent of the machine's load): `TS_BENCH_ONLY=<variant>` runs
 //! `TS_BENCH_N` (default 20,000) calls of one variant inside `drive` and exits; count them
 //! with `valgrind --tool=callgrind --toggle-collect='*drive*' <bench binary> --bench` and
-//! divide by N. Variants: `bare` (the inner service alone), `ours`, `ours-no-fields`,
-//! `tower-governor`, `tower-governor-headers`, `ours-429`, `tower-governor-429`,
-//! `raw-governor`, `memory-store`.
+//! divide by N (the drive runs once more with one request before: divide by N + 1).
+//! Variants: `bare` (the inner service alone), `ours`, `ours-no-fields`, `tower-governor`,
+//! `tower-governor-headers`, `ours-429`, `tower-governor-429`, `raw-governor`, `memory-store`;
+//! and `redis` / `redis-plain` (N decisions, 64 in flight, in `drive_redis`: use
+//! `--toggle-collect='*drive_redis*'`).
+//!
+//! Ratios on a busy machine: `TS_BENCH_PAIRED=1 <bench binary> --bench` times every
+//! contender back to back in 31 rounds (11 for Redis) and prints the medians of the times and
+//! of the per-round ratios the goals are stated in.
 
 use std::convert::Infallible;
 use std::hint::black_box;
