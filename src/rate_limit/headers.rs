@@ -220,9 +220,10 @@ impl Fields {
     /// Adds the fields to a response's headers, appending to existing list members.
     pub(crate) fn apply(self, headers: &mut HeaderMap) {
         // Room for what is added, as other layers do: an empty map is allocated for these
-        // fields only (not the 6-entry default), a full one grows once.
+        // fields only (not the 6-entry default), a full one grows once. (`try_`: a map at
+        // http's size limit is left as it is, never a panic.)
         let legacy = if self.legacy.is_some() { 3 } else { 0 };
-        headers.reserve(
+        let _ = headers.try_reserve(
             usize::from(self.policy.is_some()) + usize::from(self.status.is_some()) + legacy,
         );
         if let Some(policy) = self.policy {
@@ -234,12 +235,13 @@ impl Fields {
         if let Some((limit, remaining, reset)) = self.legacy {
             // The innermost (first applied) legacy values win: they are the strictest scope.
             if !headers.contains_key(&X_RATELIMIT_LIMIT) {
-                headers.insert(X_RATELIMIT_LIMIT.clone(), number_value(u64::from(limit)));
-                headers.insert(
-                    X_RATELIMIT_REMAINING.clone(),
-                    number_value(u64::from(remaining)),
-                );
-                headers.insert(X_RATELIMIT_RESET.clone(), number_value(reset));
+                for (name, value) in [
+                    (&X_RATELIMIT_LIMIT, u64::from(limit)),
+                    (&X_RATELIMIT_REMAINING, u64::from(remaining)),
+                    (&X_RATELIMIT_RESET, reset),
+                ] {
+                    let _ = headers.try_insert(name.clone(), number_value(value));
+                }
             }
         }
     }
@@ -248,7 +250,7 @@ impl Fields {
 fn append_member(headers: &mut HeaderMap, name: &HeaderName, member: HeaderValue) {
     // Usually absent: one lookup (none at all in an empty map) and one insert.
     let Some(current) = headers.get_mut(name) else {
-        headers.insert(name.clone(), member);
+        let _ = headers.try_insert(name.clone(), member);
         return;
     };
     let mut joined = Vec::with_capacity(current.len() + 2 + member.len());
