@@ -89,22 +89,39 @@ fn ours(
         .layer(inner())
 }
 
-/// `tower_governor`'s layer (peer IP key) with `burst` requests per `per_nanos`; with its
-/// `use_headers()` (`x-ratelimit-limit` / `-remaining` on every answer) when `headers`.
+/// `tower_governor`'s configuration: `burst` requests per `per_nanos`, keyed by peer IP.
+fn their_config(
+    per_nanos: u64,
+    burst: u32,
+) -> tower_governor::governor::GovernorConfigBuilder<
+    tower_governor::key_extractor::PeerIpKeyExtractor,
+    governor::middleware::NoOpMiddleware<governor::clock::QuantaInstant>,
+> {
+    let mut builder = tower_governor::governor::GovernorConfigBuilder::default();
+    builder.per_nanosecond(per_nanos).burst_size(burst);
+    builder
+}
+
+/// `tower_governor`'s layer as it comes (`x-ratelimit-after` only on refusals).
 fn theirs(
     per_nanos: u64,
     burst: u32,
-    headers: bool,
-) -> tower::util::BoxCloneService<Request<Body>, Response<Body>, Infallible> {
-    let mut builder = tower_governor::governor::GovernorConfigBuilder::default();
-    builder.per_nanosecond(per_nanos).burst_size(burst);
-    if headers {
-        let config = builder.use_headers().finish().unwrap();
-        tower::util::BoxCloneService::new(tower_governor::GovernorLayer::new(config).layer(inner()))
-    } else {
-        let config = builder.finish().unwrap();
-        tower::util::BoxCloneService::new(tower_governor::GovernorLayer::new(config).layer(inner()))
-    }
+) -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone {
+    let config = their_config(per_nanos, burst).finish().unwrap();
+    tower_governor::GovernorLayer::new(config).layer(inner())
+}
+
+/// `tower_governor`'s layer with its `use_headers()`: `x-ratelimit-limit` / `-remaining` on
+/// every answer.
+fn theirs_with_headers(
+    per_nanos: u64,
+    burst: u32,
+) -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone {
+    let config = their_config(per_nanos, burst)
+        .use_headers()
+        .finish()
+        .unwrap();
+    tower_governor::GovernorLayer::new(config).layer(inner())
 }
 
 /// Times `oneshot` on clones of `svc`, requests built and responses dropped untimed.
@@ -147,9 +164,9 @@ fn allowed(c: &mut Criterion) {
         &quiet,
         200,
     );
-    let plain = theirs(1_000, u32::MAX, false);
+    let plain = theirs(1_000, u32::MAX);
     bench_layer(&mut group, &rt, "tower_governor layer", &plain, 200);
-    let with_headers = theirs(1_000, u32::MAX, true);
+    let with_headers = theirs_with_headers(1_000, u32::MAX);
     bench_layer(
         &mut group,
         &rt,
@@ -193,7 +210,7 @@ fn refused(c: &mut Criterion) {
     let ours = ours(one_per_hour(), HeaderMode::Ietf);
     rt.block_on(ours.clone().oneshot(request())).unwrap();
     bench_layer(&mut group, &rt, "tower_shield 429", &ours, 429);
-    let theirs = theirs(3_600_000_000_000, 1, false);
+    let theirs = theirs(3_600_000_000_000, 1);
     rt.block_on(theirs.clone().oneshot(request())).unwrap();
     bench_layer(&mut group, &rt, "tower_governor 429", &theirs, 429);
     group.finish();
@@ -250,10 +267,10 @@ fn only(variant: &str) {
         "bare" => run_requests(inner(), n, 200),
         "ours" => run_requests(ours(big_quota(), HeaderMode::Ietf), n, 200),
         "ours-no-fields" => run_requests(ours(big_quota(), HeaderMode::None), n, 200),
-        "tower-governor" => run_requests(theirs(1_000, u32::MAX, false), n, 200),
-        "tower-governor-headers" => run_requests(theirs(1_000, u32::MAX, true), n, 200),
+        "tower-governor" => run_requests(theirs(1_000, u32::MAX), n, 200),
+        "tower-governor-headers" => run_requests(theirs_with_headers(1_000, u32::MAX), n, 200),
         "ours-429" => run_requests(ours(one_per_hour(), HeaderMode::Ietf), n, 429),
-        "tower-governor-429" => run_requests(theirs(3_600_000_000_000, 1, false), n, 429),
+        "tower-governor-429" => run_requests(theirs(3_600_000_000_000, 1), n, 429),
         "raw-governor" => {
             let raw = raw_governor();
             let ip: IpAddr = PEER.parse::<SocketAddr>().unwrap().ip();
@@ -452,11 +469,11 @@ fn paired() {
             Box::new(move || time_service(&mut s, n))
         }),
         ("tower_governor (use_headers)", {
-            let mut s = theirs(1_000, u32::MAX, true);
+            let mut s = theirs_with_headers(1_000, u32::MAX);
             Box::new(move || time_service(&mut s, n))
         }),
         ("tower_governor", {
-            let mut s = theirs(1_000, u32::MAX, false);
+            let mut s = theirs(1_000, u32::MAX);
             Box::new(move || time_service(&mut s, n))
         }),
         ("ours 429", {

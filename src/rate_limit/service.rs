@@ -228,12 +228,14 @@ where
                 request.extensions_mut().insert(ip);
             }
             let charge = if pass.store_failed { 0 } else { charge };
-            let ctx = (charge > 0).then(|| Ctx {
-                config: self.config.clone(),
-                policy: index,
-                tier,
-                key,
-                charge,
+            let ctx = (charge > 0).then(|| {
+                Box::new(Ctx {
+                    config: self.config.clone(),
+                    policy: index,
+                    tier,
+                    key,
+                    charge,
+                })
             });
             return ResponseFuture {
                 state: State::Calling {
@@ -245,20 +247,19 @@ where
         }
         let check = config.store.check(limiter, &key, cost);
         insert(&mut parts);
-        let ctx = Ctx {
+        let ctx = Box::new(Ctx {
             config: self.config.clone(),
             policy: index,
             tier,
             key,
             charge,
-        };
+        });
         let clone = self.inner.clone();
         let service = std::mem::replace(&mut self.inner, clone);
         ResponseFuture {
             state: State::Checking {
                 check,
-                service: Some(service),
-                request: Some(Request::from_parts(parts, body)),
+                parked: Some(Box::new((service, Request::from_parts(parts, body)))),
             },
             fields: None,
             ctx: Some(ctx),
@@ -419,7 +420,7 @@ pin_project! {
         // The fields to add to the response, once decided.
         fields: Option<Fields>,
         // Only while a decision or a charge is still to come.
-        ctx: Option<Ctx<St>>,
+        ctx: Option<Box<Ctx<St>>>,
     }
 }
 
@@ -431,9 +432,11 @@ pin_project! {
         St: RateLimitStore,
     {
         Ready { response: Option<Response<ShieldBody<ResBody>>> },
-        Checking { #[pin] check: St::Future, service: Option<S>, request: Option<Request<ReqBody>> },
+        // What waits for an asynchronous store is boxed (that path makes a network round
+        // trip), so that the future a synchronous store's requests carry stays small.
+        Checking { #[pin] check: St::Future, parked: Option<Box<(S, Request<ReqBody>)>> },
         Calling { #[pin] fut: S::Future },
-        Charging { #[pin] check: St::Future, response: Option<Response<ResBody>> },
+        Charging { #[pin] check: St::Future, response: Option<Box<Response<ResBody>>> },
     }
 }
 
@@ -488,17 +491,12 @@ where
                         None => Poll::Pending,
                     };
                 }
-                StateProj::Checking {
-                    check,
-                    service,
-                    request,
-                } => {
+                StateProj::Checking { check, parked } => {
                     let result = ready!(check.poll(cx));
-                    let (Some(mut service), Some(mut request), Some(ctx)) =
-                        (service.take(), request.take(), this.ctx.as_mut())
-                    else {
+                    let (Some(parked), Some(ctx)) = (parked.take(), this.ctx.as_mut()) else {
                         return Poll::Pending;
                     };
+                    let (mut service, mut request) = *parked;
                     match on_decision(&ctx.scope(), result, &mut request) {
                         Verdict::Pass(pass) => {
                             *this.fields = pass.fields;
@@ -531,7 +529,7 @@ where
                         let check = ctx.config.store.check(limiter, &ctx.key, ctx.charge);
                         this.state.set(State::Charging {
                             check,
-                            response: Some(response),
+                            response: Some(Box::new(response)),
                         });
                         continue;
                     }
@@ -546,7 +544,7 @@ where
                     let Some(response) = response.take() else {
                         return Poll::Pending;
                     };
-                    let mut response = response.map(ShieldBody::inner);
+                    let mut response = (*response).map(ShieldBody::inner);
                     if let Some(ctx) = this.ctx.as_ref() {
                         let scope = ctx.scope();
                         match result {
