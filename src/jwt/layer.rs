@@ -145,6 +145,8 @@ impl<C> JwtAuthBuilder<C> {
     }
 
     /// Checks every request against this revocation store (a store error refuses with 503).
+    /// A cached token the store found not revoked is not asked about again while the store's
+    /// [generation](RevocationStore::generation) is unchanged (only a revocation changes it).
     pub fn revocation(mut self, store: impl RevocationStore) -> Self {
         self.revocation = Some(Arc::new(store));
         self
