@@ -69,6 +69,10 @@ EDGE_PID=${PIDS[-1]}
 start towerhttp "$BIN/bare_api" LAYERS=tower-http
 TOWERHTTP=$ADDR
 TOWERHTTP_PID=${PIDS[-1]}
+# And the floor: no layer logic, the same response header lines set from static values.
+start bytes "$BIN/bare_api" LAYERS=same-bytes
+BYTES=$ADDR
+BYTES_PID=${PIDS[-1]}
 
 curl -sf -o /dev/null -X POST "$DEMO/auth/register" -H 'content-type: application/json' \
   -d '{"email":"load@example.com","password":"load test password"}'
@@ -110,6 +114,7 @@ echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS alternating rounds, acc
 printf '%-9s %-11s %10s %9s %9s %12s %8s %8s\n' route stack 'req/s' 'p50 ms' 'p99 ms' 'CPU us/req' 'ratio' 'CPU ratio'
 # Stacks per route: "name url-prefix pid". bare first: the ratios are to it.
 health_stacks="bare $BARE $BARE_PID
+same-bytes $BYTES $BYTES_PID
 edge $EDGE $EDGE_PID
 tower-http $TOWERHTTP $TOWERHTTP_PID
 demo $DEMO $DEMO_PID"
@@ -136,5 +141,6 @@ for route in /health /api/me; do
   done <<<"$stacks"
 done
 echo "ratio: throughput / bare's; CPU ratio: bare's CPU per request / this stack's (the steadier one)."
-echo "edge: RequestId + SecurityHeaders::api() + Cors only; tower-http: its request id, CORS and five"
-echo "header layers; demo: the whole demo stack (on /health: also the 'default' rate limit)."
+echo "same-bytes: edge's response header lines from static values, no layer logic; edge: RequestId +"
+echo "SecurityHeaders::api() + Cors only; tower-http: its request id, CORS and five header layers;"
+echo "demo: the whole demo stack (on /health: also the 'default' rate limit)."

@@ -14,6 +14,9 @@
 //! - `tower-http`: tower-http's `SetRequestIdLayer` + `PropagateRequestIdLayer` (UUID v4), its
 //!   `CorsLayer` with the same allowlist, and five `SetResponseHeaderLayer`s (nosniff,
 //!   frame-options, CSP, referrer policy, HSTS).
+//! - `same-bytes`: no layer logic at all, the response gets the same header lines the
+//!   `shield` stack writes (a fixed request id), from pre-built values: the floor that the
+//!   extra response bytes alone set.
 
 use std::io::Write;
 use std::time::Duration;
@@ -51,7 +54,8 @@ async fn main() {
         "none" => router,
         "shield" => shield(router),
         "tower-http" => tower_http(router),
-        other => panic!("LAYERS={other}: expected none, shield or tower-http"),
+        "same-bytes" => same_bytes(router),
+        other => panic!("LAYERS={other}: expected none, shield, tower-http or same-bytes"),
     };
     println!(
         "listening on http://{}",
@@ -127,5 +131,43 @@ fn tower_http(router: Router) -> Router {
                 "max-age=31536000; includeSubDomains",
             ))
             .layer(cors),
+    )
+}
+
+/// The header lines the `shield` stack adds to `/health`, set from static values.
+fn same_bytes(router: Router) -> Router {
+    const LINES: [(&str, &str); 12] = [
+        ("vary", "Origin"),
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        (
+            "content-security-policy",
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+        ("referrer-policy", "no-referrer"),
+        ("cross-origin-opener-policy", "same-origin"),
+        ("cross-origin-resource-policy", "same-origin"),
+        (
+            "permissions-policy",
+            "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), \
+             microphone=(), payment=(), usb=()",
+        ),
+        ("x-xss-protection", "0"),
+        ("x-permitted-cross-domain-policies", "none"),
+        ("cache-control", "no-store"),
+        ("x-request-id", "3e8c4d88-11b3-4155-af06-b770668b9b0e"),
+    ];
+    router.layer(
+        ServiceBuilder::new().map_response(|mut response: axum::response::Response| {
+            let headers = response.headers_mut();
+            headers.reserve(LINES.len());
+            for (name, value) in LINES {
+                headers.insert(
+                    HeaderName::from_static(name),
+                    HeaderValue::from_static(value),
+                );
+            }
+            response
+        }),
     )
 }
