@@ -873,7 +873,7 @@ mod tests {
             (header::STRICT_TRANSPORT_SECURITY, "max-age=1"),
             (header::CONTENT_TYPE, "application/json"),
             (COOP.clone(), "unsafe-none"),
-            (custom.clone(), "theirs"),
+            (custom, "theirs"),
         ];
         let filler: Vec<HeaderName> = (0..SCAN_MAX_NAMES)
             .map(|i| HeaderName::from_bytes(format!("x-filler-{i}").as_bytes()).unwrap())
