@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use governor::clock::{Clock as GovClock, DefaultClock, Reference};
 use governor::nanos::Nanos;
-use governor::state::StateStore;
 use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
+use governor::state::{NotKeyed, StateStore};
 
 use super::{Decision, Gcra, RateLimitStore};
 use crate::error::StoreError;
@@ -20,7 +20,7 @@ use crate::rate_limit::quota::Quota;
 /// The default maximum number of keys one limiter keeps (one million).
 pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
 
-/// How often (in calls per limiter) the key count and the sweep timer are looked at.
+/// How often (in calls with a key a limiter does not hold) its key count is looked at.
 const HOUSEKEEPING_EVERY: u64 = 1024;
 
 /// Rate-limit state kept in this process, on `governor`'s keyed state store (a `DashMap` of
@@ -39,16 +39,20 @@ const HOUSEKEEPING_EVERY: u64 = 1024;
 ///
 /// # Bounds and sweeping
 ///
-/// Every 1024 calls a limiter looks at its size and clock:
+/// A limiter drops the keys whose budget is whole again (governor's `retain_recent`: such a
+/// key behaves exactly as an unknown one, so nothing is forgotten that matters):
 ///
-/// - every `sweep_interval` (default 60 s), and whenever it holds `max_keys` keys, it drops
-///   the keys whose budget is whole again (governor's `retain_recent`: such a key behaves
-///   exactly as an unknown one, so nothing is forgotten that matters);
-/// - if it still holds `max_keys` keys (every key is active), **new** keys get
-///   [`StoreError::Unavailable`] until a sweep frees room, and the layer applies its
-///   [`FailurePolicy`](super::FailurePolicy) (fail closed by default). Known keys keep
-///   working. The map may overshoot `max_keys` by at most one housekeeping period
-///   (1024 calls) before this takes effect.
+/// - every `sweep_interval` (default 60 s): every call compares its clock reading with the
+///   last sweep (one plain load), and the first call past the interval sweeps;
+/// - whenever it holds `max_keys` keys: every 1024 calls with a key it does not hold (the
+///   only calls that add keys) it looks at its size. If it still holds `max_keys` keys after
+///   a sweep (every key is active), **new** keys get [`StoreError::Unavailable`] until a
+///   sweep frees room, and the layer applies its [`FailurePolicy`](super::FailurePolicy)
+///   (fail closed by default). Known keys keep working. The map may overshoot `max_keys` by
+///   at most one housekeeping period (1024 new keys) before this takes effect.
+///
+/// A call with a key the limiter holds does no other bookkeeping: no shared counter is
+/// written (only the key's own state).
 ///
 /// Sweeps run inline, on the request that notices they are due (O(keys)).
 ///
@@ -67,6 +71,8 @@ struct Shared<C: GovClock> {
     keys: KeyHasher,
     max_keys: usize,
     sweep_interval: Duration,
+    /// `sweep_interval` in nanoseconds (saturated).
+    sweep_nanos: u64,
 }
 
 impl<C: GovClock> Clone for MemoryStore<C> {
@@ -153,6 +159,7 @@ impl MemoryStoreBuilder {
                 keys: KeyHasher::new(),
                 max_keys: self.max_keys,
                 sweep_interval: self.sweep_interval,
+                sweep_nanos: u64::try_from(self.sweep_interval.as_nanos()).unwrap_or(u64::MAX),
             }),
         }
     }
@@ -163,7 +170,8 @@ pub struct MemoryLimiter {
     state: DashMapStateStore<u64, PrehashedKey>,
     gcra: Gcra,
     scope: u64,
-    calls: AtomicU64,
+    /// Calls with a key the map did not hold (the housekeeping period).
+    new_key_calls: AtomicU64,
     last_sweep: AtomicU64,
     full: AtomicBool,
 }
@@ -216,18 +224,15 @@ where
             .store(limiter.len() >= self.inner.max_keys, Ordering::Relaxed);
     }
 
+    /// Every [`HOUSEKEEPING_EVERY`] calls with a new key: whether the map is full, and if so
+    /// a sweep (at most every 100 ms while full).
     fn housekeeping(&self, limiter: &MemoryLimiter, now: u64) {
-        let len = limiter.len();
-        let since = now.saturating_sub(limiter.last_sweep.load(Ordering::Relaxed));
-        let interval = u64::try_from(self.inner.sweep_interval.as_nanos()).unwrap_or(u64::MAX);
-        // When full, sweep at most every 100 ms; otherwise on the interval.
-        let due = if len >= self.inner.max_keys {
-            since >= 100_000_000 || !limiter.full.load(Ordering::Relaxed)
-        } else {
+        if limiter.len() < self.inner.max_keys {
             limiter.full.store(false, Ordering::Relaxed);
-            since >= interval
-        };
-        if due {
+            return;
+        }
+        let since = now.saturating_sub(limiter.last_sweep.load(Ordering::Relaxed));
+        if since >= 100_000_000 || !limiter.full.load(Ordering::Relaxed) {
             self.sweep(limiter);
         }
     }
@@ -240,24 +245,42 @@ where
         cost: u32,
     ) -> Result<Decision, StoreError> {
         let now = self.now();
-        let calls = limiter.calls.fetch_add(1, Ordering::Relaxed);
-        if calls.is_multiple_of(HOUSEKEEPING_EVERY) {
-            self.housekeeping(limiter, now);
+        // The sweep timer: one plain load per call; the call that claims the due sweep runs it.
+        let last = limiter.last_sweep.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= self.inner.sweep_nanos
+            && limiter
+                .last_sweep
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.sweep(limiter);
         }
         let hashed = self.inner.keys.hash(limiter.scope, key);
-        if limiter.full.load(Ordering::Relaxed) && !limiter.state.contains_key(&hashed) {
-            return Err(StoreError::Unavailable(
-                "the memory rate-limit store is full".to_owned(),
-            ));
-        }
         let gcra = limiter.gcra;
-        let result = limiter.state.measure_and_replace(&hashed, |stored| {
+        let step = |stored: Option<Nanos>| {
             let step = gcra.step(stored.map(Nanos::as_u64), now, cost);
             match step.new_tat {
                 Some(tat) => Ok((step, Nanos::new(tat))),
                 None => Err(step),
             }
-        });
+        };
+        let result = match limiter.state.get(&hashed) {
+            // A key the map holds: only its own state is touched (known keys always work,
+            // and they do not grow the map).
+            Some(state) => StateStore::measure_and_replace(&*state, &NotKeyed::NonKey, step),
+            None => {
+                let calls = limiter.new_key_calls.fetch_add(1, Ordering::Relaxed);
+                if calls.is_multiple_of(HOUSEKEEPING_EVERY) {
+                    self.housekeeping(limiter, now);
+                }
+                if limiter.full.load(Ordering::Relaxed) && !limiter.state.contains_key(&hashed) {
+                    return Err(StoreError::Unavailable(
+                        "the memory rate-limit store is full".to_owned(),
+                    ));
+                }
+                limiter.state.measure_and_replace(&hashed, step)
+            }
+        };
         let step = match result {
             Ok(step) | Err(step) => step,
         };
@@ -278,7 +301,7 @@ where
             state: DashMapStateStore::with_hasher(PrehashedKey),
             gcra: Gcra::nanos(quota),
             scope: self.inner.hasher.hash_one(scope),
-            calls: AtomicU64::new(1),
+            new_key_calls: AtomicU64::new(1),
             last_sweep: AtomicU64::new(self.now()),
             full: AtomicBool::new(false),
         })
@@ -319,5 +342,28 @@ mod tests {
         clock.advance(Duration::from_secs(5));
         store.sweep(&limiter);
         assert!(limiter.is_empty());
+    }
+
+    #[test]
+    fn the_first_call_past_the_sweep_interval_sweeps() {
+        let clock = FakeRelativeClock::default();
+        let store = MemoryStore::builder()
+            .sweep_interval(Duration::from_secs(10))
+            .build_with_clock(clock.clone());
+        let limiter = store.limiter("api", &Quota::per_second(2));
+        let (a, b) = (
+            RateKey::ip("192.0.2.1".parse().unwrap()),
+            RateKey::ip("192.0.2.2".parse().unwrap()),
+        );
+        assert!(store.decide(&limiter, &a, 1).unwrap().allowed);
+        assert!(store.decide(&limiter, &b, 1).unwrap().allowed);
+        clock.advance(Duration::from_secs(5));
+        assert!(store.decide(&limiter, &b, 1).unwrap().allowed);
+        assert_eq!(limiter.len(), 2, "not due yet");
+        // Both budgets are whole again; a call with a known key sweeps them.
+        clock.advance(Duration::from_secs(6));
+        assert!(store.decide(&limiter, &b, 1).unwrap().allowed);
+        assert_eq!(limiter.len(), 1, "`a` swept, `b` charged again");
+        assert_eq!(store.decide(&limiter, &b, 1).unwrap().remaining, 0);
     }
 }
