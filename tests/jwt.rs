@@ -1028,11 +1028,12 @@ async fn cache_is_bounded() {
     }
 }
 
-/// A store that answers asynchronously (boxed), optionally failing.
-#[derive(Debug, Clone)]
+/// A store that answers asynchronously (boxed), optionally failing; counts its checks.
+#[derive(Debug, Clone, Default)]
 struct SlowStore {
     fail: bool,
     revoked: bool,
+    checks: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl RevocationStore for SlowStore {
@@ -1043,6 +1044,8 @@ impl RevocationStore for SlowStore {
         StoreFuture::ready(Ok(()))
     }
     fn check(&self, _: TokenRef<'_>) -> StoreFuture<bool> {
+        self.checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (fail, revoked) = (self.fail, self.revoked);
         StoreFuture::boxed(async move {
             tokio::task::yield_now().await;
@@ -1060,7 +1063,11 @@ async fn async_store_paths_call_refuse_or_fail_closed() {
     let t = token(&test_keys().es);
     let with = |fail, revoked| {
         builder()
-            .revocation(SlowStore { fail, revoked })
+            .revocation(SlowStore {
+                fail,
+                revoked,
+                ..SlowStore::default()
+            })
             .build()
             .unwrap()
     };
@@ -1073,6 +1080,73 @@ async fn async_store_paths_call_refuse_or_fail_closed() {
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
     assert_problem(response, "unavailable", &t).await;
+}
+
+#[tokio::test]
+async fn a_revoked_cached_token_is_refused_cheaply_and_no_longer_counts_as_cached() {
+    // Synchronous store: the token is cached, then revoked.
+    let clock = clock();
+    let (layer, store) = cached_with_store(&clock, 100);
+    let t = token(&test_keys().es);
+    assert_eq!(call_with(&layer, bearer(&t)).await.status(), StatusCode::OK);
+    assert!(looked_up(&layer, bearer(&t)).0);
+    store.revoke_token("tok_1", NOW + 400).await.unwrap();
+    assert_invalid(call_with(&layer, bearer(&t)).await, &t).await;
+    for _ in 0..3 {
+        // A limiter placed before the layer must not take it for a signed-in user's token
+        // (so its 401s are counted), and the layer keeps refusing it.
+        let (found, request) = looked_up(&layer, bearer(&t));
+        assert!(!found, "a revoked token must not be reported cached");
+        assert!(!layer.is_cached(request.headers()));
+        assert_invalid(call_with(&layer, request).await, &t).await;
+    }
+    // Kept (refused from the cache, without signature work), not dropped and re-verified.
+    assert_eq!(layer.cached_tokens(), 1);
+
+    // Asynchronous store: the "revoked" answer marks the entry too, and the store is not
+    // asked again for that token.
+    let counting = SlowStore {
+        revoked: true,
+        ..SlowStore::default()
+    };
+    let layer = builder()
+        .cache(100)
+        .revocation(counting.clone())
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        assert_invalid(call_with(&layer, bearer(&t)).await, &t).await;
+        assert!(!layer.is_cached(bearer(&t).headers()));
+    }
+    assert_eq!(
+        counting.checks.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
+#[tokio::test]
+async fn reloading_the_same_key_keeps_cached_tokens_valid() {
+    let clock = clock();
+    let key = Key::generate(Algorithm::ES256).unwrap();
+    let ring = KeyRing::new(KeySet::new().with(key.clone()).unwrap());
+    let layer = JwtAuthLayer::builder(ring.clone())
+        .clock(clock.clone())
+        .cache(64)
+        .build()
+        .unwrap();
+    let t = token(&key);
+    assert_eq!(call_with(&layer, bearer(&t)).await.status(), StatusCode::OK);
+    // The same public key loaded again (a JWKS refresh, a reload from disk): the kid now
+    // names another `Key` instance with the same material.
+    let reloaded = Key::from_jwk(key.public_jwk().unwrap()).unwrap();
+    assert_eq!(reloaded.kid(), key.kid());
+    ring.replace(KeySet::new().with(reloaded).unwrap());
+    for _ in 0..3 {
+        assert_eq!(call_with(&layer, bearer(&t)).await.status(), StatusCode::OK);
+    }
+    assert_eq!(layer.cached_tokens(), 1);
+    // (Other material under the same kid is refused: see
+    // a_key_retired_or_rebound_after_caching_is_rechecked_on_hits.)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

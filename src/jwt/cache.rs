@@ -9,7 +9,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use aws_lc_rs::digest;
 use dashmap::DashMap;
@@ -46,9 +46,29 @@ pub(crate) struct CachedToken<C> {
     /// the token was last found not revoked (0: never). While the store's generation stays
     /// there, a hit needs no revocation check: only a write can revoke it.
     pub(crate) unrevoked_at: AtomicU64,
+    /// Set once the revocation store answered "revoked" for this token. A revocation is not
+    /// lifted while the token is valid, so the entry then only serves to refuse it cheaply:
+    /// a hit refuses it without asking the store, and [`cached`] lookups made before the
+    /// layer (`is_cached`, `lookup_cached`) no longer count it as a signed-in user's token.
+    ///
+    /// [`cached`]: super::layer::JwtAuthLayer::is_cached
+    pub(crate) revoked: AtomicBool,
     pub(crate) exp: u64,
     pub(crate) nbf: Option<u64>,
     pub(crate) iat: Option<u64>,
+}
+
+/// What a response future waiting on the revocation store keeps of the cache entry: a way to
+/// mark it revoked, without the claims type in the future's type.
+pub(crate) trait MarkRevoked: Send + Sync {
+    /// Remembers that the store answered "revoked" for this token.
+    fn mark_revoked(&self);
+}
+
+impl<C: Send + Sync> MarkRevoked for CachedToken<C> {
+    fn mark_revoked(&self) {
+        self.revoked.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The keys are already uniform (SHA-256), so the map hashes them by their first 8 bytes.

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::{Extensions, HeaderMap, HeaderValue, header};
@@ -501,6 +501,20 @@ impl<C> fmt::Debug for Shared<C> {
     }
 }
 
+/// What a cache hit's recheck found.
+enum Recheck {
+    /// Still valid: accept.
+    Valid,
+    /// The revocation store said "revoked" earlier: refuse, keep the entry (it stays cheap
+    /// to refuse until it expires).
+    Revoked,
+    /// Refuse, and forget the entry.
+    Invalid(Invalid),
+    /// The `kid` is still trusted but names other key material than the token was verified
+    /// with: forget the entry and verify the token again.
+    KeyReplaced,
+}
+
 /// The synchronous part of authentication.
 pub(crate) enum Outcome<C> {
     Anonymous,
@@ -549,14 +563,25 @@ where
                     })
                 }
             };
-            if let Some(Found { entry, hash }) = found {
-                return match self.recheck(&entry, now) {
-                    Ok(()) => Outcome::Accept(entry),
-                    Err(reason) => {
-                        cache.remove(&hash);
-                        self.invalid(reason)
+            if let Some(Found {
+                entry,
+                hash: digest,
+            }) = found
+            {
+                match self.recheck(&entry, now) {
+                    Recheck::Valid => return Outcome::Accept(entry),
+                    Recheck::Revoked => return self.invalid(Invalid::Revoked),
+                    Recheck::Invalid(reason) => {
+                        cache.remove(&digest);
+                        return self.invalid(reason);
                     }
-                };
+                    // The `kid` now names other key material (e.g. the same key loaded
+                    // again from a JWKS): verify the token afresh, as on a miss.
+                    Recheck::KeyReplaced => {
+                        cache.remove(&digest);
+                        hash = Some(digest);
+                    }
+                }
             }
         }
         // A space inside the token (`Bearer a b`) is malformed. A cache hit cannot have one
@@ -582,6 +607,7 @@ where
                     key_instance: accepted.key_instance,
                     confirmed_keys: AtomicU64::new(accepted.keys_version),
                     unrevoked_at: AtomicU64::new(0),
+                    revoked: AtomicBool::new(false),
                     exp: accepted.exp,
                     nbf: accepted.nbf,
                     iat: accepted.iat,
@@ -607,6 +633,9 @@ where
         }
         let hash = hash_token(token);
         let entry = cache.get(&hash)?;
+        if entry.revoked.load(Ordering::Relaxed) {
+            return None;
+        }
         check_times(
             entry.exp,
             entry.nbf,
@@ -618,23 +647,31 @@ where
         Some((Found { entry, hash }, value, token))
     }
 
-    /// A cache hit: time, and the key still trusted. The `kid` lookup is skipped when the
-    /// key set is the version the key was last found in, present and not retired.
-    fn recheck(&self, entry: &CachedToken<C>, now: u64) -> Result<(), Invalid> {
-        check_times(entry.exp, entry.nbf, entry.iat, self.policy.leeway, now)?;
+    /// A cache hit: not marked revoked, time, and the key still trusted. The `kid` lookup is
+    /// skipped when the key set is the version the key was last found in, present and not
+    /// retired.
+    fn recheck(&self, entry: &CachedToken<C>, now: u64) -> Recheck {
+        if entry.revoked.load(Ordering::Relaxed) {
+            return Recheck::Revoked;
+        }
+        if let Err(reason) = check_times(entry.exp, entry.nbf, entry.iat, self.policy.leeway, now) {
+            return Recheck::Invalid(reason);
+        }
         let keys = self.source.snapshot();
         let version = keys.version();
         if version != 0 && entry.confirmed_keys.load(Ordering::Relaxed) == version {
-            return Ok(());
+            return Recheck::Valid;
         }
         match keys.get(entry.verified.kid()) {
-            Some(key) if key.instance_id() == entry.key_instance && key.verifies_at(now) => {
+            Some(key) if !key.verifies_at(now) => Recheck::Invalid(Invalid::KeyRetired),
+            Some(key) if key.instance_id() == entry.key_instance => {
                 if key.retired_until().is_none() {
                     entry.confirmed_keys.store(version, Ordering::Relaxed);
                 }
-                Ok(())
+                Recheck::Valid
             }
-            _ => Err(Invalid::KeyRetired),
+            Some(_) => Recheck::KeyReplaced,
+            None => Recheck::Invalid(Invalid::KeyRetired),
         }
     }
 

@@ -147,6 +147,11 @@ pub trait RevocationStore: Send + Sync + fmt::Debug + 'static {
     /// only expire). A cached token found not revoked while the number was `g` is then not
     /// asked about again until it changes. `None` (the default) when the store cannot promise
     /// that, e.g. because other processes write to it: every request is checked.
+    ///
+    /// "Entries only expire" assumes the store's clock does not step back: an entry that
+    /// expired and then, after a backwards clock step, would count again is not seen by a
+    /// remembered answer (such a token is also past its own `exp` by then, since revocations
+    /// are kept until the token expires).
     fn generation(&self) -> Option<u64> {
         None
     }

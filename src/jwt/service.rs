@@ -12,6 +12,7 @@ use pin_project_lite::pin_project;
 use serde::de::DeserializeOwned;
 use tower_service::Service;
 
+use super::cache::MarkRevoked;
 use super::claims::Claims;
 use super::layer::{CachedLookup, Outcome, Shared};
 use super::revocation::{StoreFuture, TokenRef};
@@ -127,12 +128,17 @@ where
                 }
                 ResponseFuture::calling(self.inner.call(req))
             }
-            Some(answer) => ResponseFuture::refused(refuse(
-                revocation_problem(answer),
-                &req,
-                &shared.missing_challenge,
-                &shared.invalid_challenge,
-            )),
+            Some(answer) => {
+                if matches!(answer, Ok(true)) {
+                    entry.mark_revoked();
+                }
+                ResponseFuture::refused(refuse(
+                    revocation_problem(answer),
+                    &req,
+                    &shared.missing_challenge,
+                    &shared.invalid_challenge,
+                ))
+            }
             None => {
                 // The store must be awaited: move the readied inner service into the future
                 // and keep a fresh clone here (tower's rule for cloning inner services).
@@ -141,6 +147,7 @@ where
                 ResponseFuture {
                     state: State::Checking {
                         check,
+                        entry,
                         svc: Some(svc),
                         req: Some(req),
                         invalid: shared.invalid_challenge.clone(),
@@ -182,6 +189,8 @@ pin_project! {
         Refused { response: Option<Response<ShieldBody<ResBody>>> },
         Checking {
             check: StoreFuture<bool>,
+            // Marked revoked when the store says so.
+            entry: Arc<dyn MarkRevoked>,
             svc: Option<S>,
             req: Option<Request<ReqBody>>,
             invalid: HeaderValue,
@@ -247,6 +256,7 @@ where
                 }
                 StateProj::Checking {
                     check,
+                    entry,
                     svc,
                     req,
                     invalid,
@@ -258,6 +268,9 @@ where
                     let next = match answer {
                         Ok(false) => State::Calling { fut: svc.call(req) },
                         other => {
+                            if matches!(other, Ok(true)) {
+                                entry.mark_revoked();
+                            }
                             let problem = revocation_problem(other);
                             let mut refusal = Refusal::new(problem);
                             if problem == &ProblemType::INVALID_TOKEN {

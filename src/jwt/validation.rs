@@ -54,6 +54,8 @@ pub(crate) enum Invalid {
     Audience,
     Signature,
     Claims,
+    /// Found revoked earlier (a cache entry the revocation store refused).
+    Revoked,
 }
 
 impl Invalid {
@@ -75,6 +77,7 @@ impl Invalid {
             Self::Audience => "audience not accepted",
             Self::Signature => "bad signature",
             Self::Claims => "claims do not match the claims type",
+            Self::Revoked => "revoked",
         }
     }
 }
