@@ -551,21 +551,32 @@ impl Config {
         for name in &self.strip {
             headers.remove(name);
         }
-        headers.reserve(self.headers.len() + 1);
+        // A map at http's size limit (tens of thousands of names, e.g. a handler echoing a
+        // hostile request's headers) is left as it is rather than panicking.
+        if headers.try_reserve(self.headers.len() + 1).is_err() {
+            tracing::warn!(
+                target: "tower_shield::security_headers",
+                "response header map is full; security headers not added"
+            );
+            return;
+        }
         let all = self
             .headers
             .iter()
             .map(|(n, v)| (n, v))
             .chain(hsts.map(|v| (&header::STRICT_TRANSPORT_SECURITY, v)));
-        if self.override_existing {
-            for (name, value) in all {
-                headers.insert(name, value.clone());
-            }
-        } else {
-            for (name, value) in all {
-                if let header::Entry::Vacant(entry) = headers.entry(name) {
-                    entry.insert(value.clone());
+        for (name, value) in all {
+            let added = if self.override_existing {
+                headers.try_insert(name, value.clone()).is_ok()
+            } else {
+                match headers.try_entry(name) {
+                    Ok(header::Entry::Vacant(entry)) => entry.try_insert(value.clone()).is_ok(),
+                    Ok(header::Entry::Occupied(_)) => true,
+                    Err(_) => false,
                 }
+            };
+            if !added {
+                return;
             }
         }
     }
@@ -908,6 +919,27 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_full_header_map_is_left_alone_not_a_panic() {
+        // http's HeaderMap holds at most 32,768 entries; a handler echoing a hostile
+        // request's headers could hand back a map at that limit.
+        let mut response = HeaderMap::new();
+        for i in 0.. {
+            let name = HeaderName::from_bytes(format!("x-echo-{i}").as_bytes()).unwrap();
+            if response
+                .try_insert(name, HeaderValue::from_static("1"))
+                .is_err()
+            {
+                break;
+            }
+        }
+        let before = response.len();
+        let config = SecurityHeaders::api().build().unwrap().config;
+        config.apply(&mut response, true);
+        assert_eq!(response.len(), before);
+        assert!(response.get(header::X_CONTENT_TYPE_OPTIONS).is_none());
     }
 
     #[test]
