@@ -168,16 +168,11 @@ where
             client_ip: client_ip.as_ref(),
         };
         let Some(key) = policy.key.extract(&parts, &cx) else {
-            Stats::bump(&config.stats.missing_key);
-            let problem = if client_ip.is_none() && policy.key.needs_ip() {
-                crate::client_ip::warn_missing_peer();
-                &ProblemType::FORBIDDEN
-            } else {
-                &ProblemType::BAD_REQUEST
-            };
-            return ResponseFuture::ready(
-                Refusal::new(problem).build(&parts.headers, &parts.extensions),
-            );
+            return ResponseFuture::ready(missing_key(
+                config,
+                policy.key.needs_ip() && client_ip.is_none(),
+                &parts,
+            ));
         };
         let tier = policy.select_tier(&parts);
         let Compiled::Limited { limiter, .. } = compiled.tier(tier) else {
@@ -196,22 +191,9 @@ where
             key: &key,
         };
         if let Some(penalties) = &compiled.penalties
-            && penalties.locked_for(&key, config.now_nanos()).is_some()
+            && let Some(response) = locked_out(&scope, penalties, &parts)
         {
-            // Retrying during a lock-out is one more strike: the lock-out doubles.
-            let locked = penalties.strike(&key, config.now_nanos());
-            let decision = Decision {
-                allowed: false,
-                limit: 0,
-                remaining: 0,
-                reset: locked,
-                retry_after: locked,
-            };
-            if !config.shadow {
-                Stats::bump(&config.stats.limited);
-                let response = refuse_429(&scope, &decision, &parts.headers, &parts.extensions);
-                return ResponseFuture::ready(response);
-            }
+            return ResponseFuture::ready(response);
         }
         // Count-only mode peeks first (cost 0) and charges after the response.
         let charge = if policy.count_only.is_some() { cost } else { 0 };
@@ -247,24 +229,90 @@ where
         }
         let check = config.store.check(limiter, &key, cost);
         insert(&mut parts);
-        let ctx = Box::new(Ctx {
+        let ctx = Ctx {
             config: self.config.clone(),
             policy: index,
             tier,
             key,
             charge,
-        });
+        };
+        self.wait_for_store(check, ctx, Request::from_parts(parts, body))
+    }
+}
+
+impl<S, St: RateLimitStore> RateLimitService<S, St> {
+    /// A store that answers asynchronously: the request waits in the future with a clone of
+    /// the inner service (out of line: the memory store's path stays compact).
+    #[inline(never)]
+    fn wait_for_store<ReqBody, ResBody>(
+        &mut self,
+        check: St::Future,
+        ctx: Ctx<St>,
+        request: Request<ReqBody>,
+    ) -> ResponseFuture<S, ReqBody, ResBody, St>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    {
         let clone = self.inner.clone();
         let service = std::mem::replace(&mut self.inner, clone);
         ResponseFuture {
             state: State::Checking {
                 check,
-                parked: Some(Box::new((service, Request::from_parts(parts, body)))),
+                parked: Some(Box::new((service, request))),
             },
             fields: None,
-            ctx: Some(ctx),
+            ctx: Some(Box::new(ctx)),
         }
     }
+}
+
+/// A request without a key: 403 when the client IP was needed and no peer address is known
+/// (a server misconfiguration), else 400.
+#[cold]
+#[inline(never)]
+fn missing_key<St: RateLimitStore, B>(
+    config: &Config<St>,
+    no_peer: bool,
+    parts: &http::request::Parts,
+) -> Response<ShieldBody<B>> {
+    Stats::bump(&config.stats.missing_key);
+    let problem = if no_peer {
+        crate::client_ip::warn_missing_peer();
+        &ProblemType::FORBIDDEN
+    } else {
+        &ProblemType::BAD_REQUEST
+    };
+    Refusal::new(problem).build(&parts.headers, &parts.extensions)
+}
+
+/// The 429 of a key still locked out (retrying during a lock-out is one more strike: the
+/// lock-out doubles), or `None` when it is not locked out or in shadow mode.
+#[inline(never)]
+fn locked_out<St: RateLimitStore, B>(
+    scope: &Scope<'_, St>,
+    penalties: &PenaltyBox,
+    parts: &http::request::Parts,
+) -> Option<Response<ShieldBody<B>>> {
+    let config = scope.config;
+    penalties.locked_for(scope.key, config.now_nanos())?;
+    let locked = penalties.strike(scope.key, config.now_nanos());
+    let decision = Decision {
+        allowed: false,
+        limit: 0,
+        remaining: 0,
+        reset: locked,
+        retry_after: locked,
+    };
+    if config.shadow {
+        return None;
+    }
+    Stats::bump(&config.stats.limited);
+    Some(refuse_429(
+        scope,
+        &decision,
+        &parts.headers,
+        &parts.extensions,
+    ))
 }
 
 /// A request the store let through (or that goes on despite a store failure).
@@ -293,50 +341,15 @@ fn on_decision<St: RateLimitStore, R, B>(
     let config = scope.config;
     let mut decision = match result {
         Ok(decision) => decision,
-        Err(err) => {
-            store_failed(scope, &err);
-            if config.failure == FailurePolicy::FailClosed && !config.shadow {
-                Stats::bump(&config.stats.failed_closed);
-                return Verdict::Refuse(
-                    Refusal::new(&ProblemType::UNAVAILABLE)
-                        .with_header(header::RETRY_AFTER, number_value(1))
-                        .for_request(request),
-                );
-            }
-            Stats::bump(&config.stats.failed_open);
-            return Verdict::Pass(Pass {
-                fields: None,
-                store_failed: true,
-            });
-        }
+        Err(err) => return on_store_error(scope, &err, request),
     };
-    let penalties = scope.penalties();
     if decision.allowed {
         Stats::bump(&config.stats.allowed);
-        if let Some(penalties) = penalties {
+        if let Some(penalties) = scope.penalties() {
             penalties.forgive(scope.key);
         }
-    } else {
-        if let Some(penalties) = penalties {
-            let lockout = penalties.strike(scope.key, config.now_nanos());
-            decision.retry_after = decision.retry_after.max(lockout);
-        }
-        if !config.shadow {
-            Stats::bump(&config.stats.limited);
-            return Verdict::Refuse(refuse_429(
-                scope,
-                &decision,
-                request.headers(),
-                request.extensions(),
-            ));
-        }
-        Stats::bump(&config.stats.shadow_limited);
-        tracing::info!(
-            target: "tower_shield::rate_limit",
-            policy = %scope.name(),
-            key_id = %format_args!("{:016x}", scope.key.log_id()),
-            "shadow mode: would rate limit"
-        );
+    } else if let Some(response) = on_refused(scope, &mut decision, request) {
+        return Verdict::Refuse(response);
     }
     let fields = scope.fields(&decision);
     request.extensions_mut().insert(RateLimitStatus {
@@ -347,6 +360,64 @@ fn on_decision<St: RateLimitStore, R, B>(
         fields,
         store_failed: false,
     })
+}
+
+/// A store failure: the layer's failure policy (out of line, as every path but the allowed
+/// one).
+#[cold]
+#[inline(never)]
+fn on_store_error<St: RateLimitStore, R, B>(
+    scope: &Scope<'_, St>,
+    err: &StoreError,
+    request: &Request<R>,
+) -> Verdict<B> {
+    let config = scope.config;
+    store_failed(scope, err);
+    if config.failure == FailurePolicy::FailClosed && !config.shadow {
+        Stats::bump(&config.stats.failed_closed);
+        return Verdict::Refuse(
+            Refusal::new(&ProblemType::UNAVAILABLE)
+                .with_header(header::RETRY_AFTER, number_value(1))
+                .for_request(request),
+        );
+    }
+    Stats::bump(&config.stats.failed_open);
+    Verdict::Pass(Pass {
+        fields: None,
+        store_failed: true,
+    })
+}
+
+/// A store refusal: a strike when the policy has penalties (the decision's `retry_after`
+/// grows to the lock-out), then the 429, or `None` in shadow mode (logged and counted).
+#[inline(never)]
+fn on_refused<St: RateLimitStore, R, B>(
+    scope: &Scope<'_, St>,
+    decision: &mut Decision,
+    request: &Request<R>,
+) -> Option<Response<ShieldBody<B>>> {
+    let config = scope.config;
+    if let Some(penalties) = scope.penalties() {
+        let lockout = penalties.strike(scope.key, config.now_nanos());
+        decision.retry_after = decision.retry_after.max(lockout);
+    }
+    if !config.shadow {
+        Stats::bump(&config.stats.limited);
+        return Some(refuse_429(
+            scope,
+            decision,
+            request.headers(),
+            request.extensions(),
+        ));
+    }
+    Stats::bump(&config.stats.shadow_limited);
+    tracing::info!(
+        target: "tower_shield::rate_limit",
+        policy = %scope.name(),
+        key_id = %format_args!("{:016x}", scope.key.log_id()),
+        "shadow mode: would rate limit"
+    );
+    None
 }
 
 fn refuse_429<St: RateLimitStore, B>(
@@ -474,6 +545,95 @@ where
     }
 }
 
+/// The response with the decided fields added.
+#[inline]
+fn finish<B>(response: Response<B>, fields: &mut Option<Fields>) -> Response<ShieldBody<B>> {
+    let mut response = response.map(ShieldBody::inner);
+    if let Some(fields) = fields.take() {
+        fields.apply(response.headers_mut());
+    }
+    response
+}
+
+/// An asynchronous store's answer: the inner service's call, or the refusal to answer with
+/// (out of line: the memory store's requests never come here).
+#[inline(never)]
+fn decided<S, ReqBody, ResBody, St>(
+    ctx: &mut Ctx<St>,
+    result: Result<Decision, StoreError>,
+    (mut service, mut request): (S, Request<ReqBody>),
+    fields: &mut Option<Fields>,
+) -> State<S, ReqBody, ResBody, St>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    St: RateLimitStore,
+{
+    match on_decision(&ctx.scope(), result, &mut request) {
+        Verdict::Pass(pass) => {
+            *fields = pass.fields;
+            if pass.store_failed {
+                ctx.charge = 0;
+            }
+        }
+        Verdict::Refuse(response) => {
+            return State::Ready {
+                response: Some(response),
+            };
+        }
+    }
+    State::Calling {
+        fut: service.call(request),
+    }
+}
+
+/// Count-only mode, after the response: the charge to wait for when its status is counted,
+/// else the response back.
+#[inline(never)]
+fn charge<S, ReqBody, ResBody, St>(
+    ctx: &Ctx<St>,
+    response: Response<ResBody>,
+) -> Result<State<S, ReqBody, ResBody, St>, Response<ResBody>>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    St: RateLimitStore,
+{
+    let counted = ctx.config.policies.get(ctx.policy).is_some_and(|policy| {
+        policy
+            .policy
+            .count_only
+            .as_ref()
+            .is_some_and(|set| set.contains(&response.status()))
+    });
+    match ctx.scope().limiter().filter(|_| counted) {
+        Some(limiter) => Ok(State::Charging {
+            check: ctx.config.store.check(limiter, &ctx.key, ctx.charge),
+            response: Some(Box::new(response)),
+        }),
+        None => Err(response),
+    }
+}
+
+/// Count-only mode: the charge's answer (a strike when refused, the fields of the new state).
+#[inline(never)]
+fn charged<St: RateLimitStore>(
+    ctx: &Ctx<St>,
+    result: Result<Decision, StoreError>,
+    fields: &mut Option<Fields>,
+) {
+    let scope = ctx.scope();
+    match result {
+        Ok(decision) => {
+            if !decision.allowed
+                && let Some(penalties) = scope.penalties()
+            {
+                penalties.strike(&ctx.key, ctx.config.now_nanos());
+            }
+            *fields = scope.fields(&decision);
+        }
+        Err(err) => store_failed(&scope, &err),
+    }
+}
+
 impl<S, ReqBody, ResBody, St> Future for ResponseFuture<S, ReqBody, ResBody, St>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
@@ -496,73 +656,33 @@ where
                     let (Some(parked), Some(ctx)) = (parked.take(), this.ctx.as_mut()) else {
                         return Poll::Pending;
                     };
-                    let (mut service, mut request) = *parked;
-                    match on_decision(&ctx.scope(), result, &mut request) {
-                        Verdict::Pass(pass) => {
-                            *this.fields = pass.fields;
-                            if pass.store_failed {
-                                ctx.charge = 0;
-                            }
-                        }
-                        Verdict::Refuse(response) => {
-                            this.state.set(State::Ready {
-                                response: Some(response),
-                            });
-                            continue;
-                        }
-                    }
-                    let fut = service.call(request);
-                    this.state.set(State::Calling { fut });
+                    let next = decided(ctx, result, *parked, this.fields);
+                    this.state.set(next);
                 }
                 StateProj::Calling { fut } => {
                     let response = ready!(fut.poll(cx))?;
                     if let Some(ctx) = this.ctx.as_ref()
                         && ctx.charge > 0
-                        && let Some(policy) = ctx.config.policies.get(ctx.policy)
-                        && policy
-                            .policy
-                            .count_only
-                            .as_ref()
-                            .is_some_and(|set| set.contains(&response.status()))
-                        && let Some(limiter) = ctx.scope().limiter()
                     {
-                        let check = ctx.config.store.check(limiter, &ctx.key, ctx.charge);
-                        this.state.set(State::Charging {
-                            check,
-                            response: Some(Box::new(response)),
-                        });
-                        continue;
+                        match charge(ctx, response) {
+                            Ok(charging) => {
+                                this.state.set(charging);
+                                continue;
+                            }
+                            Err(response) => return Poll::Ready(Ok(finish(response, this.fields))),
+                        }
                     }
-                    let mut response = response.map(ShieldBody::inner);
-                    if let Some(fields) = this.fields.take() {
-                        fields.apply(response.headers_mut());
-                    }
-                    return Poll::Ready(Ok(response));
+                    return Poll::Ready(Ok(finish(response, this.fields)));
                 }
                 StateProj::Charging { check, response } => {
                     let result = ready!(check.poll(cx));
                     let Some(response) = response.take() else {
                         return Poll::Pending;
                     };
-                    let mut response = (*response).map(ShieldBody::inner);
                     if let Some(ctx) = this.ctx.as_ref() {
-                        let scope = ctx.scope();
-                        match result {
-                            Ok(decision) => {
-                                if !decision.allowed
-                                    && let Some(penalties) = scope.penalties()
-                                {
-                                    penalties.strike(&ctx.key, ctx.config.now_nanos());
-                                }
-                                *this.fields = scope.fields(&decision);
-                            }
-                            Err(err) => store_failed(&scope, &err),
-                        }
+                        charged(ctx, result, this.fields);
                     }
-                    if let Some(fields) = this.fields.take() {
-                        fields.apply(response.headers_mut());
-                    }
-                    return Poll::Ready(Ok(response));
+                    return Poll::Ready(Ok(finish(*response, this.fields)));
                 }
             }
         }
