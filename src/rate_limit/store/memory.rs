@@ -70,8 +70,7 @@ struct Shared<C: GovClock> {
     hasher: std::hash::RandomState,
     keys: KeyHasher,
     max_keys: usize,
-    sweep_interval: Duration,
-    /// `sweep_interval` in nanoseconds (saturated).
+    /// How often idle keys are swept, in nanoseconds (saturated).
     sweep_nanos: u64,
 }
 
@@ -87,7 +86,10 @@ impl<C: GovClock> fmt::Debug for MemoryStore<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
             .field("max_keys", &self.inner.max_keys)
-            .field("sweep_interval", &self.inner.sweep_interval)
+            .field(
+                "sweep_interval",
+                &Duration::from_nanos(self.inner.sweep_nanos),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -158,7 +160,6 @@ impl MemoryStoreBuilder {
                 hasher: std::hash::RandomState::new(),
                 keys: KeyHasher::new(),
                 max_keys: self.max_keys,
-                sweep_interval: self.sweep_interval,
                 sweep_nanos: u64::try_from(self.sweep_interval.as_nanos()).unwrap_or(u64::MAX),
             }),
         }
@@ -269,10 +270,7 @@ where
             // and they do not grow the map).
             Some(state) => StateStore::measure_and_replace(&*state, &NotKeyed::NonKey, step),
             None => {
-                let calls = limiter.new_key_calls.fetch_add(1, Ordering::Relaxed);
-                if calls.is_multiple_of(HOUSEKEEPING_EVERY) {
-                    self.housekeeping(limiter, now);
-                }
+                self.new_key(limiter, now);
                 if limiter.full.load(Ordering::Relaxed) && !limiter.state.contains_key(&hashed) {
                     return Err(StoreError::Unavailable(
                         "the memory rate-limit store is full".to_owned(),
@@ -285,6 +283,15 @@ where
             Ok(step) | Err(step) => step,
         };
         Ok(step.decision(gcra.limit, Duration::from_nanos))
+    }
+
+    /// A call with a key the map did not hold (the only calls that grow it): the map's size
+    /// is looked at every [`HOUSEKEEPING_EVERY`] of them.
+    fn new_key(&self, limiter: &MemoryLimiter, now: u64) {
+        let calls = limiter.new_key_calls.fetch_add(1, Ordering::Relaxed);
+        if calls.is_multiple_of(HOUSEKEEPING_EVERY) {
+            self.housekeeping(limiter, now);
+        }
     }
 }
 
