@@ -66,6 +66,9 @@ BARE_PID=${PIDS[-1]}
 start edge "$BIN/bare_api" LAYERS=shield
 EDGE=$ADDR
 EDGE_PID=${PIDS[-1]}
+start edgefive "$BIN/bare_api" LAYERS=shield-five
+EDGEFIVE=$ADDR
+EDGEFIVE_PID=${PIDS[-1]}
 start towerhttp "$BIN/bare_api" LAYERS=tower-http
 TOWERHTTP=$ADDR
 TOWERHTTP_PID=${PIDS[-1]}
@@ -116,6 +119,7 @@ printf '%-9s %-11s %10s %9s %9s %12s %8s %8s\n' route stack 'req/s' 'p50 ms' 'p9
 health_stacks="bare $BARE $BARE_PID
 same-bytes $BYTES $BYTES_PID
 edge $EDGE $EDGE_PID
+edge-five $EDGEFIVE $EDGEFIVE_PID
 tower-http $TOWERHTTP $TOWERHTTP_PID
 demo $DEMO $DEMO_PID"
 me_stacks="bare $BARE $BARE_PID
@@ -142,5 +146,6 @@ for route in /health /api/me; do
 done
 echo "ratio: throughput / bare's; CPU ratio: bare's CPU per request / this stack's (the steadier one)."
 echo "same-bytes: edge's response header lines from static values, no layer logic; edge: RequestId +"
-echo "SecurityHeaders::api() + Cors only; tower-http: its request id, CORS and five header layers;"
+echo "SecurityHeaders::api() + Cors only; edge-five: the same with tower-http's five security headers"
+echo "(HSTS is sent over HTTPS only, so four here); tower-http: its request id, CORS and five header layers;"
 echo "demo: the whole demo stack (on /health: also the 'default' rate limit)."

@@ -11,6 +11,8 @@
 //! - `none` (default): nothing.
 //! - `shield`: tower-shield's `RequestIdLayer`, `SecurityHeaders::api()` and `CorsLayer`,
 //!   configured as the demo configures them.
+//! - `shield-five`: the same with only the five headers tower-http's stack below sets
+//!   (`SecurityHeaders::api()` minus the other six; HSTS only over HTTPS, so four here).
 //! - `tower-http`: tower-http's `SetRequestIdLayer` + `PropagateRequestIdLayer` (UUID v4), its
 //!   `CorsLayer` with the same allowlist, and five `SetResponseHeaderLayer`s (nosniff,
 //!   frame-options, CSP, referrer policy, HSTS).
@@ -27,6 +29,9 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::routing::get;
 use serde_json::json;
 use tower::ServiceBuilder;
+use tower_shield::cors::CorsLayer;
+use tower_shield::request_id::RequestIdLayer;
+use tower_shield::security_headers::SecurityHeaders;
 
 /// The origin both CORS layers allow (requests without `Origin` are what the load test sends).
 const ORIGIN: &str = "https://app.example";
@@ -52,10 +57,22 @@ async fn main() {
         );
     let router = match layers.as_str() {
         "none" => router,
-        "shield" => shield(router),
+        "shield" => shield(router, SecurityHeaders::api()),
+        "shield-five" => shield(
+            router,
+            SecurityHeaders::api()
+                .remove("cross-origin-opener-policy")
+                .remove("cross-origin-resource-policy")
+                .remove("permissions-policy")
+                .remove("cache-control")
+                .remove("x-xss-protection")
+                .remove("x-permitted-cross-domain-policies"),
+        ),
         "tower-http" => tower_http(router),
         "same-bytes" => same_bytes(router),
-        other => panic!("LAYERS={other}: expected none, shield, tower-http or same-bytes"),
+        other => {
+            panic!("LAYERS={other}: expected none, shield, shield-five, tower-http or same-bytes")
+        }
     };
     println!(
         "listening on http://{}",
@@ -65,12 +82,8 @@ async fn main() {
     axum::serve(listener, router).await.expect("serve");
 }
 
-/// tower-shield's edge layers, as the demo configures them.
-fn shield(router: Router) -> Router {
-    use tower_shield::cors::CorsLayer;
-    use tower_shield::request_id::RequestIdLayer;
-    use tower_shield::security_headers::SecurityHeaders;
-
+/// tower-shield's edge layers, as the demo configures them, with these security headers.
+fn shield(router: Router, headers: SecurityHeaders) -> Router {
     let cors = CorsLayer::builder()
         .allow_origins([ORIGIN])
         .allow_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
@@ -83,14 +96,14 @@ fn shield(router: Router) -> Router {
     router.layer(
         ServiceBuilder::new()
             .layer(RequestIdLayer::new())
-            .layer(SecurityHeaders::api().build().expect("valid preset"))
+            .layer(headers.build().expect("valid security headers"))
             .layer(cors),
     )
 }
 
 /// The same job done with tower-http's layers.
 fn tower_http(router: Router) -> Router {
-    use tower_http::cors::{AllowOrigin, CorsLayer};
+    use tower_http::cors::{AllowOrigin, CorsLayer as TowerHttpCors};
     use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
     use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -98,7 +111,7 @@ fn tower_http(router: Router) -> Router {
     let set = |name: HeaderName, value: &'static str| {
         SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
     };
-    let cors = CorsLayer::new()
+    let cors = TowerHttpCors::new()
         .allow_origin(AllowOrigin::list([HeaderValue::from_static(ORIGIN)]))
         .allow_methods([
             Method::GET,
