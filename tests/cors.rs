@@ -421,6 +421,55 @@ async fn inner_refusals_carry_the_cors_headers() {
 }
 
 #[tokio::test]
+async fn inner_allow_headers_never_open_the_response_to_a_refused_origin() {
+    // A handler (or an inner layer) that reflects the origin or answers `*`: the allowlist
+    // alone decides what the browser is told.
+    let (service, _) = service_with(
+        demo_builder(),
+        StatusCode::OK,
+        &[
+            ("access-control-allow-origin", "*"),
+            ("access-control-allow-origin", "https://evil.example"),
+            ("access-control-allow-credentials", "true"),
+            ("access-control-expose-headers", "x-secret"),
+        ],
+    );
+    for origin in [
+        "https://evil.example",
+        "null",
+        "https://app.example.com.evil.example",
+    ] {
+        let response = call(&service, get(Some(origin))).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            has_no_allow_headers(response.headers()),
+            "{origin}: {:?}",
+            response.headers()
+        );
+        assert_eq!(vary_values(response.headers()), ["Origin"]);
+    }
+    // An allowed origin gets the layer's own answer, not the inner one.
+    let response = call(&service, get(Some(APP))).await;
+    let origins: Vec<_> = response
+        .headers()
+        .get_all(ACCESS_CONTROL_ALLOW_ORIGIN)
+        .iter()
+        .collect();
+    assert_eq!(origins, [APP]);
+    assert_eq!(response.headers()[ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
+    // Without `Origin` this is no CORS request: the inner headers are the handler's business.
+    let response = call(&service, get(None)).await;
+    assert_eq!(
+        response
+            .headers()
+            .get_all(ACCESS_CONTROL_ALLOW_ORIGIN)
+            .iter()
+            .count(),
+        2
+    );
+}
+
+#[tokio::test]
 async fn strict_mode_refuses_other_origins_before_the_handler() {
     let (service, calls) = service(demo_builder().strict(true));
     for origin in ["https://evil.example", "null", "https://APP.example.com"] {

@@ -31,11 +31,14 @@ pin_project! {
     enum Kind<F, B> {
         // A preflight answer or a refusal, ready at once.
         Ready { response: Option<Response<ShieldBody<B>>> },
-        // The inner call; `allowed` holds the `Access-Control-Allow-Origin` value to add.
+        // The inner call; `allowed` holds the `Access-Control-Allow-Origin` value to add;
+        // `refused`: the request came from an origin the allowlist refuses, so no
+        // `Access-Control-Allow-*` header of the inner service may reach the browser.
         Inner {
             #[pin]
             future: F,
             allowed: Option<(HeaderValue, Arc<Validated>)>,
+            refused: bool,
         },
     }
 }
@@ -61,9 +64,17 @@ impl<F, B> ResponseFuture<F, B> {
         }
     }
 
-    pub(crate) fn inner(future: F, allowed: Option<(HeaderValue, Arc<Validated>)>) -> Self {
+    pub(crate) fn inner(
+        future: F,
+        allowed: Option<(HeaderValue, Arc<Validated>)>,
+        refused: bool,
+    ) -> Self {
         Self {
-            kind: Kind::Inner { future, allowed },
+            kind: Kind::Inner {
+                future,
+                allowed,
+                refused,
+            },
         }
     }
 }
@@ -95,10 +106,21 @@ where
                 // pending rather than panic.
                 None => Poll::Pending,
             },
-            KindProj::Inner { future, allowed } => {
+            KindProj::Inner {
+                future,
+                allowed,
+                refused,
+            } => {
                 let mut response = ready!(future.poll(cx))?;
                 let headers = response.headers_mut();
                 append_vary_origin(headers);
+                if *refused {
+                    // The allowlist decides alone: a handler or inner layer that reflects the
+                    // origin or answers `*` must not open the response to a refused origin.
+                    headers.remove(ACCESS_CONTROL_ALLOW_ORIGIN);
+                    headers.remove(ACCESS_CONTROL_ALLOW_CREDENTIALS);
+                    headers.remove(ACCESS_CONTROL_EXPOSE_HEADERS);
+                }
                 if let Some((origin, config)) = allowed.take() {
                     headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
                     if config.credentials {

@@ -27,8 +27,10 @@
 //!   `Access-Control-Allow-Origin`, `Access-Control-Allow-Credentials` and
 //!   `Access-Control-Expose-Headers` (by default `x-request-id, ratelimit, ratelimit-policy,
 //!   retry-after`), added when the inner future completes, so 401, 403 and 429 refusals from
-//!   inner layers are readable by the page. `Vary: Origin` is appended to every response,
-//!   next to any `Vary` already there.
+//!   inner layers are readable by the page. When the origin is refused, any
+//!   `Access-Control-Allow-Origin`, `-Allow-Credentials` or `-Expose-Headers` the inner
+//!   service set is removed: the allowlist alone decides, whatever a handler reflects.
+//!   `Vary: Origin` is appended to every response, next to any `Vary` already there.
 //! - **Strict mode** ([`CorsLayerBuilder::strict`]) refuses a request whose `Origin` is present
 //!   and not allowed before the handler runs (a defence against cross-site form posts).
 //!   Browsers send `Origin` on same-origin `POST`s too: list the API's own origin when pages

@@ -184,7 +184,8 @@ where
                 Reason::Origin,
             ));
         }
+        let refused = origin_present && allowed.is_none();
         let allowed = allowed.map(|origin| (origin, Arc::clone(&self.config)));
-        ResponseFuture::inner(self.inner.call(request), allowed)
+        ResponseFuture::inner(self.inner.call(request), allowed, refused)
     }
 }
