@@ -23,7 +23,6 @@
 //! or for HMAC by the `aws_lc_rs::hmac::verify` call that function makes, on a key prepared
 //! once.
 
-use std::any::Any;
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
@@ -32,7 +31,6 @@ use jsonwebtoken::Algorithm;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::b64;
-use super::claims::{Audience, Claims};
 use super::keys::{Key, KeySet, KeySource, algorithm_from_name};
 
 /// Why a token was refused (for debug logs and tests; never sent to a client).
@@ -177,7 +175,7 @@ pub(crate) struct Accepted<C> {
 }
 
 /// Verifies `token` at `now` (unix seconds).
-pub(crate) fn verify<C: serde::de::DeserializeOwned + 'static>(
+pub(crate) fn verify<C: serde::de::DeserializeOwned>(
     token: &[u8],
     policy: &Policy,
     source: &dyn KeySource,
@@ -233,12 +231,7 @@ pub(crate) fn verify<C: serde::de::DeserializeOwned + 'static>(
         return Err(Invalid::Signature);
     }
 
-    // The default claims type is built from what was already read (no second JSON pass);
-    // any other type, or a payload `Claims` would read differently, is deserialised.
-    let claims: C = match ready_claims(&registered) {
-        Some(claims) => claims,
-        None => serde_json::from_slice(&payload).map_err(|_| Invalid::Claims)?,
-    };
+    let claims: C = serde_json::from_slice(&payload).map_err(|_| Invalid::Claims)?;
     let Registered {
         exp,
         nbf,
@@ -437,18 +430,10 @@ pub(crate) struct Registered<'a> {
     pub(crate) role: Option<Cow<'a, str>>,
     pub(crate) scopes: Vec<Box<str>>,
     pub(crate) type_claim: Option<Cow<'a, str>>,
-    /// `aud` as written: `None` absent, `Some(false)` a string, `Some(true)` an array.
-    pub(crate) aud_array: Option<bool>,
-    /// The `scope` member when it is a string (what [`Claims::scope`] holds).
-    pub(crate) scope: Option<Cow<'a, str>>,
-    /// Something was read that [`Claims`] would not deserialise the same way (a date with a
-    /// fraction or an exponent, a `scope` array), so [`ready_claims`] declines.
-    pub(crate) not_as_claims: bool,
 }
 
-/// A NumericDate: a non-negative JSON number; fractions are truncated. The flag says whether
-/// it was written as an integer (what a `u64` field accepts).
-struct NumericDate(u64, bool);
+/// A NumericDate: a non-negative JSON number; fractions are truncated.
+struct NumericDate(u64);
 
 impl<'de> de::Deserialize<'de> for NumericDate {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -459,17 +444,17 @@ impl<'de> de::Deserialize<'de> for NumericDate {
                 f.write_str("a non-negative number of seconds")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<NumericDate, E> {
-                Ok(NumericDate(v, true))
+                Ok(NumericDate(v))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<NumericDate, E> {
                 u64::try_from(v)
-                    .map(|v| NumericDate(v, true))
+                    .map(NumericDate)
                     .map_err(|_| E::custom("negative date"))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumericDate, E> {
                 if v.is_finite() && (0.0..1.8e19).contains(&v) {
                     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                    Ok(NumericDate(v as u64, false))
+                    Ok(NumericDate(v as u64))
                 } else {
                     Err(E::custom("bad date"))
                 }
@@ -479,8 +464,8 @@ impl<'de> de::Deserialize<'de> for NumericDate {
     }
 }
 
-/// One string or an array of strings (`aud`); the flag says it was an array.
-struct StrOrList<'de>(Vec<Cow<'de, str>>, bool);
+/// One string or an array of strings (`aud`).
+struct StrOrList<'de>(Vec<Cow<'de, str>>);
 
 impl<'de> de::Deserialize<'de> for StrOrList<'de> {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -491,10 +476,10 @@ impl<'de> de::Deserialize<'de> for StrOrList<'de> {
                 f.write_str("a string or an array of strings")
             }
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(StrOrList(vec![Cow::Borrowed(v)], false))
+                Ok(StrOrList(vec![Cow::Borrowed(v)]))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(StrOrList(vec![Cow::Owned(v.to_owned())], false))
+                Ok(StrOrList(vec![Cow::Owned(v.to_owned())]))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::new();
@@ -504,7 +489,7 @@ impl<'de> de::Deserialize<'de> for StrOrList<'de> {
                     }
                     out.push(s);
                 }
-                Ok(StrOrList(out, true))
+                Ok(StrOrList(out))
             }
         }
         d.deserialize_any(V)
@@ -541,18 +526,15 @@ impl<'de> Visitor<'de> for RegisteredSeed<'_> {
         while let Some(Str(name)) = map.next_key::<Str<'de>>()? {
             let dup = match name.as_ref() {
                 "exp" => {
-                    let NumericDate(date, integer) = map.next_value()?;
-                    (r.exp, r.not_as_claims) = (Some(date), r.not_as_claims || !integer);
+                    r.exp = Some(map.next_value::<NumericDate>()?.0);
                     once(1)
                 }
                 "nbf" => {
-                    let NumericDate(date, integer) = map.next_value()?;
-                    (r.nbf, r.not_as_claims) = (Some(date), r.not_as_claims || !integer);
+                    r.nbf = Some(map.next_value::<NumericDate>()?.0);
                     once(2)
                 }
                 "iat" => {
-                    let NumericDate(date, integer) = map.next_value()?;
-                    (r.iat, r.not_as_claims) = (Some(date), r.not_as_claims || !integer);
+                    r.iat = Some(map.next_value::<NumericDate>()?.0);
                     once(4)
                 }
                 "iss" => {
@@ -560,8 +542,7 @@ impl<'de> Visitor<'de> for RegisteredSeed<'_> {
                     once(8)
                 }
                 "aud" => {
-                    let StrOrList(aud, array) = map.next_value()?;
-                    (r.aud, r.aud_array) = (aud, Some(array));
+                    r.aud = map.next_value::<StrOrList<'de>>()?.0;
                     once(16)
                 }
                 "sub" => {
@@ -577,14 +558,7 @@ impl<'de> Visitor<'de> for RegisteredSeed<'_> {
                     once(128)
                 }
                 "scope" | "scp" => {
-                    let StrOrList(list, array) = map.next_value()?;
-                    if name == "scope" {
-                        // `Claims::scope` is the string; an array does not deserialise into it.
-                        r.not_as_claims |= array;
-                        if !array {
-                            r.scope = list.first().cloned();
-                        }
-                    }
+                    let list = map.next_value::<StrOrList<'de>>()?.0;
                     r.scopes = list
                         .iter()
                         .flat_map(|s| s.split(' '))
@@ -653,40 +627,6 @@ pub(crate) fn check_registered(
         return Err(Invalid::TokenType);
     }
     Ok(())
-}
-
-/// `C` built from the registered claims when `C` is [`Claims`] and the payload holds nothing
-/// that `Claims`' `Deserialize` would read differently: then it is exactly what
-/// `serde_json::from_slice::<Claims>(payload)` gives (the payload is an object without
-/// duplicate members of `Claims`, as [`parse_registered`] checked; the unknown members
-/// `Claims` ignores). `None` otherwise, and the payload is deserialised.
-fn ready_claims<C: 'static>(r: &Registered<'_>) -> Option<C> {
-    let mut ready: Option<C> = None;
-    let slot = (&mut ready as &mut dyn Any).downcast_mut::<Option<Claims>>()?;
-    if r.not_as_claims {
-        return None;
-    }
-    let owned = |s: &Option<Cow<'_, str>>| s.as_deref().map(str::to_owned);
-    let aud = match (r.aud_array, r.aud.as_slice()) {
-        (None, _) => None,
-        (Some(false), [one]) => Some(Audience::One(one.to_string())),
-        (Some(false), _) => return None,
-        (Some(true), list) => Some(Audience::Many(
-            list.iter().map(ToString::to_string).collect(),
-        )),
-    };
-    *slot = Some(Claims {
-        sub: r.sub.as_deref()?.to_owned(),
-        role: owned(&r.role),
-        iat: r.iat,
-        exp: r.exp?,
-        nbf: r.nbf,
-        iss: owned(&r.iss),
-        aud,
-        jti: owned(&r.jti),
-        scope: owned(&r.scope),
-    });
-    ready
 }
 
 /// `exp` must be after `now - leeway`; `nbf` and `iat` not after `now + leeway`.
@@ -801,57 +741,6 @@ mod tests {
         assert!(parse_registered(br#"{"sub":"a","sub":"b"}"#, None).is_err());
         let r = parse_registered(br#"{"token_use":"access"}"#, Some("token_use")).unwrap();
         assert_eq!(r.type_claim.as_deref(), Some("access"));
-    }
-
-    #[test]
-    fn ready_claims_are_exactly_what_deserialising_gives() {
-        // Every combination of a few spellings per member: whenever `ready_claims` answers,
-        // serde must give the same `Claims`; whenever serde refuses, `ready_claims` must not
-        // answer (the payload then goes to serde and is refused as before).
-        let values: [(&str, &[&str]); 7] = [
-            ("exp", &["", "10", "10.5", "1e3", "-0", "0"]),
-            ("iat", &["", "5", "5.0", "null"]),
-            ("sub", &["\"u\"", "\"\\u0075\"", "1"]),
-            ("aud", &["", "\"a\"", "[\"a\",\"b\"]", "[]", "[1]", "null"]),
-            ("scope", &["", "\"r w\"", "[\"r\"]", "null"]),
-            ("scp", &["", "\"x\"", "[\"x\"]"]),
-            ("iss", &["", "\"i\"", "\"\\ud83d\\ude00\""]),
-        ];
-        let mut payloads = vec![String::new()];
-        for (name, spellings) in values {
-            payloads = payloads
-                .iter()
-                .flat_map(|p| {
-                    spellings.iter().map(move |v| match *v {
-                        "" => p.clone(),
-                        v => format!("{p},\"{name}\":{v}"),
-                    })
-                })
-                .collect();
-        }
-        let (mut ready, mut refused) = (0, 0);
-        for members in payloads {
-            let json = format!("{{\"role\":\"user\",\"jti\":\"t\",\"x\":[1,{{}}]{members}}}");
-            let Ok(r) = parse_registered(json.as_bytes(), None) else {
-                continue;
-            };
-            let serde = serde_json::from_str::<Claims>(&json).ok();
-            match ready_claims::<Claims>(&r) {
-                Some(claims) => {
-                    assert_eq!(Some(claims), serde, "{json}");
-                    ready += 1;
-                }
-                None if serde.is_none() => refused += 1,
-                None => assert!(
-                    r.not_as_claims || r.sub.is_none() || r.exp.is_none(),
-                    "{json}"
-                ),
-            }
-        }
-        assert!(ready > 100 && refused > 100, "{ready} {refused}");
-        // Another claims type is always deserialised.
-        let r = parse_registered(br#"{"exp":1,"sub":"u"}"#, None).unwrap();
-        assert!(ready_claims::<serde_json::Value>(&r).is_none());
     }
 
     #[test]
