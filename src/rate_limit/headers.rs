@@ -17,6 +17,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::store::Decision;
+use crate::refusal::number_value;
 
 /// `RateLimit-Policy`.
 pub static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -74,15 +75,6 @@ pub(crate) fn status_member(prefix: &[u8], decision: &Decision) -> Option<Header
     value.extend_from_slice(b";t=");
     value.extend_from_slice(reset);
     HeaderValue::from_maybe_shared(bytes::Bytes::from(value)).ok()
-}
-
-/// The header value of a number: from the shared table of small values when it fits (no
-/// allocation), else rendered into one exact allocation.
-pub(crate) fn number_value(n: u64) -> HeaderValue {
-    if n < 1024 {
-        return crate::refusal::number_value(n);
-    }
-    HeaderValue::from_bytes(Decimal::new(n).as_bytes()).unwrap_or_else(|_| HeaderValue::from(n))
 }
 
 /// The last refusal's `Retry-After` and `RateLimit` values of one policy tier, for the

@@ -10,7 +10,7 @@ use http::{Request, Response, header};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::headers::{Fields, HeaderMode, number_value, retry_after_secs};
+use super::headers::{Fields, HeaderMode, retry_after_secs};
 use super::key::{KeyContext, RateKey};
 use super::layer::{Compiled, CompiledPolicy, Config, PenaltyBox, Stats};
 use super::policy::TierChoice;
@@ -18,7 +18,7 @@ use super::store::{Decision, FailurePolicy, RateLimitStore};
 use crate::body::ShieldBody;
 use crate::client_ip::ClientIp;
 use crate::error::StoreError;
-use crate::refusal::{ProblemType, Refusal};
+use crate::refusal::{ProblemType, Refusal, number_value};
 
 /// What the rate limiter decided for a request, in its extensions (for handlers and logs).
 #[derive(Debug, Clone, PartialEq, Eq)]
