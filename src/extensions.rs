@@ -40,22 +40,9 @@ impl RequestId {
     }
 }
 
-/// Which bytes a request id may hold: `[A-Za-z0-9._:-]`, one table load per byte.
-#[allow(clippy::indexing_slicing)] // `b` runs over 0..256, the table's length
-static ID_BYTES: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let byte = b as u8;
-        table[b] = byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b':' | b'-');
-        b += 1;
-    }
-    table
-};
-
 /// Whether `b` may appear in a request id (`[A-Za-z0-9._:-]`).
 pub(crate) fn is_id_byte(b: u8) -> bool {
-    ID_BYTES.get(usize::from(b)).copied().unwrap_or(false)
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-')
 }
 
 impl std::fmt::Display for RequestId {

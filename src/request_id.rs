@@ -321,44 +321,14 @@ fn new_id(version: Version) -> HeaderValue {
 }
 
 fn uuid_header_value(uuid: Uuid) -> HeaderValue {
-    let buffer = hyphenated_lower(uuid.as_u128());
+    let mut buffer = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid.hyphenated().encode_lower(&mut buffer);
     // The value is cloned into the request header, the extension and the response header.
     // Owning the array in a reference-counted `Bytes` makes that one allocation; a copied
     // `Vec` would take a second one when its first clone promotes it to shared storage.
     // A hyphenated UUID is always a valid header value.
     HeaderValue::from_maybe_shared(Bytes::from_owner(buffer))
         .unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-0000-0000-000000000000"))
-}
-
-/// The 8 lowercase hex digits of `x`, most significant first, as the bytes of a `u64`.
-///
-/// Each nibble is spread into a byte of its own (three shift-and-mask steps), then turned
-/// into ASCII in all eight bytes at once: `'0' + n`, plus `'a' - '0' - 10` where `n > 9`.
-fn hex8(x: u32) -> [u8; 8] {
-    let x = u64::from(x);
-    let x = (x | (x << 16)) & 0x0000_ffff_0000_ffff;
-    let x = (x | (x << 8)) & 0x00ff_00ff_00ff_00ff;
-    let x = (x | (x << 4)) & 0x0f0f_0f0f_0f0f_0f0f;
-    // 0x01 in each byte whose nibble is 10 or more (n + 6 carries into bit 4).
-    let letters = ((x + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
-    (x + 0x3030_3030_3030_3030 + letters * (b'a' - b'0' - 10) as u64).to_be_bytes()
-}
-
-/// A UUID in its hyphenated lowercase form (`8-4-4-4-12` hex digits), built on the stack
-/// without a lookup per byte.
-fn hyphenated_lower(uuid: u128) -> [u8; 36] {
-    let h0 = hex8((uuid >> 96) as u32);
-    let h1 = hex8((uuid >> 64) as u32);
-    let h2 = hex8((uuid >> 32) as u32);
-    let h3 = hex8(uuid as u32);
-    let mut out = [b'-'; 36];
-    out[..8].copy_from_slice(&h0);
-    out[9..13].copy_from_slice(&h1[..4]);
-    out[14..18].copy_from_slice(&h1[4..]);
-    out[19..23].copy_from_slice(&h2[..4]);
-    out[24..28].copy_from_slice(&h2[4..]);
-    out[28..].copy_from_slice(&h3);
-    out
 }
 
 /// Axum extractor: the request's id.
@@ -439,25 +409,6 @@ mod tests {
         assert_eq!(parsed.get_version_num(), 7);
         assert!(is_valid_id(v7.as_bytes(), MAX_ID_LEN));
         assert_ne!(new_id(Version::V4), new_id(Version::V4));
-    }
-
-    #[test]
-    fn hyphenated_form_matches_uuid() {
-        let edges = [0u128, u128::MAX, 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210];
-        let patterns = (0..16u128).map(|n| n * 0x1111_1111_1111_1111_1111_1111_1111_1111);
-        for value in edges.into_iter().chain(patterns) {
-            let uuid = Uuid::from_u128(value);
-            let ours = hyphenated_lower(value);
-            assert_eq!(&ours[..], uuid.hyphenated().to_string().as_bytes());
-        }
-    }
-
-    proptest! {
-        #[test]
-        fn hyphenated_form_matches_uuid_for_any_value(value in any::<u128>()) {
-            let expected = Uuid::from_u128(value).hyphenated().to_string();
-            prop_assert_eq!(&hyphenated_lower(value)[..], expected.as_bytes());
-        }
     }
 
     #[test]
