@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use dashmap::DashMap;
-use dashmap::mapref::entry::Entry;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::StoreError;
@@ -214,12 +213,6 @@ struct MemoryInner {
     tokens: DashMap<Box<str>, u64>,
     /// subject → (issued_before, expires_at)
     subjects: DashMap<Box<str>, (u64, u64)>,
-    /// Never less than the number of entries in `tokens` (raised before an insert, lowered
-    /// after a removal), so a check skips the map's lookup (a hash and a shard lock) when it
-    /// is 0: then the map is empty.
-    token_count: AtomicUsize,
-    /// The same bound for `subjects`.
-    subject_count: AtomicUsize,
     /// Raised after every accepted write (see [`RevocationStore::generation`]).
     generation: AtomicU64,
     capacity: usize,
@@ -255,8 +248,6 @@ impl MemoryRevocationStore {
             inner: Arc::new(MemoryInner {
                 tokens: DashMap::new(),
                 subjects: DashMap::new(),
-                token_count: AtomicUsize::new(0),
-                subject_count: AtomicUsize::new(0),
                 generation: AtomicU64::new(0),
                 capacity: capacity.max(1),
                 writes: AtomicUsize::new(0),
@@ -269,14 +260,11 @@ impl MemoryRevocationStore {
     #[must_use]
     pub fn clock(self, clock: impl Clock) -> Self {
         let inner = &self.inner;
-        let (tokens, subjects) = (inner.tokens.clone(), inner.subjects.clone());
         Self {
             inner: Arc::new(MemoryInner {
-                token_count: AtomicUsize::new(tokens.len()),
-                subject_count: AtomicUsize::new(subjects.len()),
+                tokens: inner.tokens.clone(),
+                subjects: inner.subjects.clone(),
                 generation: AtomicU64::new(0),
-                tokens,
-                subjects,
                 capacity: inner.capacity,
                 writes: AtomicUsize::new(0),
                 clock: Arc::new(clock),
@@ -296,22 +284,9 @@ impl MemoryRevocationStore {
 
     /// Drops every entry past its `expires_at`.
     pub fn sweep(&self) {
-        let inner = &*self.inner;
-        let now = inner.clock.unix_secs();
-        let mut removed = 0;
-        inner.tokens.retain(|_, until| {
-            let keep = *until > now;
-            removed += usize::from(!keep);
-            keep
-        });
-        inner.token_count.fetch_sub(removed, Ordering::AcqRel);
-        let mut removed = 0;
-        inner.subjects.retain(|_, (_, until)| {
-            let keep = *until > now;
-            removed += usize::from(!keep);
-            keep
-        });
-        inner.subject_count.fetch_sub(removed, Ordering::AcqRel);
+        let now = self.inner.clock.unix_secs();
+        self.inner.tokens.retain(|_, until| *until > now);
+        self.inner.subjects.retain(|_, (_, until)| *until > now);
     }
 
     /// After a write is visible to `check`: a new generation.
@@ -350,18 +325,11 @@ impl RevocationStore for MemoryRevocationStore {
                 return Ok(());
             }
             self.make_room()?;
-            let inner = &*self.inner;
-            inner.token_count.fetch_add(1, Ordering::AcqRel);
-            match inner.tokens.entry(jti.into()) {
-                Entry::Occupied(mut entry) => {
-                    let until = entry.get_mut();
-                    *until = (*until).max(expires_at);
-                    inner.token_count.fetch_sub(1, Ordering::AcqRel);
-                }
-                Entry::Vacant(entry) => {
-                    entry.insert(expires_at);
-                }
-            }
+            self.inner
+                .tokens
+                .entry(jti.into())
+                .and_modify(|until| *until = (*until).max(expires_at))
+                .or_insert(expires_at);
             self.written();
             Ok(())
         });
@@ -386,17 +354,11 @@ impl RevocationStore for MemoryRevocationStore {
                 return Ok(());
             }
             self.make_room()?;
-            let inner = &*self.inner;
-            inner.subject_count.fetch_add(1, Ordering::AcqRel);
-            match inner.subjects.entry(subject.into()) {
-                Entry::Occupied(mut entry) => {
-                    merge(entry.get_mut());
-                    inner.subject_count.fetch_sub(1, Ordering::AcqRel);
-                }
-                Entry::Vacant(entry) => {
-                    entry.insert((issued_before, expires_at));
-                }
-            }
+            self.inner
+                .subjects
+                .entry(subject.into())
+                .and_modify(merge)
+                .or_insert((issued_before, expires_at));
             self.written();
             Ok(())
         });
@@ -405,21 +367,14 @@ impl RevocationStore for MemoryRevocationStore {
 
     fn check(&self, token: TokenRef<'_>) -> StoreFuture<bool> {
         let inner = &*self.inner;
-        // An empty map is not looked into (its count is 0 only when it holds nothing).
-        let tokens = inner.token_count.load(Ordering::Acquire) != 0;
-        let subjects = inner.subject_count.load(Ordering::Acquire) != 0;
-        if !tokens && !subjects {
-            return StoreFuture::ready(Ok(false));
-        }
         let now = inner.clock.unix_secs();
-        if tokens
-            && let Some(jti) = token.jti
+        if let Some(jti) = token.jti
             && let Some(until) = inner.tokens.get(jti)
             && *until > now
         {
             return StoreFuture::ready(Ok(true));
         }
-        if subjects && let Some(entry) = inner.subjects.get(token.subject) {
+        if let Some(entry) = inner.subjects.get(token.subject) {
             let (issued_before, until) = *entry;
             if until > now && token.issued_at.is_none_or(|iat| iat < issued_before) {
                 return StoreFuture::ready(Ok(true));
