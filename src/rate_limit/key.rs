@@ -272,164 +272,14 @@ impl Hasher for PrehashedHasher {
     }
 }
 
-/// A keyed 64-bit hash of rate keys for in-memory maps: SipHash-1-3 (the function behind
-/// `std`'s `RandomState`) under a random 128-bit key drawn per store, so clients cannot aim
-/// at each other's entries. The key's canonical material (a kind tag, then the bytes, the
-/// same as [`RateKey::write_material`]) after an 8-byte scope is hashed in one pass over a
-/// stack buffer: for an address that is two or four blocks, with no `Hasher` state machine.
-#[derive(Clone)]
-pub(crate) struct KeyHasher {
-    k0: u64,
-    k1: u64,
-}
-
-impl fmt::Debug for KeyHasher {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("KeyHasher(..)")
-    }
-}
-
-impl KeyHasher {
-    /// A hasher under a fresh random key (from `std`'s per-process random keys).
-    pub(crate) fn new() -> Self {
-        let state = std::hash::RandomState::new();
-        Self {
-            k0: state.hash_one(0x6b30_u64),
-            k1: state.hash_one(0x6b31_u64),
-        }
-    }
-
-    /// The hash of `scope` (a 64-bit scope id) and the key: SipHash of the scope's eight
-    /// little-endian bytes followed by the key's canonical material.
-    #[inline]
-    pub(crate) fn hash(&self, scope: u64, key: &RateKey) -> u64 {
-        let mut sip = Sip::<1, 3>::new(self.k0, self.k1);
-        sip.word(scope);
-        match &key.repr {
-            // Addresses, the common keys, as whole words: no buffering.
-            Repr::Ip(IpAddr::V4(v4)) => {
-                let [a, b, c, d] = v4.octets();
-                sip.finish_with(u64::from_le_bytes([KIND_IP, 4, a, b, c, d, 0, 0]), 6)
-            }
-            Repr::Ip(IpAddr::V6(v6)) => {
-                let o = v6.octets();
-                sip.word(u64::from_le_bytes([
-                    KIND_IP, 6, o[0], o[1], o[2], o[3], o[4], o[5],
-                ]));
-                sip.word(u64::from_le_bytes([
-                    o[6], o[7], o[8], o[9], o[10], o[11], o[12], o[13],
-                ]));
-                sip.finish_with(u64::from_le_bytes([o[14], o[15], 0, 0, 0, 0, 0, 0]), 2)
-            }
-            Repr::Subject(s) => sip.finish_bytes(KIND_SUBJECT, s.as_bytes()),
-            Repr::Bytes(b) => sip.finish_bytes(KIND_BYTES, b),
-        }
-    }
-}
-
-/// SipHash-`C`-`D` (Aumasson and Bernstein: `C` compression rounds per 8-byte block, `D`
-/// finalisation rounds) over whole little-endian words, then a tail.
-struct Sip<const C: usize, const D: usize> {
-    v: [u64; 4],
-    /// Bytes hashed so far (whole words).
-    len: usize,
-}
-
-impl<const C: usize, const D: usize> Sip<C, D> {
-    fn new(k0: u64, k1: u64) -> Self {
-        Self {
-            v: [
-                k0 ^ 0x736f_6d65_7073_6575,
-                k1 ^ 0x646f_7261_6e64_6f6d,
-                k0 ^ 0x6c79_6765_6e65_7261,
-                k1 ^ 0x7465_6462_7974_6573,
-            ],
-            len: 0,
-        }
-    }
-
-    #[inline(always)]
-    fn round(&mut self) {
-        let v = &mut self.v;
-        v[0] = v[0].wrapping_add(v[1]);
-        v[1] = v[1].rotate_left(13) ^ v[0];
-        v[0] = v[0].rotate_left(32);
-        v[2] = v[2].wrapping_add(v[3]);
-        v[3] = v[3].rotate_left(16) ^ v[2];
-        v[0] = v[0].wrapping_add(v[3]);
-        v[3] = v[3].rotate_left(21) ^ v[0];
-        v[2] = v[2].wrapping_add(v[1]);
-        v[1] = v[1].rotate_left(17) ^ v[2];
-        v[2] = v[2].rotate_left(32);
-    }
-
-    #[inline(always)]
-    fn compress(&mut self, m: u64) {
-        self.v[3] ^= m;
-        for _ in 0..C {
-            self.round();
-        }
-        self.v[0] ^= m;
-    }
-
-    /// Eight more message bytes.
-    #[inline(always)]
-    fn word(&mut self, m: u64) {
-        self.compress(m);
-        self.len += 8;
-    }
-
-    /// The last `tail_len` (< 8) message bytes, in the low bytes of `tail` (the rest zero),
-    /// and the hash.
-    #[inline(always)]
-    fn finish_with(mut self, tail: u64, tail_len: usize) -> u64 {
-        let len = self.len + tail_len;
-        // The message length's low byte in the last block's top byte.
-        self.compress(tail | ((len as u64 & 0xff) << 56));
-        self.v[2] ^= 0xff;
-        for _ in 0..D {
-            self.round();
-        }
-        self.v[0] ^ self.v[1] ^ self.v[2] ^ self.v[3]
-    }
-
-    /// The hash of what came before, then `first` and `rest`.
-    fn finish_bytes(mut self, first: u8, rest: &[u8]) -> u64 {
-        let mut block = [0u8; 8];
-        block[0] = first;
-        let head = rest.len().min(7);
-        let (start, rest) = rest.split_at(head);
-        if let Some(dst) = block.get_mut(1..=head) {
-            dst.copy_from_slice(start);
-        }
-        if head < 7 {
-            return self.finish_with(u64::from_le_bytes(block), 1 + head);
-        }
-        self.word(u64::from_le_bytes(block));
-        self.finish_slice(rest)
-    }
-
-    /// The hash of what came before, then `msg`.
-    fn finish_slice(mut self, msg: &[u8]) -> u64 {
-        let mut chunks = msg.chunks_exact(8);
-        for chunk in chunks.by_ref() {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.word(u64::from_le_bytes(word));
-        }
-        let tail = chunks.remainder();
-        let mut last = [0u8; 8];
-        if let Some(dst) = last.get_mut(..tail.len()) {
-            dst.copy_from_slice(tail);
-        }
-        self.finish_with(u64::from_le_bytes(last), tail.len())
-    }
-}
-
-/// SipHash-`C`-`D` of `msg` under the key `(k0, k1)`.
-#[cfg(test)]
-fn siphash<const C: usize, const D: usize>(k0: u64, k1: u64, msg: &[u8]) -> u64 {
-    Sip::<C, D>::new(k0, k1).finish_slice(msg)
+/// A keyed 64-bit hash of a key in a scope, for in-memory maps: SipHash under the store's
+/// random key (`std`'s [`RandomState`](std::hash::RandomState)), so clients cannot aim at
+/// each other's entries; the scope, then the key's canonical material.
+pub(crate) fn keyed_hash(state: &std::hash::RandomState, scope: u64, key: &RateKey) -> u64 {
+    let mut hasher = state.build_hasher();
+    hasher.write_u64(scope);
+    key.write_material(&mut |bytes| hasher.write(bytes));
+    hasher.finish()
 }
 
 #[cfg(test)]
@@ -441,42 +291,23 @@ mod tests {
     }
 
     #[test]
-    fn siphash_matches_the_reference() {
-        // The paper's SipHash-2-4 vectors: key 00 01 .. 0f, messages of 0, 1, 15 and 63
-        // bytes 00 01 02 ..; the rounds are the only difference with 1-3.
-        let k0 = u64::from_le_bytes([0, 1, 2, 3, 4, 5, 6, 7]);
-        let k1 = u64::from_le_bytes([8, 9, 10, 11, 12, 13, 14, 15]);
-        let msg: Vec<u8> = (0..64).collect();
-        assert_eq!(siphash::<2, 4>(k0, k1, &msg[..0]), 0x726f_db47_dd0e_0e31);
-        assert_eq!(siphash::<2, 4>(k0, k1, &msg[..1]), 0x74f8_39c5_93dc_67fd);
-        assert_eq!(siphash::<2, 4>(k0, k1, &msg[..15]), 0xa129_ca61_49be_45e5);
-        assert_eq!(siphash::<2, 4>(k0, k1, &msg[..63]), 0x958a_324c_eb06_4572);
-        // And every length against std's (deprecated, SipHash-2-4) `SipHasher`.
-        for len in 0..msg.len() {
-            #[allow(deprecated)]
-            let mut std_sip = std::hash::SipHasher::new_with_keys(k0, k1);
-            std_sip.write(&msg[..len]);
-            assert_eq!(siphash::<2, 4>(k0, k1, &msg[..len]), std_sip.finish());
-        }
-    }
-
-    #[test]
     fn key_hashes_differ_by_scope_key_and_kind() {
-        let hasher = KeyHasher::new();
+        let state = std::hash::RandomState::new();
+        let hash = |scope, key: &RateKey| keyed_hash(&state, scope, key);
         let ip = RateKey::ip("192.0.2.1".parse().unwrap());
         let other = RateKey::ip("192.0.2.2".parse().unwrap());
         let bytes = RateKey::bytes(&[4, 192, 0, 2, 1]).unwrap();
-        let h = hasher.hash(7, &ip);
-        assert_eq!(
-            h,
-            hasher.hash(7, &RateKey::ip("192.0.2.1".parse().unwrap()))
-        );
-        assert_ne!(h, hasher.hash(8, &ip));
-        assert_ne!(h, hasher.hash(7, &other));
-        assert_ne!(h, hasher.hash(7, &bytes));
+        let h = hash(7, &ip);
+        assert_eq!(h, hash(7, &RateKey::ip("192.0.2.1".parse().unwrap())));
+        assert_ne!(h, hash(8, &ip));
+        assert_ne!(h, hash(7, &other));
+        assert_ne!(h, hash(7, &bytes));
         let long = RateKey::bytes(&[0xab; MAX_KEY_LEN]).unwrap();
-        assert_ne!(hasher.hash(7, &long), KeyHasher::new().hash(7, &long));
-        // Every kind is SipHash-1-3 of the scope and the canonical material.
+        assert_ne!(
+            hash(7, &long),
+            keyed_hash(&std::hash::RandomState::new(), 7, &long)
+        );
+        // Every kind and length hashes apart from every other.
         let keys = [
             ip,
             RateKey::ip("2001:db8::1".parse().unwrap()),
@@ -488,14 +319,8 @@ mod tests {
             bytes,
             long,
         ];
-        for key in &keys {
-            let mut msg = 7u64.to_le_bytes().to_vec();
-            key.write_material(&mut |b| msg.extend_from_slice(b));
-            assert_eq!(
-                hasher.hash(7, key),
-                siphash::<1, 3>(hasher.k0, hasher.k1, &msg)
-            );
-        }
+        let hashes: std::collections::HashSet<u64> = keys.iter().map(|k| hash(7, k)).collect();
+        assert_eq!(hashes.len(), keys.len());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use governor::state::{NotKeyed, StateStore};
 
 use super::{Decision, Gcra, RateLimitStore};
 use crate::error::StoreError;
-use crate::rate_limit::key::{KeyHasher, PrehashedKey, RateKey};
+use crate::rate_limit::key::{PrehashedKey, RateKey, keyed_hash};
 use crate::rate_limit::quota::Quota;
 
 /// The default maximum number of keys one limiter keeps (one million).
@@ -68,7 +68,6 @@ struct Shared<C: GovClock> {
     clock: C,
     start: C::Instant,
     hasher: std::hash::RandomState,
-    keys: KeyHasher,
     max_keys: usize,
     /// How often idle keys are swept, in nanoseconds (saturated).
     sweep_nanos: u64,
@@ -158,7 +157,6 @@ impl MemoryStoreBuilder {
                 clock,
                 start,
                 hasher: std::hash::RandomState::new(),
-                keys: KeyHasher::new(),
                 max_keys: self.max_keys,
                 sweep_nanos: u64::try_from(self.sweep_interval.as_nanos()).unwrap_or(u64::MAX),
             }),
@@ -256,7 +254,7 @@ where
         {
             self.sweep(limiter);
         }
-        let hashed = self.inner.keys.hash(limiter.scope, key);
+        let hashed = keyed_hash(&self.inner.hasher, limiter.scope, key);
         let gcra = limiter.gcra;
         let step = |stored: Option<Nanos>| {
             let step = gcra.step(stored.map(Nanos::as_u64), now, cost);

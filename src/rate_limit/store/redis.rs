@@ -11,7 +11,7 @@ use dashmap::DashMap;
 
 use super::{Decision, RateLimitStore};
 use crate::error::{ConfigError, StoreError};
-use crate::rate_limit::key::{KeyHasher, RateKey};
+use crate::rate_limit::key::{RateKey, keyed_hash};
 use crate::rate_limit::quota::Quota;
 use crate::redis::{KeyPrefix, RedisConnection};
 
@@ -82,7 +82,6 @@ struct Inner {
     deny: DashMap<u64, Instant>,
     deny_max: usize,
     hasher: std::hash::RandomState,
-    keys: KeyHasher,
 }
 
 impl fmt::Debug for RedisStore {
@@ -127,7 +126,6 @@ impl RedisStoreBuilder {
                 deny: DashMap::new(),
                 deny_max: self.deny_max,
                 hasher: std::hash::RandomState::new(),
-                keys: KeyHasher::new(),
             }),
         })
     }
@@ -153,7 +151,6 @@ impl RedisStore {
                 deny: DashMap::new(),
                 deny_max: DEFAULT_DENY_CACHE,
                 hasher: std::hash::RandomState::new(),
-                keys: KeyHasher::new(),
             }),
         }
     }
@@ -306,7 +303,7 @@ impl RateLimitStore for RedisStore {
     }
 
     fn check(&self, limiter: &Self::Limiter, key: &RateKey, cost: u32) -> Self::Future {
-        let id = self.inner.keys.hash(limiter.scope_id, key);
+        let id = keyed_hash(&self.inner.hasher, limiter.scope_id, key);
         if self.inner.deny_max > 0
             && let Some(until) = self.inner.deny.get(&id).map(|e| *e)
         {
