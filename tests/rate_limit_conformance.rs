@@ -63,6 +63,17 @@ fn assert_close(a: Duration, b: Duration, what: &str) {
     assert!(diff <= Duration::from_secs(2), "{what}: {a:?} vs {b:?}");
 }
 
+/// A Redis decision and a memory one agree: the same verdict and counts, times within 2 s.
+fn assert_agree(r: &Decision, m: &Decision, call: &str) {
+    assert_eq!(
+        (r.allowed, r.remaining, r.limit),
+        (m.allowed, m.remaining, m.limit),
+        "{call}"
+    );
+    assert_close(r.reset, m.reset, "reset");
+    assert_close(r.retry_after, m.retry_after, "retry_after");
+}
+
 fn check_against_expected(decisions: &[Decision]) {
     let got: Vec<(bool, u32)> = decisions.iter().map(|d| (d.allowed, d.remaining)).collect();
     assert_eq!(got, expected());
@@ -103,13 +114,7 @@ async fn redis_store_conforms_and_agrees_with_memory() {
     check_against_expected(&redis);
     let memory = run_suite(&MemoryStore::with_clock(FakeRelativeClock::default())).await;
     for (i, (r, m)) in redis.iter().zip(&memory).enumerate() {
-        assert_eq!(
-            (r.allowed, r.remaining, r.limit),
-            (m.allowed, m.remaining, m.limit),
-            "call {i}"
-        );
-        assert_close(r.reset, m.reset, "reset");
-        assert_close(r.retry_after, m.retry_after, "retry_after");
+        assert_agree(r, m, &format!("call {i}"));
     }
 }
 
@@ -157,13 +162,7 @@ async fn random_sequences_agree() {
             let cost = next(7) as u32;
             let r = redis.check(&rl, key, cost).await.unwrap();
             let m = memory.check(&ml, key, cost).await.unwrap();
-            assert_eq!(
-                (r.allowed, r.remaining, r.limit),
-                (m.allowed, m.remaining, m.limit),
-                "round {round} call {call} cost {cost}"
-            );
-            assert_close(r.reset, m.reset, "reset");
-            assert_close(r.retry_after, m.retry_after, "retry_after");
+            assert_agree(&r, &m, &format!("round {round} call {call} cost {cost}"));
         }
     }
 }
