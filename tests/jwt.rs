@@ -424,14 +424,24 @@ async fn tampered_payload_is_refused() {
     }
 }
 
+/// For a good token of each test key (RS, ES, Ed, HS): its `header.payload` and its signature.
+fn messages_and_signatures() -> Vec<(String, String)> {
+    let k = test_keys();
+    [&k.rs, &k.es, &k.ed, &k.hs]
+        .into_iter()
+        .map(|key| {
+            let good = token(key);
+            let (message, sig) = good.rsplit_once('.').unwrap();
+            (message.to_owned(), sig.to_owned())
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn truncated_or_stripped_signature_is_refused() {
-    let k = test_keys();
-    for key in [&k.rs, &k.es, &k.ed, &k.hs] {
-        let good = token(key);
-        let (message, sig) = good.rsplit_once('.').unwrap();
+    for (message, sig) in messages_and_signatures() {
         refused(&format!("{message}.")).await;
-        refused(message).await;
+        refused(&message).await;
         refused(&format!("{message}.{}", &sig[..sig.len() - 4])).await;
         refused(&format!("{message}.{}", &sig[..sig.len() / 2])).await;
         refused(&format!("{message}.{sig}AAAA")).await;
@@ -442,10 +452,7 @@ async fn truncated_or_stripped_signature_is_refused() {
 async fn signature_with_non_zero_padding_bits_is_refused() {
     // The last base64url character of these signatures carries bits past the end of the
     // bytes; an encoding that sets them is another spelling of the same signature, refused.
-    let k = test_keys();
-    for key in [&k.rs, &k.es, &k.ed, &k.hs] {
-        let good = token(key);
-        let (message, sig) = good.rsplit_once('.').unwrap();
+    for (message, sig) in messages_and_signatures() {
         let last = sig.as_bytes()[sig.len() - 1];
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let value = ALPHABET.iter().position(|&c| c == last).unwrap();
