@@ -44,7 +44,8 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use http::{Request, Response, header};
 use http_body_util::Full;
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation, decode, encode};
@@ -102,6 +103,25 @@ where
         iters,
     )
     .await
+}
+
+/// Benches `service` answering requests that carry `token` (a clone of it per sample).
+fn bench_service<S, B>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    name: impl Into<String>,
+    service: &S,
+    token: &str,
+) where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible> + Clone,
+{
+    group.bench_function(name, |b| {
+        b.to_async(runtime).iter_custom(|iters| {
+            let mut service = service.clone();
+            let token = token.to_owned();
+            async move { run(&mut service, &token, iters).await }
+        });
+    });
 }
 
 /// Like [`run`], without an `Authorization` header (the 401 refusal alone).
@@ -436,13 +456,13 @@ fn bench(c: &mut Criterion) {
         });
 
         let anchor = anchor_service(decoding.clone(), validation.clone());
-        group.bench_function(format!("cold/{name}/jsonwebtoken-decode-service"), |b| {
-            b.to_async(&runtime).iter_custom(|iters| {
-                let mut service = anchor.clone();
-                let token = token.clone();
-                async move { run(&mut service, &token, iters).await }
-            });
-        });
+        bench_service(
+            &mut group,
+            &runtime,
+            format!("cold/{name}/jsonwebtoken-decode-service"),
+            &anchor,
+            &token,
+        );
 
         let keys = KeySet::new().with(key.clone()).expect("keys");
         let service = cold_layer(keys).layer(inner());
@@ -450,13 +470,13 @@ fn bench(c: &mut Criterion) {
             let response = service.clone().oneshot(request(&token)).await.unwrap();
             assert_eq!(response.status(), 200);
         });
-        group.bench_function(format!("cold/{name}/tower-shield"), |b| {
-            b.to_async(&runtime).iter_custom(|iters| {
-                let mut service = service.clone();
-                let token = token.clone();
-                async move { run(&mut service, &token, iters).await }
-            });
-        });
+        bench_service(
+            &mut group,
+            &runtime,
+            format!("cold/{name}/tower-shield"),
+            &service,
+            &token,
+        );
         if alg == Algorithm::RS256 {
             rs_key = Some(key);
         }
@@ -477,13 +497,7 @@ fn bench(c: &mut Criterion) {
             let response = cached.clone().oneshot(request(&token)).await.unwrap();
             assert_eq!(response.status(), 200);
         });
-        group.bench_function(name, |b| {
-            b.to_async(&runtime).iter_custom(|iters| {
-                let mut service = cached.clone();
-                let token = token.clone();
-                async move { run(&mut service, &token, iters).await }
-            });
-        });
+        bench_service(&mut group, &runtime, name, &cached, &token);
     }
     for (name, lookup) in [
         ("cache-hit/RS256/is-cached-then-layer", false),
@@ -495,24 +509,18 @@ fn bench(c: &mut Criterion) {
             let response = layer.layer(inner()).oneshot(request(&token)).await.unwrap();
             assert_eq!(response.status(), 200);
         });
-        group.bench_function(name, |b| {
-            b.to_async(&runtime).iter_custom(|iters| {
-                let mut service = service.clone();
-                let token = token.clone();
-                async move { run(&mut service, &token, iters).await }
-            });
-        });
+        bench_service(&mut group, &runtime, name, &service, &token);
     }
 
     // The harness alone (request through the bare inner service), to read the layer's own
     // cost as the difference.
-    group.bench_function("baseline/inner-service-only", |b| {
-        b.to_async(&runtime).iter_custom(|iters| {
-            let mut service = inner();
-            let token = token.clone();
-            async move { run(&mut service, &token, iters).await }
-        });
-    });
+    bench_service(
+        &mut group,
+        &runtime,
+        "baseline/inner-service-only",
+        &inner(),
+        &token,
+    );
     let digest_input = token.clone();
     group.bench_function("parts/sha256-of-token", |b| {
         b.iter(|| {
@@ -538,13 +546,13 @@ fn bench(c: &mut Criterion) {
             async move { run_without_token(&mut service, iters).await }
         });
     });
-    group.bench_function("forged-bad-kid/RS256/tower-shield", |b| {
-        b.to_async(&runtime).iter_custom(|iters| {
-            let mut service = plain.clone();
-            let token = forged.clone();
-            async move { run(&mut service, &token, iters).await }
-        });
-    });
+    bench_service(
+        &mut group,
+        &runtime,
+        "forged-bad-kid/RS256/tower-shield",
+        &plain,
+        &forged,
+    );
     group.finish();
 }
 
