@@ -77,50 +77,6 @@ pub(crate) fn status_member(prefix: &[u8], decision: &Decision) -> Option<Header
     HeaderValue::from_maybe_shared(bytes::Bytes::from(value)).ok()
 }
 
-/// The last refusal's `Retry-After` and `RateLimit` values of one policy tier, for the
-/// next refusals: a client that keeps retrying while refused gets the same values for up to a
-/// second, so its refusals clone them (a reference count) instead of rendering and allocating
-/// them again. Never waited on: when another thread holds it, the values are rendered.
-#[derive(Debug, Default)]
-pub(crate) struct RefusalValues {
-    last: std::sync::Mutex<Option<RenderedRefusal>>,
-}
-
-#[derive(Debug, Clone)]
-struct RenderedRefusal {
-    /// `(Retry-After seconds, remaining, reset seconds)` these values were rendered for.
-    inputs: (u64, u32, u64),
-    retry_after: HeaderValue,
-    status: Option<HeaderValue>,
-}
-
-impl RefusalValues {
-    /// `Retry-After` for `retry_secs` and the `RateLimit` member (from the policy's
-    /// [`status_prefix`]) for the decision.
-    pub(crate) fn get(
-        &self,
-        retry_secs: u64,
-        prefix: &[u8],
-        decision: &Decision,
-    ) -> (HeaderValue, Option<HeaderValue>) {
-        let inputs = (retry_secs, decision.remaining, ceil_secs(decision.reset));
-        let Ok(mut last) = self.last.try_lock() else {
-            return (number_value(retry_secs), status_member(prefix, decision));
-        };
-        if let Some(hit) = last.as_ref().filter(|r| r.inputs == inputs) {
-            return (hit.retry_after.clone(), hit.status.clone());
-        }
-        let rendered = RenderedRefusal {
-            inputs,
-            retry_after: number_value(retry_secs),
-            status: status_member(prefix, decision),
-        };
-        let values = (rendered.retry_after.clone(), rendered.status.clone());
-        *last = Some(rendered);
-        values
-    }
-}
-
 /// The decimal digits of a `u64`, rendered two at a time into a stack buffer.
 struct Decimal {
     buf: [u8; 20],
@@ -182,24 +138,11 @@ impl Fields {
         policy: Option<&HeaderValue>,
         decision: &Decision,
     ) -> Option<Self> {
-        if mode == HeaderMode::None {
-            return None;
-        }
-        Self::with_status(mode, policy, status_member(prefix, decision), decision)
-    }
-
-    /// The fields for a decision whose `RateLimit` member is already rendered.
-    pub(crate) fn with_status(
-        mode: HeaderMode,
-        policy: Option<&HeaderValue>,
-        status: Option<HeaderValue>,
-        decision: &Decision,
-    ) -> Option<Self> {
         match mode {
             HeaderMode::None => None,
             HeaderMode::Ietf | HeaderMode::IetfAndLegacy => Some(Self {
                 policy: policy.cloned(),
-                status,
+                status: status_member(prefix, decision),
                 legacy: (mode == HeaderMode::IetfAndLegacy).then_some((
                     decision.limit,
                     decision.remaining,
@@ -259,8 +202,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn refusal_values_are_reused_only_for_the_same_inputs() {
-        let values = RefusalValues::default();
+    fn refusal_values_follow_their_inputs() {
+        let values =
+            |secs, prefix: &[u8], d: &Decision| (number_value(secs), status_member(prefix, d));
         let prefix = status_prefix("ip");
         let mut d = Decision {
             allowed: false,
@@ -269,19 +213,19 @@ mod tests {
             reset: Duration::from_millis(5_500),
             retry_after: Duration::from_millis(500),
         };
-        let (retry, status) = values.get(1, &prefix, &d);
+        let (retry, status) = values(1, &prefix, &d);
         assert_eq!(retry, "1");
         assert_eq!(status.unwrap(), "\"ip\";r=0;t=6");
-        // Same seconds: the same values, shared.
+        // Same seconds: the same values.
         d.reset = Duration::from_millis(5_100);
-        let (_, again) = values.get(1, &prefix, &d);
+        let (_, again) = values(1, &prefix, &d);
         assert_eq!(again.unwrap(), "\"ip\";r=0;t=6");
-        // Any input changes: rendered again.
+        // Any input changes: other values.
         d.reset = Duration::from_millis(4_900);
-        assert_eq!(values.get(1, &prefix, &d).1.unwrap(), "\"ip\";r=0;t=5");
-        assert_eq!(values.get(3600, &prefix, &d).0, "3600");
+        assert_eq!(values(1, &prefix, &d).1.unwrap(), "\"ip\";r=0;t=5");
+        assert_eq!(values(3600, &prefix, &d).0, "3600");
         d.remaining = 1;
-        assert_eq!(values.get(3600, &prefix, &d).1.unwrap(), "\"ip\";r=1;t=5");
+        assert_eq!(values(3600, &prefix, &d).1.unwrap(), "\"ip\";r=1;t=5");
     }
 
     #[test]

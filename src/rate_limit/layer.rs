@@ -10,7 +10,7 @@ use http::HeaderValue;
 use http::request::Parts;
 use tower_layer::Layer;
 
-use super::headers::{HeaderMode, RefusalValues, policy_member, status_prefix};
+use super::headers::{HeaderMode, policy_member, status_prefix};
 use super::key::RateKey;
 use super::policy::{Penalty, Policy, Route, TierChoice, TierQuota};
 use super::service::RateLimitService;
@@ -213,7 +213,6 @@ fn compile<St: RateLimitStore>(
         TierQuota::Limited(q) => Compiled::Limited {
             limiter: store.limiter(&format!("{}/{label}", policy.name), q),
             policy_field: policy_member(&policy.name, q.limit(), q.window_secs()),
-            refusals: RefusalValues::default(),
         },
     };
     let default = policy
@@ -291,7 +290,6 @@ pub(crate) enum Compiled<St: RateLimitStore> {
     Limited {
         limiter: St::Limiter,
         policy_field: Option<HeaderValue>,
-        refusals: RefusalValues,
     },
     Unlimited,
 }

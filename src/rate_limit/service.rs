@@ -10,7 +10,7 @@ use http::{Request, Response, header};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::headers::{Fields, HeaderMode, retry_after_secs};
+use super::headers::{Fields, retry_after_secs};
 use super::key::{KeyContext, RateKey};
 use super::layer::{Compiled, CompiledPolicy, Config, PenaltyBox, Stats};
 use super::policy::TierChoice;
@@ -434,30 +434,24 @@ fn refuse_429<St: RateLimitStore, B>(
         retry_after = secs,
         "rate limited"
     );
-    // A store refusal carries the tier's fields, its values reused from the last refusal
-    // when they are the same; a lock-out (limit 0) only `Retry-After`.
+    // A store refusal carries the tier's fields; a lock-out (limit 0) only `Retry-After`.
     let tier = scope
         .compiled()
-        .filter(|_| decision.limit > 0 && scope.config.mode != HeaderMode::None)
+        .filter(|_| decision.limit > 0)
         .and_then(|compiled| match compiled.tier(scope.tier) {
-            Compiled::Limited {
-                policy_field,
-                refusals,
-                ..
-            } => Some((compiled, policy_field, refusals)),
+            Compiled::Limited { policy_field, .. } => Some((compiled, policy_field)),
             Compiled::Unlimited => None,
         });
-    let Some((compiled, policy_field, refusals)) = tier else {
-        return Refusal::new(&ProblemType::RATE_LIMITED)
-            .with_header(header::RETRY_AFTER, number_value(secs))
-            .build(headers, extensions);
-    };
-    let (retry_after, status) = refusals.get(secs, &compiled.status_prefix, decision);
     let mut response = Refusal::new(&ProblemType::RATE_LIMITED)
-        .with_header(header::RETRY_AFTER, retry_after)
+        .with_header(header::RETRY_AFTER, number_value(secs))
         .build(headers, extensions);
-    if let Some(fields) =
-        Fields::with_status(scope.config.mode, policy_field.as_ref(), status, decision)
+    if let Some((compiled, policy_field)) = tier
+        && let Some(fields) = Fields::new(
+            scope.config.mode,
+            &compiled.status_prefix,
+            policy_field.as_ref(),
+            decision,
+        )
     {
         fields.apply(response.headers_mut());
     }
