@@ -152,17 +152,21 @@ where
                 parts.extensions.insert(ip);
             }
         };
+        // A request this layer does not limit goes straight on.
+        let inner = &mut self.inner;
+        let mut pass_through = |mut parts: http::request::Parts, body: ReqBody| {
+            insert(&mut parts);
+            ResponseFuture::call(inner.call(Request::from_parts(parts, body)))
+        };
         let Some((index, compiled)) = config
             .select(&parts)
             .and_then(|index| Some((index, config.policies.get(index)?)))
         else {
-            insert(&mut parts);
-            return ResponseFuture::call(self.inner.call(Request::from_parts(parts, body)));
+            return pass_through(parts, body);
         };
         let policy = &compiled.policy;
         if policy.skip_if.as_ref().is_some_and(|skip| skip(&mut parts)) {
-            insert(&mut parts);
-            return ResponseFuture::call(self.inner.call(Request::from_parts(parts, body)));
+            return pass_through(parts, body);
         }
         let cx = KeyContext {
             client_ip: client_ip.as_ref(),
@@ -176,8 +180,7 @@ where
         };
         let tier = policy.select_tier(&parts);
         let Compiled::Limited { limiter, .. } = compiled.tier(tier) else {
-            insert(&mut parts);
-            return ResponseFuture::call(self.inner.call(Request::from_parts(parts, body)));
+            return pass_through(parts, body);
         };
         let cost = policy
             .cost_fn
