@@ -56,45 +56,21 @@ fn decode_with(input: &[u8], table: &[u8; 256]) -> Option<Vec<u8>> {
     let whole = input.len() / 4 * 3;
     let mut out = Vec::with_capacity(whole + 2);
     out.resize(whole, 0);
-    // Eight characters (six bytes) per step, no branch per character: a character outside
-    // the alphabet maps to 0xff, whose high bit survives the OR of the eight values.
+    // Eight characters (six bytes) per step.
     let (pairs, single) = input.as_chunks::<8>();
     let (out_pairs, out_single) = out.as_chunks_mut::<6>();
     for (chunk, dst) in pairs.iter().zip(out_pairs) {
-        let (mut n, mut seen) = (0u64, 0u8);
-        for &c in chunk {
-            let v = lookup(table, c);
-            seen |= v;
-            n = (n << 6) | u64::from(v);
-        }
-        if seen & 0x80 != 0 {
-            return None;
-        }
-        let [_, _, bytes @ ..] = n.to_be_bytes();
+        let [_, _, bytes @ ..] = sextets(chunk, table)?.to_be_bytes();
         *dst = bytes;
     }
     let mut chunks = single.chunks_exact(4);
     if let (Some(chunk), dst) = (chunks.next(), out_single) {
-        let mut n: u32 = 0;
-        for &c in chunk {
-            let v = lookup(table, c);
-            if v == INVALID {
-                return None;
-            }
-            n = (n << 6) | u32::from(v);
-        }
-        dst.get_mut(..3)?.copy_from_slice(n.to_be_bytes().get(1..)?);
+        let n = sextets(chunk, table)?;
+        dst.get_mut(..3)?.copy_from_slice(n.to_be_bytes().get(5..)?);
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
-        let mut n: u32 = 0;
-        for &c in rest {
-            let v = lookup(table, c);
-            if v == INVALID {
-                return None;
-            }
-            n = (n << 6) | u32::from(v);
-        }
+        let n = sextets(rest, table)?;
         match rest.len() {
             2 => {
                 // 12 bits: 8 data + 4 that must be zero.
@@ -116,6 +92,19 @@ fn decode_with(input: &[u8], table: &[u8; 256]) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+/// The 6-bit values of `chars` (at most ten), the first in the highest bits; `None` when
+/// one is outside the alphabet. No branch per character: an outside character maps to 0xff,
+/// whose high bit survives the OR of all the values.
+fn sextets(chars: &[u8], table: &[u8; 256]) -> Option<u64> {
+    let (mut n, mut seen) = (0u64, 0u8);
+    for &c in chars {
+        let v = lookup(table, c);
+        seen |= v;
+        n = (n << 6) | u64::from(v);
+    }
+    (seen & 0x80 == 0).then_some(n)
 }
 
 /// Encodes as unpadded base64url.
