@@ -527,6 +527,8 @@ enum Extracted<'a> {
     /// The token, and the header value it was read from.
     Token(&'a [u8], &'a HeaderValue),
     Malformed,
+    /// Longer than the policy's `max_token_len` (nothing more is done with it).
+    TooLong,
 }
 
 impl<C> Shared<C>
@@ -545,44 +547,33 @@ where
             Extracted::Absent if self.optional => return Outcome::Anonymous,
             Extracted::Absent => return Outcome::Refuse(&ProblemType::UNAUTHORIZED),
             Extracted::Malformed => return self.invalid(Invalid::Malformed),
+            Extracted::TooLong => return self.invalid(Invalid::TooLong),
         };
-        if token.len() > self.policy.max_token_len {
-            return self.invalid(Invalid::TooLong);
-        }
         let now = self.clock.unix_secs();
+        // The digest to store a verification under (with a cache).
         let mut hash = None;
         if let Some(cache) = &self.cache {
             let found = match looked_up.and_then(|l| l.for_token(self.id, token)) {
-                Some(found) => Some(found),
-                None => {
-                    let digest = hash_token(token);
-                    hash = Some(digest);
-                    cache.get(&digest).map(|entry| Found {
-                        entry,
-                        hash: digest,
-                    })
-                }
+                Some(found) => Ok(found),
+                None => probe(cache, token),
             };
-            if let Some(Found {
-                entry,
-                hash: digest,
-            }) = found
-            {
-                match self.recheck(&entry, now) {
+            hash = Some(match found {
+                Ok(Found { entry, hash }) => match self.recheck(&entry, now) {
                     Recheck::Valid => return Outcome::Accept(entry),
                     Recheck::Revoked => return self.invalid(Invalid::Revoked),
                     Recheck::Invalid(reason) => {
-                        cache.remove(&digest);
+                        cache.remove(&hash);
                         return self.invalid(reason);
                     }
                     // The `kid` now names other key material (e.g. the same key loaded
                     // again from a JWKS): verify the token afresh, as on a miss.
                     Recheck::KeyReplaced => {
-                        cache.remove(&digest);
-                        hash = Some(digest);
+                        cache.remove(&hash);
+                        hash
                     }
-                }
-            }
+                },
+                Err(hash) => hash,
+            });
         }
         // A space inside the token (`Bearer a b`) is malformed. A cache hit cannot have one
         // (the cache holds SHA-256 digests of tokens that verified, and a token with a space
@@ -628,11 +619,7 @@ where
         let Extracted::Token(token, value) = self.extract(headers) else {
             return None;
         };
-        if token.len() > self.policy.max_token_len {
-            return None;
-        }
-        let hash = hash_token(token);
-        let entry = cache.get(&hash)?;
+        let Found { entry, hash } = probe(cache, token).ok()?;
         if entry.revoked.load(Ordering::Relaxed) {
             return None;
         }
@@ -681,13 +668,19 @@ where
     }
 
     fn extract<'h>(&self, headers: &'h HeaderMap) -> Extracted<'h> {
-        match &self.token_source {
+        let extracted = match &self.token_source {
             TokenSource::Bearer => self.bearer(headers),
             TokenSource::Cookie(name) => self.cookie(headers, name),
             TokenSource::BearerOrCookie(name) => match self.bearer(headers) {
                 Extracted::Absent => self.cookie(headers, name),
                 other => other,
             },
+        };
+        match extracted {
+            Extracted::Token(token, _) if token.len() > self.policy.max_token_len => {
+                Extracted::TooLong
+            }
+            other => other,
         }
     }
 
@@ -752,6 +745,15 @@ where
             None => Extracted::Absent,
         }
     }
+}
+
+/// The cache entry of `token`, or on a miss the digest it would be stored under.
+fn probe<C>(cache: &TokenCache<C>, token: &[u8]) -> Result<Found<C>, TokenHash> {
+    let hash = hash_token(token);
+    cache
+        .get(&hash)
+        .map(|entry| Found { entry, hash })
+        .ok_or(hash)
 }
 
 fn trim_ascii_spaces(mut bytes: &[u8]) -> &[u8] {
