@@ -228,6 +228,10 @@ impl Key {
             KeyKind::Route(inner) => {
                 let key = inner.extract(parts, cx)?;
                 let path = parts.uri.path().as_bytes();
+                // A path that alone is past the bound (client-chosen): no key, nothing copied.
+                if path.len() >= MAX_KEY_LEN {
+                    return None;
+                }
                 let mut material = Vec::with_capacity(path.len() + 40);
                 material.extend_from_slice(path);
                 material.push(0);
@@ -356,6 +360,18 @@ mod tests {
         let a = route.extract(&parts(http::Request::builder().uri("/a")), &cx);
         let b = route.extract(&parts(http::Request::builder().uri("/b")), &cx);
         assert_ne!(a, b);
+        // Path and key together past the bound: no key, whatever makes it long.
+        for len in [MAX_KEY_LEN - 10, MAX_KEY_LEN, 8 * MAX_KEY_LEN] {
+            let uri = format!("/{}", "p".repeat(len));
+            let long_route = route.extract(&parts(http::Request::builder().uri(uri)), &cx);
+            assert!(long_route.is_none(), "path of {len}");
+        }
+        let short = format!("/{}", "p".repeat(MAX_KEY_LEN - 40));
+        assert!(
+            route
+                .extract(&parts(http::Request::builder().uri(short)), &cx)
+                .is_some()
+        );
         let none = Key::from_fn(|_| None).or(Key::client_ip());
         assert!(none.extract(&p, &cx).is_some());
         assert!(none.needs_ip());
