@@ -727,6 +727,17 @@ async fn cookie_source() {
 
 // ---------------------------------------------------------------- rotation, cache, revocation
 
+/// A ring holding `key` alone, and a layer on it with a token cache of `capacity`.
+fn cached_on_ring(clock: &ManualClock, key: &Key, capacity: usize) -> (KeyRing, JwtAuthLayer) {
+    let ring = KeyRing::new(KeySet::new().with(key.clone()).unwrap());
+    let layer = JwtAuthLayer::builder(ring.clone())
+        .clock(clock.clone())
+        .cache(capacity)
+        .build()
+        .unwrap();
+    (ring, layer)
+}
+
 #[tokio::test]
 async fn retired_key_verifies_within_grace_then_is_refused() {
     let clock = clock();
@@ -805,15 +816,7 @@ async fn a_key_retired_or_rebound_after_caching_is_rechecked_on_hits() {
     // set (retire, remove, insert) must send the next hit back to the `kid` lookup.
     let clock = clock();
     let key = Key::generate(Algorithm::ES256).unwrap();
-    let ring_with = |key: &Key| {
-        let ring = KeyRing::new(KeySet::new().with(key.clone()).unwrap());
-        let layer = JwtAuthLayer::builder(ring.clone())
-            .clock(clock.clone())
-            .cache(10)
-            .build()
-            .unwrap();
-        (ring, layer)
-    };
+    let ring_with = |key: &Key| cached_on_ring(&clock, key, 10);
     let (ring, layer) = ring_with(&key);
     let t = token(&key);
     for _ in 0..3 {
@@ -1135,12 +1138,7 @@ async fn a_revoked_cached_token_is_refused_cheaply_and_no_longer_counts_as_cache
 async fn reloading_the_same_key_keeps_cached_tokens_valid() {
     let clock = clock();
     let key = Key::generate(Algorithm::ES256).unwrap();
-    let ring = KeyRing::new(KeySet::new().with(key.clone()).unwrap());
-    let layer = JwtAuthLayer::builder(ring.clone())
-        .clock(clock.clone())
-        .cache(64)
-        .build()
-        .unwrap();
+    let (ring, layer) = cached_on_ring(&clock, &key, 64);
     let t = token(&key);
     assert_eq!(call_with(&layer, bearer(&t)).await.status(), StatusCode::OK);
     // The same public key loaded again (a JWKS refresh, a reload from disk): the kid now
