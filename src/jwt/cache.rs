@@ -3,9 +3,10 @@
 //! A hit skips base64, JSON and the signature; the layer still checks `exp`/`nbf` against
 //! the current time, that the key is still present and not retired past its grace (without a
 //! `kid` lookup while the key set is unchanged), and asks the revocation store (not again
-//! while the store's generation says nothing was revoked since). Entries are dropped once their token has expired, so none outlives
-//! `exp` in use; expired entries are swept every 1024 inserts. The map is a sharded `DashMap` (no global lock); when full, expired entries are
-//! swept and, if that is not enough, an arbitrary eighth of the entries is evicted.
+//! while the store's generation says nothing was revoked since). Entries are dropped once
+//! their token has expired, so none outlives `exp` in use; expired entries are swept every
+//! 1024 inserts. The map is a sharded `DashMap` (no global lock); when full, expired entries
+//! are swept and, if that is not enough, an arbitrary eighth of the entries is evicted.
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
