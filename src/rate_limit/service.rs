@@ -147,15 +147,15 @@ where
             ),
         };
         let (mut parts, body) = req.into_parts();
-        let insert = |parts: &mut http::request::Parts| {
+        let insert = |extensions: &mut http::Extensions| {
             if insert_ip && let Some(ip) = client_ip {
-                parts.extensions.insert(ip);
+                extensions.insert(ip);
             }
         };
         // A request this layer does not limit goes straight on.
         let inner = &mut self.inner;
         let mut pass_through = |mut parts: http::request::Parts, body: ReqBody| {
-            insert(&mut parts);
+            insert(&mut parts.extensions);
             ResponseFuture::call(inner.call(Request::from_parts(parts, body)))
         };
         let Some((index, compiled)) = config
@@ -198,6 +198,14 @@ where
         {
             return ResponseFuture::ready(response);
         }
+        // What the future keeps when the decision or a charge is still to come.
+        let ctx = |key, charge| Ctx {
+            config: self.config.clone(),
+            policy: index,
+            tier,
+            key,
+            charge,
+        };
         // Count-only mode peeks first (cost 0) and charges after the response.
         let charge = if policy.count_only.is_some() { cost } else { 0 };
         let cost = if charge > 0 { 0 } else { cost };
@@ -209,19 +217,9 @@ where
                 Verdict::Pass(pass) => pass,
                 Verdict::Refuse(response) => return ResponseFuture::ready(response),
             };
-            if insert_ip && let Some(ip) = client_ip {
-                request.extensions_mut().insert(ip);
-            }
+            insert(request.extensions_mut());
             let charge = if pass.store_failed { 0 } else { charge };
-            let ctx = (charge > 0).then(|| {
-                Box::new(Ctx {
-                    config: self.config.clone(),
-                    policy: index,
-                    tier,
-                    key,
-                    charge,
-                })
-            });
+            let ctx = (charge > 0).then(|| Box::new(ctx(key, charge)));
             return ResponseFuture {
                 state: State::Calling {
                     fut: self.inner.call(request),
@@ -231,14 +229,8 @@ where
             };
         }
         let check = config.store.check(limiter, &key, cost);
-        insert(&mut parts);
-        let ctx = Ctx {
-            config: self.config.clone(),
-            policy: index,
-            tier,
-            key,
-            charge,
-        };
+        insert(&mut parts.extensions);
+        let ctx = ctx(key, charge);
         self.wait_for_store(check, ctx, Request::from_parts(parts, body))
     }
 }
