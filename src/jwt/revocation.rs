@@ -128,6 +128,10 @@ impl<T> Future for StoreFuture<T> {
 /// Object-safe: the layer holds an `Arc<dyn RevocationStore>`.
 pub trait RevocationStore: Send + Sync + fmt::Debug + 'static {
     /// Revokes the token with this `jti` until `expires_at` (unix seconds). Idempotent.
+    ///
+    /// Give the token's own `exp` (plus leeway) or later: a layer with a cache that saw the
+    /// store refuse a token keeps refusing it from the cache until the token expires, even
+    /// if the store forgets the entry sooner.
     fn revoke_token(&self, jti: &str, expires_at: u64) -> StoreFuture<()>;
 
     /// Revokes every token of `subject` issued before `issued_before` (unix seconds; tokens
