@@ -328,39 +328,14 @@ impl RateLimitStore for RedisStore {
             }
             self.inner.deny.remove_if(&id, |_, until| *until <= now);
         }
-        // `EVALSHA <sha> 1 <key> <T> <burst> <cost>` as one command, built here (no
-        // `ScriptInvocation`, whose keys and arguments are vectors copied again into the
-        // command).
         let name = self.key_name(limiter, key);
-        let mut cmd = redis::Cmd::with_capacity(7, 40 + name.len() + 40);
-        cmd.arg("EVALSHA")
-            .arg(self.inner.script.get_hash())
-            .arg(1)
-            .arg(name)
-            .arg(limiter.t_micros)
-            .arg(limiter.burst)
-            .arg(cost);
         let (limit, t_micros, burst) = (limiter.limit, limiter.t_micros, limiter.burst);
         let this = self.clone();
         let fut = async move {
-            let conn = &this.inner.conn;
-            // One round trip; after a Redis restart (`NOSCRIPT`) the script is loaded and the
-            // command sent again, within the same per-call timeout.
-            let reply: (i64, i64, i64, i64) = conn
-                .bounded(async {
-                    let mut manager = conn.manager();
-                    match cmd.query_async(&mut manager).await {
-                        Err(err)
-                            if err.kind()
-                                == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                        {
-                            this.inner.script.load_async(&mut manager).await?;
-                            cmd.query_async(&mut manager).await
-                        }
-                        other => other,
-                    }
-                })
-                .await?;
+            let mut invocation = this.inner.script.key(name);
+            invocation.arg(t_micros).arg(burst).arg(cost);
+            // One round trip (`NOSCRIPT` after a Redis restart: loaded and sent again).
+            let reply: (i64, i64, i64, i64) = this.inner.conn.run_script(&invocation).await?;
             let (allowed, remaining, reset, retry) = reply;
             let micros = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
             let decision = Decision {
