@@ -27,7 +27,7 @@
 //!
 //! Instruction counts (independent of the machine's load): `TS_BENCH_ONLY=<variant>` runs
 //! `TS_BENCH_N` (default 2000) calls of one variant in `drive` and exits; count them with
-//! `valgrind --tool=callgrind --toggle-collect=jwt::drive <bench binary> --bench` and divide by
+//! `valgrind --tool=callgrind --toggle-collect='*support::drive*' <bench binary> --bench` and divide by
 //! N. Variants: `cold-<alg>`, `decode-<alg>` (bare `decode`), `decode-service-<alg>`,
 //! `cache-hit`, `cache-hit-revoked-others` (the store holds other revocations),
 //! `cache-hit-is-cached-first`, `cache-hit-lookup-first`, `forged`,
@@ -51,7 +51,7 @@ use http_body_util::Full;
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation, decode, encode};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 
-use support::run_batched;
+use support::{drive, drive_fn, run_batched};
 use tower_shield::ShieldBody;
 use tower_shield::jwt::{
     Claims, JwtAuthLayer, Key, KeySet, MemoryRevocationStore, RevocationStore,
@@ -236,35 +236,6 @@ fn futures_ready<F: Future>(future: F) -> F::Output {
     {
         Poll::Ready(output) => output,
         Poll::Pending => panic!("a memory store answers at once"),
-    }
-}
-
-/// `n` calls of `service`, each `poll_ready` + `call` + one poll of the future (every service
-/// here answers at once). Requests are built before, responses dropped after. Never inlined,
-/// so callgrind can count exactly this (`--toggle-collect=jwt::drive`).
-#[inline(never)]
-fn drive<S, B>(service: &mut S, requests: Vec<Request<Full<Bytes>>>) -> Vec<Response<B>>
-where
-    S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible>,
-{
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    let mut responses = Vec::with_capacity(requests.len());
-    for request in requests {
-        assert!(matches!(service.poll_ready(&mut cx), Poll::Ready(Ok(()))));
-        let mut future = std::pin::pin!(service.call(request));
-        let Poll::Ready(Ok(response)) = future.as_mut().poll(&mut cx) else {
-            panic!("the service answers at once");
-        };
-        responses.push(black_box(response));
-    }
-    responses
-}
-
-/// `n` runs of `f` (the bare `decode`), never inlined (`--toggle-collect=jwt::drive_fn`).
-#[inline(never)]
-fn drive_fn<T>(n: usize, mut f: impl FnMut() -> T) {
-    for _ in 0..n {
-        black_box(f());
     }
 }
 

@@ -13,7 +13,7 @@
 //!
 //! Instruction counts (independent of the machine's load): `TS_BENCH_ONLY=<variant>` runs
 //! `TS_BENCH_N` (default 20,000) calls of one variant inside `drive` and exits; count them
-//! with `valgrind --tool=callgrind --toggle-collect='*drive*' <bench binary> --bench` and
+//! with `valgrind --tool=callgrind --toggle-collect='*support::drive*' <bench binary> --bench` and
 //! divide by N (the drive runs once more with one request before: divide by N + 1).
 //! Variants: `bare` (the inner service alone), `ours`, `ours-no-fields`, `tower-governor`,
 //! `tower-governor-headers`, `ours-429`, `tower-governor-429`, `raw-governor`, `memory-store`;
@@ -31,8 +31,6 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use axum::body::Body;
-use std::future::Future;
-use std::task::Poll;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use http::{Request, Response};
@@ -42,6 +40,9 @@ use tower_shield::rate_limit::{
     store::GCRA_SCRIPT,
 };
 use tower_shield::redis::RedisConnection;
+
+mod support;
+use support::{drive, drive_fn};
 
 const PEER: &str = "192.0.2.1:4000";
 
@@ -214,36 +215,6 @@ fn refused(c: &mut Criterion) {
     rt.block_on(theirs.clone().oneshot(request())).unwrap();
     bench_layer(&mut group, &rt, "tower_governor 429", &theirs, 429);
     group.finish();
-}
-
-/// `n` calls of `service`, each `poll_ready` + `call` + one poll of the future (every service
-/// here answers at once). Requests are built before, responses dropped after. Never inlined,
-/// so callgrind can count exactly this (`--toggle-collect='*drive*'`).
-#[inline(never)]
-fn drive<S, B>(service: &mut S, requests: Vec<Request<Body>>) -> Vec<Response<B>>
-where
-    S: Service<Request<Body>, Response = Response<B>, Error = Infallible>,
-{
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    requests
-        .into_iter()
-        .map(|request| {
-            let ready = service.poll_ready(&mut cx);
-            assert!(ready.is_ready(), "every service here is always ready");
-            match std::pin::pin!(service.call(request)).poll(&mut cx) {
-                Poll::Ready(Ok(response)) => black_box(response),
-                _ => unreachable!("every service here answers at once"),
-            }
-        })
-        .collect()
-}
-
-/// `n` runs of `f`, never inlined (see [`drive`]).
-#[inline(never)]
-fn drive_fn<T>(n: usize, mut f: impl FnMut() -> T) {
-    for _ in 0..n {
-        black_box(f());
-    }
 }
 
 /// Drives `n` requests through `service` (after one untimed call, which spends a refusal

@@ -1,7 +1,8 @@
 //! Timing helpers shared by the benches: the paired-rounds harness of `benches/request_id.rs`
 //! and `benches/security_headers.rs` (per-call means over pre-built requests, and 31 rounds of
 //! bare / ours / theirs back to back whose per-round overheads give the medians), and the
-//! batched timing loop of `benches/cors.rs` and `benches/jwt.rs`.
+//! batched timing loop of `benches/cors.rs` and `benches/jwt.rs`, and the callgrind drivers
+//! (`drive`, `drive_fn`) of `benches/jwt.rs` and `benches/rate_limit.rs`.
 #![allow(dead_code, unreachable_pub)]
 
 use std::convert::Infallible;
@@ -114,4 +115,37 @@ where
         done += n;
     }
     total
+}
+
+/// `requests` through `service`, each `poll_ready` + `call` + one poll of the future (every
+/// service driven this way answers at once); the responses are returned, to be dropped after.
+/// Never inlined, so callgrind can count exactly this: `--toggle-collect='*support::drive*'`.
+#[inline(never)]
+pub fn drive<S, R, B>(service: &mut S, requests: Vec<R>) -> Vec<Response<B>>
+where
+    S: Service<R, Response = Response<B>, Error = Infallible>,
+{
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut responses = Vec::with_capacity(requests.len());
+    for request in requests {
+        let ready = service.poll_ready(&mut cx);
+        assert!(
+            ready.is_ready(),
+            "every service driven here is always ready"
+        );
+        let mut future = std::pin::pin!(service.call(request));
+        let std::task::Poll::Ready(Ok(response)) = future.as_mut().poll(&mut cx) else {
+            panic!("every service driven here answers at once");
+        };
+        responses.push(black_box(response));
+    }
+    responses
+}
+
+/// `n` runs of `f`, never inlined (the same callgrind toggle as [`drive`]).
+#[inline(never)]
+pub fn drive_fn<T>(n: usize, mut f: impl FnMut() -> T) {
+    for _ in 0..n {
+        black_box(f());
+    }
 }
