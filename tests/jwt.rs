@@ -1021,6 +1021,40 @@ async fn cache_hit_still_honours_exp_and_revocation() {
     assert_invalid(call_with(&layer, bearer(&t3)).await, &t3).await;
 }
 
+/// The cache finds entries by the token's length and last bytes (its signature's end); a
+/// hit needs the whole token to match. A token with a cached token's signature and length
+/// but another payload (same length: `user_1` → `user_2`) must be verified, and refused.
+#[tokio::test]
+async fn same_signature_other_payload_is_not_a_cache_hit() {
+    let layer = JwtAuthLayer::builder(keyset())
+        .clock(clock())
+        .cache(16)
+        .build()
+        .unwrap();
+    for key in [&test_keys().es, &test_keys().rs] {
+        let good = token(key);
+        assert_eq!(
+            call_with(&layer, bearer(&good)).await.status(),
+            StatusCode::OK
+        );
+        let (head, rest) = good.split_once('.').unwrap();
+        let (payload, signature) = rest.split_once('.').unwrap();
+        let mut other = claims();
+        other["sub"] = json!("user_2");
+        let forged_payload = b64url(other.to_string().as_bytes());
+        assert_eq!(forged_payload.len(), payload.len());
+        let forged = format!("{head}.{forged_payload}.{signature}");
+        assert_eq!(forged.len(), good.len());
+        assert_invalid(call_with(&layer, bearer(&forged)).await, &forged).await;
+        assert!(!layer.is_cached(bearer(&forged).headers()));
+        // The genuine token is still a hit, for its own subject.
+        assert!(layer.is_cached(bearer(&good).headers()));
+        let response = call_with(&layer, bearer(&good)).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert_eq!(layer.cached_tokens(), 2);
+}
+
 #[tokio::test]
 async fn cache_is_bounded() {
     let layer = JwtAuthLayer::builder(keyset())

@@ -1,4 +1,12 @@
-//! The verified-token cache: SHA-256 of the whole token → what verification established.
+//! The verified-token cache: token → what verification established.
+//!
+//! Entries are found by the token's length and last 16 bytes (the end of its signature:
+//! unpredictable for any token that verified, so the few bytes spread the entries well), and
+//! a hit needs the presented token to equal the cached one, compared in constant time: a
+//! forged token never reaches another token's entry, and the comparison tells nothing of how
+//! much of a cached token matched. No hash of the whole token is computed on a hit (a
+//! SHA-256 of a 700-byte RS256 token costs more than the rest of the hit). The entry keeps the
+//! token's bytes (never printed by `Debug`), as any cache of bearer tokens must.
 //!
 //! A hit skips base64, JSON and the signature; the layer still checks `exp`/`nbf` against
 //! the current time, that the key is still present and not retired past its grace (without a
@@ -12,29 +20,56 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use aws_lc_rs::digest;
 use dashmap::DashMap;
 
 use super::claims::{Scopes, Verified};
 use crate::extensions::Principal;
 
-/// The cache key: SHA-256 of the token bytes (collision resistant, so a forged token can
-/// never hit another token's entry).
-pub(crate) type TokenHash = [u8; 32];
+/// Where an entry is stored: the token's length and its last 16 bytes (fewer for a shorter
+/// token, zero-padded). Only tokens that verified are stored, and their last bytes are their
+/// signature's, which nobody without the key can choose: the keys are spread evenly without
+/// hashing the whole token. A key says nothing about equality: see [`TokenCache::get`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TokenKey {
+    len: usize,
+    tail: [u8; 16],
+}
 
-pub(crate) fn hash_token(token: &[u8]) -> TokenHash {
-    let d = digest::digest(&digest::SHA256, token);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref().get(..32).unwrap_or(&[0u8; 32]));
-    out
+impl TokenKey {
+    pub(crate) fn of(token: &[u8]) -> Self {
+        let mut tail = [0u8; 16];
+        let from = token.len().saturating_sub(16);
+        let last = token.get(from..).unwrap_or_default();
+        if let Some(dst) = tail.get_mut(..last.len()) {
+            dst.copy_from_slice(last);
+        }
+        Self {
+            len: token.len(),
+            tail,
+        }
+    }
+}
+
+impl std::hash::Hash for TokenKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Base64url text has 6 bits a byte: fold both halves and the length, then mix so
+        // that the high bits (the map's shard and control byte) depend on every byte.
+        let (a, b) = self.tail.split_at(8);
+        let a = u64::from_le_bytes(a.try_into().unwrap_or_default());
+        let b = u64::from_le_bytes(b.try_into().unwrap_or_default());
+        let mut h = (a ^ (self.len as u64).rotate_left(40)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^= b.wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+        state.write_u64(h ^ (h >> 31));
+    }
 }
 
 /// How many inserts between two sweeps of expired entries.
 const SWEEP_EVERY: usize = 1024;
 
 /// What a cache hit restores.
-#[derive(Debug)]
 pub(crate) struct CachedToken<C> {
+    /// The token itself: a hit must present exactly these bytes.
+    pub(crate) token: Box<[u8]>,
     pub(crate) verified: Verified<C>,
     pub(crate) principal: Principal,
     pub(crate) scopes: Scopes,
@@ -59,6 +94,17 @@ pub(crate) struct CachedToken<C> {
     pub(crate) iat: Option<u64>,
 }
 
+impl<C: std::fmt::Debug> std::fmt::Debug for CachedToken<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.debug_struct("CachedToken")
+            .field("verified", &self.verified)
+            .field("principal", &self.principal)
+            .field("exp", &self.exp)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a response future waiting on the revocation store keeps of the cache entry: a way to
 /// mark it revoked, without the claims type in the future's type.
 pub(crate) trait MarkRevoked: Send + Sync {
@@ -72,7 +118,7 @@ impl<C: Send + Sync> MarkRevoked for CachedToken<C> {
     }
 }
 
-/// The keys are already uniform (SHA-256), so the map hashes them by their first 8 bytes.
+/// The keys mix themselves ([`TokenKey`]'s `Hash`): the map takes that word as it is.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct DigestHasher(u64);
 
@@ -104,7 +150,7 @@ impl BuildHasher for BuildDigestHasher {
 }
 
 pub(crate) struct TokenCache<C> {
-    map: DashMap<TokenHash, Arc<CachedToken<C>>, BuildDigestHasher>,
+    map: DashMap<TokenKey, Arc<CachedToken<C>>, BuildDigestHasher>,
     capacity: usize,
     inserts: AtomicUsize,
 }
@@ -127,18 +173,22 @@ impl<C> TokenCache<C> {
         }
     }
 
-    pub(crate) fn get(&self, key: &TokenHash) -> Option<Arc<CachedToken<C>>> {
-        self.map.get(key).map(|e| Arc::clone(e.value()))
+    /// The entry of exactly `token` (compared in constant time with the cached token; a
+    /// different token under the same key is a miss).
+    pub(crate) fn get(&self, key: &TokenKey, token: &[u8]) -> Option<Arc<CachedToken<C>>> {
+        let entry = self.map.get(key)?;
+        let cached = entry.value();
+        super::constant_time_eq(&cached.token, token).then(|| Arc::clone(cached))
     }
 
-    pub(crate) fn remove(&self, key: &TokenHash) {
+    pub(crate) fn remove(&self, key: &TokenKey) {
         self.map.remove(key);
     }
 
     /// Inserts an entry; `expired_before` is the time before which an `exp` is dead (now
     /// minus leeway). Expired entries are swept every `SWEEP_EVERY` inserts and whenever the
     /// map is full, so memory is not held by tokens nobody presents any more.
-    pub(crate) fn insert(&self, key: TokenHash, entry: Arc<CachedToken<C>>, expired_before: u64) {
+    pub(crate) fn insert(&self, key: TokenKey, entry: Arc<CachedToken<C>>, expired_before: u64) {
         let inserts = self.inserts.fetch_add(1, Ordering::Relaxed);
         if inserts % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.map.retain(|_, e| e.exp > expired_before);
@@ -148,7 +198,7 @@ impl<C> TokenCache<C> {
             if self.map.len() >= self.capacity {
                 let excess = self.map.len() + 1 - self.capacity;
                 let evict = excess.max(self.capacity / 8);
-                let victims: Vec<TokenHash> =
+                let victims: Vec<TokenKey> =
                     self.map.iter().take(evict).map(|e| *e.key()).collect();
                 for victim in victims {
                     self.map.remove(&victim);

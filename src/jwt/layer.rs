@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::{Extensions, HeaderMap, HeaderValue, header};
 use tower_layer::Layer;
 
-use super::cache::{CachedToken, TokenCache, TokenHash, hash_token};
+use super::cache::{CachedToken, TokenCache, TokenKey};
 use super::claims::{Claims, Scopes, Verified};
 use super::keys::{KeyRing, KeySource, install_crypto_provider};
 use super::revocation::RevocationStore;
@@ -152,7 +152,8 @@ impl<C> JwtAuthBuilder<C> {
         self
     }
 
-    /// Caches up to `capacity` verified tokens (by SHA-256 of the token).
+    /// Caches up to `capacity` verified tokens (each entry keeps its token, compared in
+    /// constant time on a hit).
     pub fn cache(mut self, capacity: usize) -> Self {
         self.cache = Some(capacity);
         self
@@ -368,20 +369,20 @@ where
     C: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
 {
     /// Whether the token these request headers present was already verified and is still
-    /// in the cache, within its validity: a hash and a map lookup, no signature work.
+    /// in the cache, within its validity: a map lookup and a comparison, no signature work.
     ///
     /// For an IP limit placed *before* this layer that should not count (or refuse) requests
     /// of signed-in users, e.g. with `Policy::skip_if`. A `true` does not replace the layer's
     /// own checks (revocation, key retirement): the request still goes through it. Always
     /// `false` without a [cache](JwtAuthBuilder::cache). Prefer
     /// [`lookup_cached`](Self::lookup_cached) where the extensions can be written: the layer
-    /// then does not hash the token a second time.
+    /// then does not look the token up a second time.
     pub fn is_cached(&self, headers: &HeaderMap) -> bool {
         self.shared.cached(headers).is_some()
     }
 
     /// [`is_cached`](Self::is_cached) that also leaves what it found in `extensions`, for
-    /// this layer's service to use instead of hashing the token and looking it up again.
+    /// this layer's service to use instead of looking the token up again.
     ///
     /// The service takes it out of the extensions and uses it only when it was left by this
     /// same layer (not another `JwtAuthLayer`, whatever its keys) and the token the service
@@ -426,7 +427,7 @@ where
 }
 
 /// What [`JwtAuthLayer::lookup_cached`] leaves in the request extensions: the cache entry
-/// and its digest, the layer that found it, and where the token sits in its header value.
+/// and its key, the layer that found it, and where the token sits in its header value.
 pub(crate) struct CachedLookup<C> {
     layer: u64,
     value: HeaderValue,
@@ -444,7 +445,7 @@ impl<C> Clone for CachedLookup<C> {
             len: self.len,
             found: Found {
                 entry: self.found.entry.clone(),
-                hash: self.found.hash,
+                key: self.found.key,
             },
         }
     }
@@ -461,10 +462,10 @@ impl<C> CachedLookup<C> {
     }
 }
 
-/// A cache entry and the digest it is stored under.
+/// A cache entry and the key it is stored under.
 pub(crate) struct Found<C> {
     entry: Arc<CachedToken<C>>,
-    hash: TokenHash,
+    key: TokenKey,
 }
 
 impl<S, C> Layer<S> for JwtAuthLayer<C> {
@@ -550,34 +551,34 @@ where
             Extracted::TooLong => return self.invalid(Invalid::TooLong),
         };
         let now = self.clock.unix_secs();
-        // The digest to store a verification under (with a cache).
-        let mut hash = None;
+        // The key to store a verification under (with a cache).
+        let mut key = None;
         if let Some(cache) = &self.cache {
             let found = match looked_up.and_then(|l| l.for_token(self.id, token)) {
                 Some(found) => Ok(found),
                 None => probe(cache, token),
             };
-            hash = Some(match found {
-                Ok(Found { entry, hash }) => match self.recheck(&entry, now) {
+            key = Some(match found {
+                Ok(Found { entry, key }) => match self.recheck(&entry, now) {
                     Recheck::Valid => return Outcome::Accept(entry),
                     Recheck::Revoked => return self.invalid(Invalid::Revoked),
                     Recheck::Invalid(reason) => {
-                        cache.remove(&hash);
+                        cache.remove(&key);
                         return self.invalid(reason);
                     }
                     // The `kid` now names other key material (e.g. the same key loaded
                     // again from a JWKS): verify the token afresh, as on a miss.
                     Recheck::KeyReplaced => {
-                        cache.remove(&hash);
-                        hash
+                        cache.remove(&key);
+                        key
                     }
                 },
-                Err(hash) => hash,
+                Err(key) => key,
             });
         }
         // A space inside the token (`Bearer a b`) is malformed. A cache hit cannot have one
-        // (the cache holds SHA-256 digests of tokens that verified, and a token with a space
-        // never verifies), so only a miss pays for this scan.
+        // (the cache holds tokens that verified, and a token with a space never verifies), so
+        // only a miss pays for this scan.
         if token.contains(&b' ') {
             return self.invalid(Invalid::Malformed);
         }
@@ -585,6 +586,11 @@ where
             Ok(accepted) => {
                 let subject = accepted.subject;
                 let entry = Arc::new(CachedToken {
+                    token: if key.is_some() {
+                        token.into()
+                    } else {
+                        Box::default()
+                    },
                     verified: Verified::new(
                         accepted.claims,
                         accepted.key,
@@ -603,8 +609,8 @@ where
                     nbf: accepted.nbf,
                     iat: accepted.iat,
                 });
-                if let (Some(cache), Some(hash)) = (&self.cache, hash) {
-                    cache.insert(hash, entry.clone(), now.saturating_sub(self.policy.leeway));
+                if let (Some(cache), Some(key)) = (&self.cache, key) {
+                    cache.insert(key, entry.clone(), now.saturating_sub(self.policy.leeway));
                 }
                 Outcome::Accept(entry)
             }
@@ -619,7 +625,7 @@ where
         let Extracted::Token(token, value) = self.extract(headers) else {
             return None;
         };
-        let Found { entry, hash } = probe(cache, token).ok()?;
+        let Found { entry, key } = probe(cache, token).ok()?;
         if entry.revoked.load(Ordering::Relaxed) {
             return None;
         }
@@ -631,7 +637,7 @@ where
             self.clock.unix_secs(),
         )
         .ok()?;
-        Some((Found { entry, hash }, value, token))
+        Some((Found { entry, key }, value, token))
     }
 
     /// A cache hit: not marked revoked, time, and the key still trusted. The `kid` lookup is
@@ -747,13 +753,13 @@ where
     }
 }
 
-/// The cache entry of `token`, or on a miss the digest it would be stored under.
-fn probe<C>(cache: &TokenCache<C>, token: &[u8]) -> Result<Found<C>, TokenHash> {
-    let hash = hash_token(token);
+/// The cache entry of `token`, or on a miss the key it would be stored under.
+fn probe<C>(cache: &TokenCache<C>, token: &[u8]) -> Result<Found<C>, TokenKey> {
+    let key = TokenKey::of(token);
     cache
-        .get(&hash)
-        .map(|entry| Found { entry, hash })
-        .ok_or(hash)
+        .get(&key, token)
+        .map(|entry| Found { entry, key })
+        .ok_or(key)
 }
 
 fn trim_ascii_spaces(mut bytes: &[u8]) -> &[u8] {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
-use subtle::ConstantTimeEq;
 
 use super::revocation::StoreFuture;
 use crate::error::StoreError;
@@ -56,13 +55,13 @@ impl fmt::Debug for FamilyId {
 
 /// The SHA-256 hash of a refresh token: all a store ever keeps of it.
 ///
-/// Compared in constant time (`subtle`). `Debug` does not print it.
+/// Compared in constant time. `Debug` does not print it.
 #[derive(Clone, Copy, Eq)]
 pub struct TokenHash([u8; 32]);
 
 impl PartialEq for TokenHash {
     fn eq(&self, other: &Self) -> bool {
-        self.0.ct_eq(&other.0).into()
+        super::constant_time_eq(&self.0, &other.0)
     }
 }
 
