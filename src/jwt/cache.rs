@@ -4,9 +4,10 @@
 //! unpredictable for any token that verified, so the few bytes spread the entries well), and
 //! a hit needs the presented token to equal the cached one, compared in constant time: a
 //! forged token never reaches another token's entry, and the comparison tells nothing of how
-//! much of a cached token matched. No hash of the whole token is computed on a hit (a
+//! much of a cached token matched (the keys too are compared without an early exit). No hash of the whole token is computed on a hit (a
 //! SHA-256 of a 700-byte RS256 token costs more than the rest of the hit). The entry keeps the
-//! token's bytes (never printed by `Debug`), as any cache of bearer tokens must.
+//! token's bytes (never printed by `Debug`): the cache holds at most `capacity` tokens of at
+//! most the policy's `max_token_len` bytes each, besides their claims.
 //!
 //! A hit skips base64, JSON and the signature; the layer still checks `exp`/`nbf` against
 //! the current time, that the key is still present and not retired past its grace (without a
@@ -29,10 +30,31 @@ use crate::extensions::Principal;
 /// token, zero-padded). Only tokens that verified are stored, and their last bytes are their
 /// signature's, which nobody without the key can choose: the keys are spread evenly without
 /// hashing the whole token. A key says nothing about equality: see [`TokenCache::get`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Eq)]
 pub(crate) struct TokenKey {
     len: usize,
     tail: [u8; 16],
+}
+
+impl PartialEq for TokenKey {
+    /// Without an early exit: the tail is a cached token's.
+    fn eq(&self, other: &Self) -> bool {
+        let diff = self
+            .tail
+            .iter()
+            .zip(&other.tail)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        (self.len == other.len) & (diff == 0)
+    }
+}
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The tail is part of a live token's signature: not printed.
+        f.debug_struct("TokenKey")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TokenKey {
@@ -118,39 +140,51 @@ impl<C: Send + Sync> MarkRevoked for CachedToken<C> {
     }
 }
 
-/// The keys mix themselves ([`TokenKey`]'s `Hash`): the map takes that word as it is.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct DigestHasher(u64);
+/// The map's hasher: [`TokenKey`]'s `Hash` gives one mixed word, which this mixes once more
+/// with a random per-cache seed (so even the holder of a signing key cannot aim many tokens
+/// at one probe chain of another process's cache).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyHasher {
+    seed: u64,
+    hash: u64,
+}
 
-impl Hasher for DigestHasher {
+impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {
-        self.0
+        self.hash
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        let h = (word ^ self.seed).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        self.hash = h ^ (h >> 32);
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        if let Some(first) = bytes.first_chunk::<8>() {
-            self.0 = u64::from_le_bytes(*first);
-        } else {
-            for &b in bytes {
-                self.0 = self.0.rotate_left(8) ^ u64::from(b);
-            }
+        // Only `write_u64` is used by `TokenKey`; anything else is folded in byte by byte.
+        for &b in bytes {
+            self.write_u64(self.hash.rotate_left(8) ^ u64::from(b));
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct BuildDigestHasher;
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BuildKeyHasher {
+    seed: u64,
+}
 
-impl BuildHasher for BuildDigestHasher {
-    type Hasher = DigestHasher;
+impl BuildHasher for BuildKeyHasher {
+    type Hasher = KeyHasher;
 
-    fn build_hasher(&self) -> DigestHasher {
-        DigestHasher(0)
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher {
+            seed: self.seed,
+            hash: 0,
+        }
     }
 }
 
 pub(crate) struct TokenCache<C> {
-    map: DashMap<TokenKey, Arc<CachedToken<C>>, BuildDigestHasher>,
+    map: DashMap<TokenKey, Arc<CachedToken<C>>, BuildKeyHasher>,
     capacity: usize,
     inserts: AtomicUsize,
 }
@@ -167,7 +201,9 @@ impl<C> std::fmt::Debug for TokenCache<C> {
 impl<C> TokenCache<C> {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
-            map: DashMap::with_hasher(BuildDigestHasher),
+            map: DashMap::with_hasher(BuildKeyHasher {
+                seed: std::hash::RandomState::new().hash_one(0x7e57_ca5e_u64),
+            }),
             capacity: capacity.max(1),
             inserts: AtomicUsize::new(0),
         }
@@ -181,8 +217,10 @@ impl<C> TokenCache<C> {
         super::constant_time_eq(&cached.token, token).then(|| Arc::clone(cached))
     }
 
-    pub(crate) fn remove(&self, key: &TokenKey) {
-        self.map.remove(key);
+    /// Removes `entry`, if it is still the one stored under `key` (not one inserted since).
+    pub(crate) fn remove(&self, key: &TokenKey, entry: &Arc<CachedToken<C>>) {
+        self.map
+            .remove_if(key, |_, stored| Arc::ptr_eq(stored, entry));
     }
 
     /// Inserts an entry; `expired_before` is the time before which an `exp` is dead (now

@@ -152,8 +152,9 @@ impl<C> JwtAuthBuilder<C> {
         self
     }
 
-    /// Caches up to `capacity` verified tokens (each entry keeps its token, compared in
-    /// constant time on a hit).
+    /// Caches up to `capacity` verified tokens. Each entry keeps its token (compared in
+    /// constant time on a hit) and its claims: budget `capacity` × (token + claims) bytes of
+    /// memory, at most `capacity` × [`max_token_len`](Self::max_token_len) for the tokens.
     pub fn cache(mut self, capacity: usize) -> Self {
         self.cache = Some(capacity);
         self
@@ -563,13 +564,13 @@ where
                     Recheck::Valid => return Outcome::Accept(entry),
                     Recheck::Revoked => return self.invalid(Invalid::Revoked),
                     Recheck::Invalid(reason) => {
-                        cache.remove(&key);
+                        cache.remove(&key, &entry);
                         return self.invalid(reason);
                     }
                     // The `kid` now names other key material (e.g. the same key loaded
                     // again from a JWKS): verify the token afresh, as on a miss.
                     Recheck::KeyReplaced => {
-                        cache.remove(&key);
+                        cache.remove(&key, &entry);
                         key
                     }
                 },
