@@ -15,7 +15,8 @@
 //! `TS_BENCH_N` (default 20,000) calls of one variant inside `drive` and exits; count them
 //! with `valgrind --tool=callgrind --toggle-collect='*support::drive*' <bench binary> --bench` and
 //! divide by N (the drive runs once more with one request before: divide by N + 1).
-//! Variants: `bare` (the inner service alone), `ours`, `ours-no-fields`, `tower-governor`,
+//! Variants: `bare` (the inner service alone), `ours`, `ours-no-fields`, `ours-lean` and
+//! `ours-no-fields-lean` (`request_extensions(false)`), `tower-governor`,
 //! `tower-governor-headers`, `ours-429`, `tower-governor-429`, `raw-governor`, `memory-store`;
 //! and `redis` / `redis-plain` (N decisions, 64 in flight, in `drive_redis`: use
 //! `--toggle-collect='*drive_redis*'`).
@@ -77,14 +78,17 @@ fn big_quota() -> Quota {
     Quota::per_second(1_000_000).burst(u32::MAX)
 }
 
-/// Our layer on a memory store with one policy of `quota`, writing `mode`'s fields.
+/// Our layer on a memory store with one policy of `quota`, writing `mode`'s fields and, with
+/// `extensions`, leaving `ClientIp` and `RateLimitStatus` in the request (the default).
 fn ours(
     quota: Quota,
     mode: HeaderMode,
+    extensions: bool,
 ) -> impl Service<Request<Body>, Response = Response<impl Send>, Error = Infallible> + Clone {
     RateLimitLayer::builder(MemoryStore::new())
         .policy(Policy::named("api").quota(quota))
         .headers(mode)
+        .request_extensions(extensions)
         .build()
         .unwrap()
         .layer(inner())
@@ -155,14 +159,31 @@ fn allowed(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("rate_limit/allowed");
     bench_layer(&mut group, &rt, "inner service alone", &inner(), 200);
-    let fields = ours(big_quota(), HeaderMode::Ietf);
+    let fields = ours(big_quota(), HeaderMode::Ietf, true);
     bench_layer(&mut group, &rt, "tower_shield layer (memory)", &fields, 200);
-    let quiet = ours(big_quota(), HeaderMode::None);
+    let quiet = ours(big_quota(), HeaderMode::None, true);
     bench_layer(
         &mut group,
         &rt,
         "tower_shield layer (memory, no fields)",
         &quiet,
+        200,
+    );
+    // As tower_governor leaves them: nothing in the request extensions.
+    let lean = ours(big_quota(), HeaderMode::Ietf, false);
+    bench_layer(
+        &mut group,
+        &rt,
+        "tower_shield layer (memory, no request extensions)",
+        &lean,
+        200,
+    );
+    let lean_quiet = ours(big_quota(), HeaderMode::None, false);
+    bench_layer(
+        &mut group,
+        &rt,
+        "tower_shield layer (memory, no fields, no request extensions)",
+        &lean_quiet,
         200,
     );
     let plain = theirs(1_000, u32::MAX);
@@ -208,7 +229,7 @@ fn one_per_hour() -> Quota {
 fn refused(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("rate_limit/refused");
-    let ours = ours(one_per_hour(), HeaderMode::Ietf);
+    let ours = ours(one_per_hour(), HeaderMode::Ietf, true);
     rt.block_on(ours.clone().oneshot(request())).unwrap();
     bench_layer(&mut group, &rt, "tower_shield 429", &ours, 429);
     let theirs = theirs(3_600_000_000_000, 1);
@@ -236,11 +257,13 @@ fn only(variant: &str) {
         .unwrap_or(20_000);
     match variant {
         "bare" => run_requests(inner(), n, 200),
-        "ours" => run_requests(ours(big_quota(), HeaderMode::Ietf), n, 200),
-        "ours-no-fields" => run_requests(ours(big_quota(), HeaderMode::None), n, 200),
+        "ours" => run_requests(ours(big_quota(), HeaderMode::Ietf, true), n, 200),
+        "ours-no-fields" => run_requests(ours(big_quota(), HeaderMode::None, true), n, 200),
+        "ours-lean" => run_requests(ours(big_quota(), HeaderMode::Ietf, false), n, 200),
+        "ours-no-fields-lean" => run_requests(ours(big_quota(), HeaderMode::None, false), n, 200),
         "tower-governor" => run_requests(theirs(1_000, u32::MAX), n, 200),
         "tower-governor-headers" => run_requests(theirs_with_headers(1_000, u32::MAX), n, 200),
-        "ours-429" => run_requests(ours(one_per_hour(), HeaderMode::Ietf), n, 429),
+        "ours-429" => run_requests(ours(one_per_hour(), HeaderMode::Ietf, true), n, 429),
         "tower-governor-429" => run_requests(theirs(3_600_000_000_000, 1), n, 429),
         "raw-governor" => {
             let raw = raw_governor();
@@ -432,11 +455,11 @@ fn paired() {
             Box::new(move || time_service(&mut s, n))
         }),
         ("ours (IETF fields)", {
-            let mut s = ours(big_quota(), HeaderMode::Ietf);
+            let mut s = ours(big_quota(), HeaderMode::Ietf, true);
             Box::new(move || time_service(&mut s, n))
         }),
         ("ours (no fields)", {
-            let mut s = ours(big_quota(), HeaderMode::None);
+            let mut s = ours(big_quota(), HeaderMode::None, true);
             Box::new(move || time_service(&mut s, n))
         }),
         ("tower_governor (use_headers)", {
@@ -447,18 +470,29 @@ fn paired() {
             let mut s = theirs(1_000, u32::MAX);
             Box::new(move || time_service(&mut s, n))
         }),
+        ("ours (IETF fields, no request extensions)", {
+            let mut s = ours(big_quota(), HeaderMode::Ietf, false);
+            Box::new(move || time_service(&mut s, n))
+        }),
+        ("ours (no fields, no request extensions)", {
+            let mut s = ours(big_quota(), HeaderMode::None, false);
+            Box::new(move || time_service(&mut s, n))
+        }),
         ("ours 429", {
-            let mut s = ours(one_per_hour(), HeaderMode::Ietf);
+            let mut s = ours(one_per_hour(), HeaderMode::Ietf, true);
             drive(&mut s, vec![request()]);
             Box::new(move || time_service(&mut s, n))
         }),
     ];
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); layers.len()];
     let (mut fields_ratio, mut quiet_ratio) = (vec![], vec![]);
+    let (mut lean_fields_ratio, mut lean_quiet_ratio) = (vec![], vec![]);
     for _ in 0..ROUNDS {
         let round: Vec<f64> = layers.iter_mut().map(|(_, f)| f()).collect();
         fields_ratio.push(round[1] / round[3]);
         quiet_ratio.push(round[2] / round[4]);
+        lean_fields_ratio.push(round[5] / round[3]);
+        lean_quiet_ratio.push(round[6] / round[4]);
         for (t, v) in times.iter_mut().zip(round) {
             t.push(v);
         }
@@ -471,6 +505,12 @@ fn paired() {
          ours (no fields) / tower_governor: {:.2}",
         median(&mut fields_ratio),
         median(&mut quiet_ratio)
+    );
+    println!(
+        "without request extensions, as tower_governor: ours (IETF fields) / tower_governor \
+         (use_headers): {:.2}; ours (no fields) / tower_governor: {:.2}",
+        median(&mut lean_fields_ratio),
+        median(&mut lean_quiet_ratio)
     );
 
     let rt = runtime();

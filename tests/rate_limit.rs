@@ -719,3 +719,39 @@ where
     )
     .unwrap()
 }
+
+#[tokio::test]
+async fn without_request_extensions_nothing_is_inserted_and_nothing_else_changes() {
+    let svc = RateLimitLayer::builder(MemoryStore::new())
+        .policy(Policy::named("h").quota(Quota::per_minute(2)))
+        .request_extensions(false)
+        .build()
+        .unwrap()
+        .layer(tower::service_fn(
+            |req: http::Request<rate_limit_support::Body>| async move {
+                assert!(req.extensions().get::<RateLimitStatus>().is_none());
+                assert!(
+                    req.extensions()
+                        .get::<tower_shield::client_ip::ClientIp>()
+                        .is_none()
+                );
+                Ok::<_, Infallible>(http::Response::new(rate_limit_support::Body::default()))
+            },
+        ));
+    // Two per minute: each spent request is 30 s until the quota is whole again.
+    for (remaining, reset) in [(1, 30), (0, 60)] {
+        let response = svc
+            .clone()
+            .oneshot(request("/", "192.0.2.15:1"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()["ratelimit"],
+            format!("\"h\";r={remaining};t={reset}").as_str()
+        );
+    }
+    let refused = svc.oneshot(request("/", "192.0.2.15:1")).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()["retry-after"], "30");
+}

@@ -61,13 +61,17 @@ impl RateKey {
     /// stores hash.
     pub fn write_material(&self, sink: &mut impl FnMut(&[u8])) {
         match &self.repr {
+            // One slice each (a hasher's `write` has a fixed cost per call).
             Repr::Ip(IpAddr::V4(v4)) => {
-                sink(&[KIND_IP, 4]);
-                sink(&v4.octets());
+                let [a, b, c, d] = v4.octets();
+                sink(&[KIND_IP, 4, a, b, c, d]);
             }
             Repr::Ip(IpAddr::V6(v6)) => {
-                sink(&[KIND_IP, 6]);
-                sink(&v6.octets());
+                let mut bytes = [0u8; 18];
+                let (head, octets) = bytes.split_at_mut(2);
+                head.copy_from_slice(&[KIND_IP, 6]);
+                octets.copy_from_slice(&v6.octets());
+                sink(&bytes);
             }
             Repr::Subject(s) => {
                 sink(&[KIND_SUBJECT]);

@@ -63,6 +63,7 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
             shadow: false,
             failure: FailurePolicy::default(),
             clock: Arc::new(SystemClock),
+            extensions: true,
         }
     }
 
@@ -96,6 +97,7 @@ pub struct RateLimitLayerBuilder<St: RateLimitStore> {
     shadow: bool,
     failure: FailurePolicy,
     clock: Arc<dyn Clock>,
+    extensions: bool,
 }
 
 impl<St: RateLimitStore + fmt::Debug> fmt::Debug for RateLimitLayerBuilder<St> {
@@ -155,6 +157,18 @@ impl<St: RateLimitStore> RateLimitLayerBuilder<St> {
         self
     }
 
+    /// Whether a request that goes on carries what this layer found in its extensions
+    /// (default: yes): the [`ClientIp`](crate::client_ip::ClientIp) it resolved (when no
+    /// layer further out did) and the [`RateLimitStatus`](super::RateLimitStatus) of the
+    /// decision. `false` inserts nothing, like tower_governor, and saves two small
+    /// allocations per request, for services where no handler, log or inner layer reads them
+    /// (an inner layer that needs the client IP then resolves it again). Nothing else
+    /// changes: keys, decisions, fields and refusals are the same.
+    pub fn request_extensions(mut self, insert: bool) -> Self {
+        self.extensions = insert;
+        self
+    }
+
     /// The clock for lock-outs (default: the system clock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
@@ -188,6 +202,7 @@ impl<St: RateLimitStore> RateLimitLayerBuilder<St> {
                 shadow: self.shadow,
                 failure: self.failure,
                 clock: self.clock,
+                extensions: self.extensions,
                 stats: Stats::default(),
                 error_log: LogGate::default(),
             }),
@@ -246,6 +261,8 @@ pub(crate) struct Config<St: RateLimitStore> {
     pub(crate) shadow: bool,
     pub(crate) failure: FailurePolicy,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Whether `ClientIp` and `RateLimitStatus` are inserted into requests that go on.
+    pub(crate) extensions: bool,
     pub(crate) stats: Stats,
     pub(crate) error_log: LogGate,
 }

@@ -143,7 +143,7 @@ where
             None => (
                 crate::client_ip::peer_addr(req.extensions())
                     .map(|peer| config.resolver.resolve_from_peer(peer.ip(), req.headers())),
-                true,
+                config.extensions,
             ),
         };
         let (mut parts, body) = req.into_parts();
@@ -347,10 +347,12 @@ fn on_decision<St: RateLimitStore, R, B>(
         return Verdict::Refuse(response);
     }
     let fields = scope.fields(&decision);
-    request.extensions_mut().insert(RateLimitStatus {
-        policy: scope.name(),
-        decision,
-    });
+    if config.extensions {
+        request.extensions_mut().insert(RateLimitStatus {
+            policy: scope.name(),
+            decision,
+        });
+    }
     Verdict::Pass(Pass {
         fields,
         store_failed: false,
