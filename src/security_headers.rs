@@ -31,7 +31,7 @@
 //!
 //! | Header | `api()` | `web()` | Why |
 //! |---|---|---|---|
-//! | `Strict-Transport-Security` | `max-age=31536000; includeSubDomains` | same | Browsers use HTTPS only for a year, subdomains included. Sent only on responses to requests that came over HTTPS (RFC 6797 §7.2). |
+//! | `Strict-Transport-Security` | `max-age=31536000; includeSubDomains` | same | Browsers use HTTPS only for a year, subdomains included. Sent only on responses to requests that came over HTTPS (RFC 6797 §7.2); one the inner service set is removed from plain-HTTP responses, for the same reason. |
 //! | `X-Content-Type-Options` | `nosniff` | same | No MIME sniffing: a JSON answer is never run as a script or rendered as HTML. |
 //! | `X-Frame-Options` | `DENY` | same | No framing (clickjacking), for browsers that predate CSP `frame-ancestors`. |
 //! | `Content-Security-Policy` | `default-src 'none'; frame-ancestors 'none'` | `default-src 'self'; base-uri 'self'; form-action 'self'; object-src 'none'; frame-ancestors 'none'` | An API answer loads nothing and is framed by nobody; an HTML app loads only from its own origin. `upgrade-insecure-requests` is left out so plain-HTTP development keeps working (HSTS covers HTTPS). |
@@ -46,7 +46,8 @@
 //!
 //! Each header can be changed ([`set`](SecurityHeaders::set) and the named methods) or dropped
 //! ([`remove`](SecurityHeaders::remove)). A header the inner service already set is kept
-//! unless [`override_existing(true)`](SecurityHeaders::override_existing).
+//! unless [`override_existing(true)`](SecurityHeaders::override_existing), except
+//! `Strict-Transport-Security` on a plain-HTTP response, which is always removed.
 //!
 //! # HTTPS detection
 //!
@@ -510,20 +511,21 @@ impl Config {
         // tells which of ours it already has and whether anything is to be stripped, for less
         // than one hash lookup per configured header (`entry`, `remove`) would cost.
         if headers.keys_len() > SCAN_MAX_NAMES || self.headers.len() >= 64 {
-            return self.apply_by_lookup(headers, hsts);
+            return self.apply_by_lookup(headers, https, hsts);
         }
         let mut present = 0u64;
         let mut hsts_present = false;
         let mut strip = false;
-        let scan = !self.override_existing || !self.strip.is_empty();
+        let scan = !self.override_existing || !self.strip.is_empty() || !https;
         for name in headers.keys().filter(|_| scan) {
             if self.strip.contains(name) {
                 strip = true;
-            } else if !self.override_existing {
-                if let Some(i) = self.headers.iter().position(|(n, _)| n == name) {
-                    present |= 1 << i;
-                }
-                hsts_present |= name == header::STRICT_TRANSPORT_SECURITY;
+            } else if name == header::STRICT_TRANSPORT_SECURITY {
+                hsts_present = true;
+            } else if !self.override_existing
+                && let Some(i) = self.headers.iter().position(|(n, _)| n == name)
+            {
+                present |= 1 << i;
             }
         }
         if strip {
@@ -531,7 +533,11 @@ impl Config {
                 headers.remove(name);
             }
         }
-        let hsts = hsts.filter(|_| !hsts_present);
+        // RFC 6797 §7.2: never over plain HTTP, not even the handler's own.
+        if hsts_present && !https {
+            headers.remove(header::STRICT_TRANSPORT_SECURITY);
+        }
+        let hsts = hsts.filter(|_| self.override_existing || !hsts_present);
         let adding =
             self.headers.len() - present.count_ones() as usize + usize::from(hsts.is_some());
         // One growth of the map at most, instead of one per threshold crossed.
@@ -547,9 +553,12 @@ impl Config {
     }
 
     /// [`apply`](Self::apply) for a response with many header names: one lookup per header.
-    fn apply_by_lookup(&self, headers: &mut HeaderMap, hsts: Option<&HeaderValue>) {
+    fn apply_by_lookup(&self, headers: &mut HeaderMap, https: bool, hsts: Option<&HeaderValue>) {
         for name in &self.strip {
             headers.remove(name);
+        }
+        if !https {
+            headers.remove(header::STRICT_TRANSPORT_SECURITY);
         }
         // A map at http's size limit (tens of thousands of names, e.g. a handler echoing a
         // hostile request's headers) is left as it is rather than panicking.
@@ -892,7 +901,7 @@ mod tests {
         for builder in configs {
             let config = builder.build().unwrap().config;
             for subset in 0u32..(1 << existing.len()) {
-                for (https, many) in [(false, false), (true, false), (true, true)] {
+                for (https, many) in [(false, false), (false, true), (true, false), (true, true)] {
                     let mut response = HeaderMap::new();
                     for (bit, (name, value)) in existing.iter().enumerate() {
                         if subset & (1 << bit) != 0 {
@@ -911,9 +920,15 @@ mod tests {
                     config.apply(&mut scanned, https);
                     let mut looked_up = response;
                     let hsts = if https { config.hsts.as_ref() } else { None };
-                    config.apply_by_lookup(&mut looked_up, hsts);
+                    config.apply_by_lookup(&mut looked_up, https, hsts);
                     assert_eq!(
                         scanned, looked_up,
+                        "{config:?} subset {subset:b} https {https}"
+                    );
+                    // Never HSTS over plain HTTP, not even the handler's.
+                    assert_eq!(
+                        scanned.contains_key(header::STRICT_TRANSPORT_SECURITY),
+                        https && (config.hsts.is_some() || subset & (1 << 4) != 0),
                         "{config:?} subset {subset:b} https {https}"
                     );
                 }

@@ -130,6 +130,19 @@ async fn hsts_only_over_https() {
     // Origin-form URI (what HTTP/1.1 servers see): not HTTPS.
     let (_, headers, _) = run(SecurityHeadersLayer::api(), get("/"), HeaderMap::new()).await;
     assert!(!headers.contains_key(HSTS));
+    // The handler's own HSTS is removed over plain HTTP too (RFC 6797 §7.2), with or without
+    // HSTS configured, and kept over HTTPS.
+    let mut handler = HeaderMap::new();
+    handler.insert(HSTS, HeaderValue::from_static("max-age=60"));
+    for layer in [
+        SecurityHeadersLayer::api(),
+        SecurityHeaders::api().no_hsts().build().unwrap(),
+    ] {
+        let (_, headers, _) = run(layer.clone(), get("/"), handler.clone()).await;
+        assert!(!headers.contains_key(HSTS));
+        let (_, headers, _) = run(layer, get("https://api.example/"), handler.clone()).await;
+        assert_eq!(headers[HSTS], "max-age=60");
+    }
 }
 
 fn behind_proxy() -> SecurityHeadersLayer {

@@ -271,6 +271,9 @@ pub(crate) fn app<St: RateLimitStore>(
                 .tier("admin", per_minute(10_000, scale))
                 .key(Key::subject_only()),
         )
+        // No handler reads its `RateLimitStatus`, and the IP limit above already left the
+        // `ClientIp`: nothing to insert.
+        .request_extensions(false)
         .build()?;
     let admin_only = RequireRoleLayer::any_of(["admin"]).with_realm(REALM)?;
 
