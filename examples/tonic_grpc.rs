@@ -1,14 +1,17 @@
 //! A tonic gRPC server serving the standard health service (`grpc.health.v1.Health`, so no
-//! protobuf code generation is needed) behind `RequestIdLayer` and `SecurityHeadersLayer`,
-//! composed with `tower::ServiceBuilder`.
+//! protobuf code generation is needed) behind `RequestIdLayer`, `SecurityHeadersLayer` and a
+//! per-client-IP `RateLimitLayer`, composed with `tower::ServiceBuilder`.
 //!
 //! ```text
 //! BIND_ADDR=127.0.0.1:50051 cargo run --example tonic_grpc
 //! grpcurl -plaintext -v 127.0.0.1:50051 grpc.health.v1.Health/Check
 //! ```
 //!
-//! Each response's metadata carries `x-request-id`. Refusals of tower-shield layers reach gRPC
-//! clients as a proper `grpc-status`. SIGINT or SIGTERM stops the server gracefully.
+//! Each response's metadata carries `x-request-id` and the `ratelimit` fields. The client IP is
+//! the TCP peer that tonic's server records (`TcpConnectInfo`, read with tower-shield's `tonic`
+//! feature). `RATE_LIMIT_PER_MINUTE` (default 600) sets the quota; past it, clients get
+//! `RESOURCE_EXHAUSTED`: refusals of tower-shield layers reach gRPC clients as a proper
+//! `grpc-status`. SIGINT or SIGTERM stops the server gracefully.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -17,6 +20,7 @@ use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tower::ServiceBuilder;
+use tower_shield::rate_limit::{MemoryStore, Policy, Quota, RateLimitLayer};
 use tower_shield::request_id::RequestIdLayer;
 use tower_shield::security_headers::SecurityHeadersLayer;
 
@@ -39,9 +43,31 @@ async fn main() {
     // The overall server health ("") starts as SERVING.
     let (_reporter, health_service) = tonic_health::server::health_reporter();
 
+    let per_minute = match std::env::var("RATE_LIMIT_PER_MINUTE") {
+        Err(_) => 600,
+        Ok(value) => match value.parse::<u32>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                eprintln!("RATE_LIMIT_PER_MINUTE: expected a whole number above 0");
+                std::process::exit(2);
+            }
+        },
+    };
+    let rate_limit = match RateLimitLayer::builder(MemoryStore::new())
+        .policy(Policy::named("grpc").quota(Quota::per_minute(per_minute)))
+        .build()
+    {
+        Ok(layer) => layer,
+        Err(error) => {
+            eprintln!("RATE_LIMIT_PER_MINUTE: {error}");
+            std::process::exit(2);
+        }
+    };
+
     let layers = ServiceBuilder::new()
         .layer(RequestIdLayer::new())
         .layer(SecurityHeadersLayer::api())
+        .layer(rate_limit)
         .into_inner();
 
     println!("listening on http://{local}");

@@ -133,8 +133,11 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The TCP peer's address, from the request extensions: a `SocketAddr` (plain hyper), or
-/// axum's `ConnectInfo<SocketAddr>` with the `axum` feature.
+/// The TCP peer's address, from the request extensions: a `SocketAddr` (plain hyper), axum's
+/// `ConnectInfo<SocketAddr>` with the `axum` feature, or tonic's `TcpConnectInfo` with the
+/// `tonic` feature (what tonic's own server inserts; a tonic server that terminates TLS
+/// itself inserts `TlsConnectInfo` instead, which is not read: put a `SocketAddr` in the
+/// extensions there, or terminate TLS in a trusted proxy).
 #[inline]
 pub fn peer_addr(extensions: &Extensions) -> Option<SocketAddr> {
     if let Some(addr) = extensions.get::<SocketAddr>() {
@@ -143,6 +146,13 @@ pub fn peer_addr(extensions: &Extensions) -> Option<SocketAddr> {
     #[cfg(feature = "axum")]
     if let Some(info) = extensions.get::<axum::extract::ConnectInfo<SocketAddr>>() {
         return Some(info.0);
+    }
+    #[cfg(feature = "tonic")]
+    if let Some(addr) = extensions
+        .get::<tonic::transport::server::TcpConnectInfo>()
+        .and_then(tonic::transport::server::TcpConnectInfo::remote_addr)
+    {
+        return Some(addr);
     }
     None
 }

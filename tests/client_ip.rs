@@ -169,3 +169,43 @@ fn resolver_keeps_the_real_address_and_the_group() {
     );
     assert_eq!(ip.group().to_string(), "2001:db8:aa::");
 }
+
+/// Under tonic's own server the peer arrives as `TcpConnectInfo` (feature `tonic`): the
+/// limiter keys by it, and without any peer information the request is refused, not guessed.
+#[cfg(feature = "tonic")]
+#[tokio::test]
+async fn tonic_tcp_connect_info_is_the_peer() {
+    use tonic::transport::server::TcpConnectInfo;
+    let from_tonic = |peer: Option<&str>| {
+        let mut req = http::Request::get("/grpc.health.v1.Health/Check")
+            .body(rate_limit_support::Body::default())
+            .unwrap();
+        req.extensions_mut().insert(TcpConnectInfo {
+            local_addr: Some("127.0.0.1:50051".parse().unwrap()),
+            remote_addr: peer.map(|p| p.parse().unwrap()),
+        });
+        req
+    };
+    let svc = svc(&[]);
+    for _ in 0..2 {
+        let response = svc
+            .clone()
+            .oneshot(from_tonic(Some("198.51.100.9:4000")))
+            .await;
+        assert_eq!(response.unwrap().status(), StatusCode::OK);
+    }
+    let limited = svc
+        .clone()
+        .oneshot(from_tonic(Some("198.51.100.9:4001")))
+        .await;
+    assert_eq!(limited.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+    let other = svc
+        .clone()
+        .oneshot(from_tonic(Some("198.51.100.10:4000")))
+        .await;
+    assert_eq!(other.unwrap().status(), StatusCode::OK);
+    let unknown = svc.oneshot(from_tonic(None)).await;
+    assert_eq!(unknown.unwrap().status(), StatusCode::FORBIDDEN);
+    let peer = tower_shield::client_ip::peer_addr(from_tonic(Some("[2001:db8::1]:9")).extensions());
+    assert_eq!(peer, Some("[2001:db8::1]:9".parse().unwrap()));
+}

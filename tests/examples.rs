@@ -131,23 +131,34 @@ async fn tonic_grpc_example() {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
 
-    let running = start("tonic_grpc", &[]).await;
+    let running = start("tonic_grpc", &[("RATE_LIMIT_PER_MINUTE", "2")]).await;
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", running.addr))
         .unwrap()
         .connect()
         .await
         .expect("connect");
     let mut client = HealthClient::new(channel);
-    let response = client
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
+    let check = || HealthCheckRequest {
+        service: String::new(),
+    };
+    for remaining in [1, 0] {
+        let response = client.check(check()).await.expect("health check");
+        let metadata = response.metadata().clone().into_headers();
+        assert_eq!(response.into_inner().status(), ServingStatus::Serving);
+        assert_uuid(&metadata["x-request-id"]);
+        assert_eq!(metadata["x-content-type-options"], "nosniff");
+        // Keyed by the TCP peer tonic recorded (no peer would be PERMISSION_DENIED).
+        let ratelimit = metadata["ratelimit"].to_str().unwrap();
+        assert!(
+            ratelimit.starts_with(&format!("\"grpc\";r={remaining};")),
+            "{ratelimit}"
+        );
+    }
+    let refused = client
+        .check(check())
         .await
-        .expect("health check");
-    let metadata = response.metadata().clone().into_headers();
-    assert_eq!(response.into_inner().status(), ServingStatus::Serving);
-    assert_uuid(&metadata["x-request-id"]);
-    assert_eq!(metadata["x-content-type-options"], "nosniff");
+        .expect_err("third check in a minute");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
     assert!(running.terminate().await.success());
 }
 
