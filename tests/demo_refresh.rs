@@ -1,6 +1,7 @@
 //! End-to-end: the demo's whole token lifecycle. Refresh rotation (and the grace window),
-//! reuse detection revoking the family, logout killing the refresh family and the access
-//! token's `jti`, and an admin's role change taking effect at the user's next refresh.
+//! reuse detection revoking the family and its access tokens, logout killing the refresh
+//! family and the access token's `jti`, and an admin's role change taking effect at the
+//! user's next refresh.
 #![cfg(all(feature = "jwt", feature = "rate-limit", feature = "cors"))]
 
 mod common;
@@ -79,6 +80,24 @@ async fn rotation_and_reuse_detection() {
             .unwrap()
             .ends_with("refresh_token_reused")
     );
+    // And so did the access tokens of the family (its session), the cached one too; a
+    // fresh sign-in works.
+    for access in [&access1, &access2] {
+        demo.get("/api/me")
+            .client(&ip(11))
+            .bearer(access)
+            .send()
+            .await
+            .assert_problem(StatusCode::UNAUTHORIZED);
+    }
+    let (access3, _) = demo.login(&ip(12), "gina@example.com", PASSWORD).await;
+    let r = demo
+        .get("/api/me")
+        .client(&ip(13))
+        .bearer(&access3)
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
 
     // Missing, malformed and unknown cookies: 401.
     demo.post("/auth/refresh")

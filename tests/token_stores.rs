@@ -192,7 +192,19 @@ async fn unknown_tokens<St: RefreshStore>(h: Harness<St>) {
 
 async fn reuse_revokes_family<St: RefreshStore>(h: Harness<St>) {
     let login = h.tokens.issue_pair("user_2", "user", &()).await.unwrap();
+    let elsewhere = h.tokens.issue_pair("user_2", "user", &()).await.unwrap();
     let next = h.tokens.rotate(rt(&login)).await.unwrap();
+    // Every access token of the family names it as its session.
+    for pair in [&login, &next] {
+        assert_eq!(
+            decode_claims(&pair.access_token)["sid"],
+            login.family.to_string()
+        );
+        assert_eq!(
+            access_status(&h.layer, &pair.access_token).await,
+            StatusCode::OK
+        );
+    }
     h.clock.advance(Duration::from_secs(3)); // past the 2 s grace window
     let err = h.tokens.rotate(rt(&login)).await.unwrap_err();
     match &err {
@@ -212,6 +224,20 @@ async fn reuse_revokes_family<St: RefreshStore>(h: Harness<St>) {
     ));
     // And presenting the reused token again is refused (no second alert needed).
     assert!(h.tokens.rotate(rt(&login)).await.is_err());
+    // The family's access tokens already out are refused at once (whoever holds them), the
+    // user's other session is not.
+    for pair in [&login, &next] {
+        assert_eq!(
+            access_status(&h.layer, &pair.access_token).await,
+            StatusCode::UNAUTHORIZED,
+            "{}",
+            h.label
+        );
+    }
+    assert_eq!(
+        access_status(&h.layer, &elsewhere.access_token).await,
+        StatusCode::OK
+    );
 }
 
 async fn grace_window<St: RefreshStore>(h: Harness<St>) {
@@ -293,7 +319,20 @@ async fn expiry_and_family_cap<St: RefreshStore>(h: Harness<St>) {
 async fn logout<St: RefreshStore>(h: Harness<St>) {
     let login = h.tokens.issue_pair("user_6", "user", &()).await.unwrap();
     let other = h.tokens.issue_pair("user_6", "user", &()).await.unwrap();
+    assert_eq!(
+        access_status(&h.layer, &login.access_token).await,
+        StatusCode::OK
+    );
     assert!(h.tokens.logout(rt(&login)).await.unwrap());
+    // The session's access token dies with it; the other session's lives on.
+    assert_eq!(
+        access_status(&h.layer, &login.access_token).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        access_status(&h.layer, &other.access_token).await,
+        StatusCode::OK
+    );
     assert!(
         !h.tokens.logout(rt(&login)).await.unwrap(),
         "already revoked"
@@ -322,7 +361,13 @@ async fn logout<St: RefreshStore>(h: Harness<St>) {
         access_status(&h.layer, &other.access_token).await,
         StatusCode::UNAUTHORIZED
     );
-    // Revoke by family id.
+    // Revoke by family id: its access tokens too.
+    let admin_view = h.tokens.issue_pair("user_6", "user", &()).await.unwrap();
+    assert!(h.tokens.revoke_family(admin_view.family).await.unwrap());
+    assert_eq!(
+        access_status(&h.layer, &admin_view.access_token).await,
+        StatusCode::UNAUTHORIZED
+    );
     assert!(h.tokens.revoke_family(other.family).await.unwrap());
     assert!(
         !h.tokens
@@ -381,6 +426,7 @@ async fn logout_everywhere<St: RefreshStore>(h: Harness<St>) {
         .unwrap();
     let old = TokenRef {
         jti: None,
+        session: None,
         subject: "user_7",
         issued_at: Some(now - 2),
     };
@@ -470,6 +516,7 @@ async fn revocation_store_contract<St: RefreshStore>(h: Harness<St>) {
     let now = h.clock.unix_secs();
     let token = TokenRef {
         jti: Some("tok_a"),
+        session: None,
         subject: "user_12",
         issued_at: Some(now),
     };
@@ -492,6 +539,7 @@ async fn revocation_store_contract<St: RefreshStore>(h: Harness<St>) {
         .unwrap();
     let before = TokenRef {
         jti: None,
+        session: None,
         subject: "user_12",
         issued_at: Some(now - 1),
     };
@@ -517,10 +565,50 @@ async fn revocation_store_contract<St: RefreshStore>(h: Harness<St>) {
     // An identifier too long to be revoked is simply not revoked (no error on the hot path).
     let long_jti = TokenRef {
         jti: Some(&long),
+        session: Some(&long),
         subject: "user_12",
         issued_at: Some(now),
     };
     assert!(!store.check(long_jti).await.unwrap(), "{}", h.label);
+    assert!(store.revoke_session(&long, now + 60).await.is_err());
+    // Sessions: every token naming a revoked `sid`, until the revocation expires; a jti equal
+    // to a session id (or the reverse) is another namespace.
+    let in_session = TokenRef {
+        jti: Some("tok_s1"),
+        session: Some("fam_1"),
+        subject: "user_13",
+        issued_at: Some(now),
+    };
+    assert!(!store.check(in_session).await.unwrap());
+    store.revoke_session("fam_1", now + 60).await.unwrap();
+    store.revoke_session("fam_1", now + 30).await.unwrap(); // never shortens
+    assert!(store.check(in_session).await.unwrap(), "{}", h.label);
+    let sibling = TokenRef {
+        jti: Some("tok_s2"),
+        ..in_session
+    };
+    assert!(store.check(sibling).await.unwrap());
+    let other_session = TokenRef {
+        session: Some("fam_2"),
+        ..in_session
+    };
+    assert!(!store.check(other_session).await.unwrap());
+    let jti_named_like_it = TokenRef {
+        jti: Some("fam_1"),
+        session: None,
+        ..in_session
+    };
+    assert!(
+        !store.check(jti_named_like_it).await.unwrap(),
+        "{}",
+        h.label
+    );
+    store.revoke_token("tok_only", now + 60).await.unwrap();
+    let session_named_like_it = TokenRef {
+        session: Some("tok_only"),
+        ..in_session
+    };
+    assert!(!store.check(session_named_like_it).await.unwrap());
 }
 
 fn decode_claims(token: &str) -> serde_json::Value {

@@ -103,6 +103,7 @@ struct VerifiedInner<C> {
     claims: C,
     kid: Arc<str>,
     jti: Option<Arc<str>>,
+    session: Option<Arc<str>>,
     subject: Arc<str>,
     expires_at: u64,
     issued_at: Option<u64>,
@@ -140,6 +141,7 @@ impl<C> Verified<C> {
         claims: C,
         kid: Arc<str>,
         jti: Option<Arc<str>>,
+        session: Option<Arc<str>>,
         subject: Arc<str>,
         expires_at: u64,
         issued_at: Option<u64>,
@@ -149,6 +151,7 @@ impl<C> Verified<C> {
                 claims,
                 kid,
                 jti,
+                session,
                 subject,
                 expires_at,
                 issued_at,
@@ -169,6 +172,14 @@ impl<C> Verified<C> {
     /// The token's `jti`, when it has one (e.g. to deny it at logout).
     pub fn jti(&self) -> Option<&str> {
         self.inner.jti.as_deref()
+    }
+
+    /// The token's `sid` claim, when it has one: the session it was issued in (for tokens of
+    /// [`RefreshTokens`](super::RefreshTokens), the refresh-token family). Revoking the
+    /// session ([`RevocationStore::revoke_session`](super::RevocationStore::revoke_session))
+    /// refuses every access token of it.
+    pub fn session(&self) -> Option<&str> {
+        self.inner.session.as_deref()
     }
 
     /// The subject (`sub`).

@@ -3,8 +3,9 @@
 //!
 //! Each token has the header `typ: at+jwt`, `kid` (the key's id, by default its RFC 7638
 //! thumbprint) and `alg` (the key's one algorithm), and the claims `iss`, `aud`, `sub`,
-//! `role`, `iat`, `nbf`, `exp` and a UUID `jti`, plus any claims of the caller's own (which
-//! may not replace the registered ones). Time comes from the injected
+//! `role`, `iat`, `nbf`, `exp` and a UUID `jti` (and `sid`, the session, when issued in one:
+//! see [`TokenIssuer::issue_in_session`]), plus any claims of the caller's own (which may not
+//! replace the registered ones). Time comes from the injected
 //! [`Clock`](crate::clock::Clock), so the verifying [`JwtAuthLayer`](super::JwtAuthLayer) and
 //! the issuer agree in tests.
 
@@ -30,7 +31,9 @@ pub const MAX_ACCESS_TTL: Duration = Duration::from_secs(60 * 60);
 pub const DEFAULT_ISSUER_LEEWAY: Duration = Duration::from_secs(30);
 
 /// The claims the issuer sets itself; extra claims may not use these names.
-pub const REGISTERED_CLAIMS: [&str; 8] = ["iss", "aud", "sub", "role", "iat", "nbf", "exp", "jti"];
+pub const REGISTERED_CLAIMS: [&str; 9] = [
+    "iss", "aud", "sub", "role", "iat", "nbf", "exp", "jti", "sid",
+];
 
 /// Longest `sub` or `role` the issuer signs (bytes).
 const MAX_CLAIM_VALUE: usize = 512;
@@ -52,8 +55,9 @@ pub enum IssueError {
     /// The extra claims are not a JSON object (or could not be serialised).
     #[error("extra claims must serialise to a JSON object")]
     ExtraClaims,
-    /// The subject or role is empty, too long (512 bytes) or contains control characters.
-    #[error("subject or role is empty, too long or contains control characters")]
+    /// The subject, role or session is empty, too long (512 bytes) or contains control
+    /// characters.
+    #[error("subject, role or session is empty, too long or contains control characters")]
     InvalidIdentity,
     /// The signed token would be longer than verifiers accept by default
     /// ([`DEFAULT_MAX_TOKEN_LEN`](super::DEFAULT_MAX_TOKEN_LEN), 8 KiB): too many extra claims.
@@ -342,6 +346,8 @@ struct Registered<'a> {
     nbf: u64,
     exp: u64,
     jti: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sid: Option<&'a str>,
 }
 
 fn valid_identity(value: &str) -> bool {
@@ -372,7 +378,24 @@ impl TokenIssuer {
         role: &str,
         extra: &E,
     ) -> Result<AccessToken, IssueError> {
-        if !valid_identity(subject) || !valid_identity(role) {
+        self.issue_in_session(subject, role, extra, None)
+    }
+
+    /// [`issue`](Self::issue) with a `sid` claim naming the session the token belongs to,
+    /// so that [`RevocationStore::revoke_session`](super::RevocationStore::revoke_session)
+    /// can refuse every access token of that session at once.
+    /// [`RefreshTokens`](super::RefreshTokens) uses the refresh-token family as the session.
+    pub fn issue_in_session<E: Serialize + ?Sized>(
+        &self,
+        subject: &str,
+        role: &str,
+        extra: &E,
+        session: Option<&str>,
+    ) -> Result<AccessToken, IssueError> {
+        if !valid_identity(subject)
+            || !valid_identity(role)
+            || session.is_some_and(|sid| !valid_identity(sid))
+        {
             return Err(IssueError::InvalidIdentity);
         }
         let extra = match serde_json::to_value(extra).map_err(|_| IssueError::ExtraClaims)? {
@@ -406,6 +429,7 @@ impl TokenIssuer {
             nbf: now,
             exp,
             jti: &jti,
+            sid: session,
         };
         let Ok(Value::Object(mut claims)) = serde_json::to_value(&registered) else {
             return Err(IssueError::Signing);

@@ -596,6 +596,7 @@ where
                         accepted.claims,
                         accepted.key,
                         accepted.jti,
+                        accepted.session,
                         subject.clone(),
                         accepted.exp,
                         accepted.iat,

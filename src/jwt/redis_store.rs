@@ -157,6 +157,7 @@ impl Scripts {
 /// | `<prefix>{<family hex>}:rs` | sorted set | spent token hashes (bounded, oldest dropped) |
 /// | `<prefix>{<subject>}:rfams` | set | the subject's family ids, for "log out everywhere" |
 /// | `<prefix>{<jti>}:jti` | string | a revoked access token, until its `exp` |
+/// | `<prefix>{<sid>}:sid` | string | a revoked session (every access token with this `sid`), until its last token's `exp` |
 /// | `<prefix>{<subject>}:wm` | string | the subject's revoked-before watermark (unix s), never lowered |
 #[derive(Clone)]
 pub struct RedisRefreshStore {
@@ -368,9 +369,10 @@ impl RefreshStore for RedisRefreshStore {
     }
 }
 
-/// A [`RevocationStore`] in Redis: revoked `jti`s expire with their tokens (`EXAT`), and a
-/// subject's watermark only ever moves forward (a Lua script compares before writing).
-/// A check is one round trip (pipelined `GET` + `EXISTS`). Key names: see
+/// A [`RevocationStore`] in Redis: revoked `jti`s and sessions expire with their tokens
+/// (`EXAT`), and a subject's watermark only ever moves forward (a Lua script compares before
+/// writing). A check is one round trip (a pipelined `GET`, and an `EXISTS` for the token's
+/// `jti` and one for its `sid`). Key names: see
 /// [`RedisRefreshStore`].
 #[derive(Clone)]
 pub struct RedisRevocationStore {
@@ -389,7 +391,7 @@ impl fmt::Debug for RedisRevocationStore {
     }
 }
 
-/// Longest `jti` or subject the Redis revocation store accepts (bytes).
+/// Longest `jti`, `sid` or subject the Redis revocation store accepts (bytes).
 const MAX_ID_LEN: usize = 512;
 
 fn check_id(id: &str) -> Result<(), StoreError> {
@@ -419,6 +421,31 @@ impl RedisRevocationStore {
         self.prefix.key(jti, "jti")
     }
 
+    fn session_key(&self, session: &str) -> String {
+        self.prefix.key(session, "sid")
+    }
+
+    /// Denies a jti or a session (its key) until `expires_at`, never shortening the entry.
+    fn deny(
+        &self,
+        id: &str,
+        key: impl FnOnce(&Self, &str) -> String,
+        expires_at: u64,
+    ) -> StoreFuture<()> {
+        if let Err(e) = check_id(id) {
+            return StoreFuture::ready(Err(e));
+        }
+        let conn = self.conn.clone();
+        let script = self.revoke_token.clone();
+        let key = key(self, id);
+        StoreFuture::boxed(async move {
+            let mut invocation = script.prepare_invoke();
+            invocation.key(key).arg(expires_at);
+            let _: i64 = conn.run_script(&invocation).await?;
+            Ok(())
+        })
+    }
+
     fn watermark_key(&self, subject: &str) -> String {
         self.prefix.key(subject, "wm")
     }
@@ -435,18 +462,11 @@ fn as_u64(value: &Value) -> Option<u64> {
 
 impl RevocationStore for RedisRevocationStore {
     fn revoke_token(&self, jti: &str, expires_at: u64) -> StoreFuture<()> {
-        if let Err(e) = check_id(jti) {
-            return StoreFuture::ready(Err(e));
-        }
-        let conn = self.conn.clone();
-        let script = self.revoke_token.clone();
-        let key = self.jti_key(jti);
-        StoreFuture::boxed(async move {
-            let mut invocation = script.prepare_invoke();
-            invocation.key(key).arg(expires_at);
-            let _: i64 = conn.run_script(&invocation).await?;
-            Ok(())
-        })
+        self.deny(jti, Self::jti_key, expires_at)
+    }
+
+    fn revoke_session(&self, session: &str, expires_at: u64) -> StoreFuture<()> {
+        self.deny(session, Self::session_key, expires_at)
     }
 
     fn revoke_subject(
@@ -476,7 +496,11 @@ impl RevocationStore for RedisRevocationStore {
             .jti
             .filter(|jti| check_id(jti).is_ok())
             .map(|jti| self.jti_key(jti));
-        if check_id(token.subject).is_err() && jti_key.is_none() {
+        let session_key = token
+            .session
+            .filter(|sid| check_id(sid).is_ok())
+            .map(|sid| self.session_key(sid));
+        if check_id(token.subject).is_err() && jti_key.is_none() && session_key.is_none() {
             return StoreFuture::ready(Ok(false));
         }
         let watermark_key = self.watermark_key(token.subject);
@@ -485,7 +509,8 @@ impl RevocationStore for RedisRevocationStore {
         StoreFuture::boxed(async move {
             let mut pipe = ::redis::pipe();
             pipe.cmd("GET").arg(&watermark_key);
-            if let Some(key) = &jti_key {
+            // One EXISTS per denial key (they may live in different cluster slots).
+            for key in jti_key.iter().chain(&session_key) {
                 pipe.cmd("EXISTS").arg(key);
             }
             let mut manager = conn.manager();
@@ -496,11 +521,11 @@ impl RevocationStore for RedisRevocationStore {
                 Some(value) => Some(as_u64(value).ok_or_else(|| protocol("watermark"))?),
                 None => return Err(protocol("watermark")),
             };
-            if jti_key.is_some() {
+            for _ in jti_key.iter().chain(&session_key) {
                 let exists = replies
                     .next()
                     .and_then(as_u64)
-                    .ok_or_else(|| protocol("jti"))?;
+                    .ok_or_else(|| protocol("jti or sid"))?;
                 if exists > 0 {
                     return Ok(true);
                 }

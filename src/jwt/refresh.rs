@@ -370,6 +370,11 @@ impl<St: RefreshStore> RefreshTokensBuilder<St> {
 /// - **Reuse**: presenting a spent token revokes the whole family and fails with
 ///   [`RefreshError::Reused`], so the service can alert: either the legitimate client or a
 ///   thief holds a copy, and neither can go on.
+/// - **Sessions**: every access token issued with a family carries its id as `sid`; when the
+///   family ends (reuse, logout, [`revoke_family`](RefreshTokens::revoke_family), an account
+///   that is gone at refresh) the session is revoked in the revocation store too
+///   ([`RevocationStore::revoke_session`]), so its access tokens already out are refused at
+///   once instead of living until their `exp`.
 /// - **Logout** ([`logout`](RefreshTokens::logout)) revokes the family;
 ///   [`logout_everywhere`](RefreshTokens::logout_everywhere) revokes every family of the
 ///   subject *and* sets its revoked-before watermark, so access tokens already out die too.
@@ -525,8 +530,11 @@ impl<St: RefreshStore> RefreshTokens<St> {
         extra: &E,
     ) -> Result<TokenPair, RefreshError> {
         // Sign first: a bad subject, role or extra claim fails before anything is stored.
-        let access = self.inner.issuer.issue(subject, role, extra)?;
         let family = random_family()?;
+        let access =
+            self.inner
+                .issuer
+                .issue_in_session(subject, role, extra, Some(&family.to_string()))?;
         let (refresh_token, hash) = RefreshToken::generate(family)?;
         let now_ms = self.now_ms();
         let family_expires_ms = now_ms.saturating_add(millis(self.inner.family_lifetime));
@@ -622,6 +630,16 @@ impl<St: RefreshStore> RefreshTokens<St> {
                     subject = %subject,
                     "refresh token reuse detected; family revoked"
                 );
+                // The refresh is refused whatever happens here: a store failure is logged
+                // (the family itself is already revoked).
+                if let Err(error) = self.end_session(family).await {
+                    tracing::warn!(
+                        target: "tower_shield::jwt::refresh",
+                        %family,
+                        %error,
+                        "could not revoke the reused family's access tokens"
+                    );
+                }
                 return Err(RefreshError::Reused { subject, family });
             }
             RotateOutcome::Revoked => return Err(RefreshError::Revoked),
@@ -633,6 +651,7 @@ impl<St: RefreshStore> RefreshTokens<St> {
             match current_role(subject.clone()).await? {
                 None => {
                     self.inner.store.revoke(family, None, now_ms).await?;
+                    self.end_session(family).await?;
                     return Err(RefreshError::Revoked);
                 }
                 Some(current) if current != role => {
@@ -642,7 +661,10 @@ impl<St: RefreshStore> RefreshTokens<St> {
                 Some(_) => {}
             }
         }
-        let access = self.inner.issuer.issue(&subject, &role, &())?;
+        let access =
+            self.inner
+                .issuer
+                .issue_in_session(&subject, &role, &(), Some(&family.to_string()))?;
         Ok(self.pair(
             access,
             successor,
@@ -653,22 +675,40 @@ impl<St: RefreshStore> RefreshTokens<St> {
         ))
     }
 
-    /// Logs out the session of this refresh token: revokes its family. A malformed or unknown
-    /// token is `Ok(false)` (logout always "succeeds" for the client).
+    /// Logs out the session of this refresh token: revokes its family and the access tokens
+    /// issued with it (their `sid`). A malformed or unknown token is `Ok(false)` (logout
+    /// always "succeeds" for the client).
     pub async fn logout(&self, refresh_token: &str) -> Result<bool, RefreshError> {
         let Some((family, hash)) = RefreshToken::parse(refresh_token) else {
             return Ok(false);
         };
-        Ok(self
+        let revoked = self
             .inner
             .store
             .revoke(family, Some(hash), self.now_ms())
-            .await?)
+            .await?;
+        // Only for a token of the family: an id alone does not end anyone's session.
+        if revoked {
+            self.end_session(family).await?;
+        }
+        Ok(revoked)
     }
 
-    /// Revokes a family by id (e.g. from an admin tool or after a reuse alert).
+    /// Revokes a family by id and the access tokens issued with it (e.g. from an admin tool
+    /// or after a reuse alert).
     pub async fn revoke_family(&self, family: FamilyId) -> Result<bool, RefreshError> {
-        Ok(self.inner.store.revoke(family, None, self.now_ms()).await?)
+        let revoked = self.inner.store.revoke(family, None, self.now_ms()).await?;
+        self.end_session(family).await?;
+        Ok(revoked)
+    }
+
+    /// Revokes the session `family` in the revocation store until every access token it can
+    /// have issued has expired.
+    async fn end_session(&self, family: FamilyId) -> Result<(), StoreError> {
+        self.inner
+            .revocation
+            .revoke_session(&family.to_string(), self.inner.issuer.access_horizon())
+            .await
     }
 
     /// Denies one access token (by its `jti`) until it expires (`exp` plus leeway): for

@@ -27,6 +27,9 @@ pub struct TokenRef<'a> {
     /// The `jti` claim, when the token has one (a token without `jti` cannot be revoked
     /// alone, only through its subject's watermark).
     pub jti: Option<&'a str>,
+    /// The `sid` claim, when the token has one: the session it was issued in (see
+    /// [`revoke_session`](RevocationStore::revoke_session)).
+    pub session: Option<&'a str>,
     /// The `sub` claim.
     pub subject: &'a str,
     /// The `iat` claim, when present.
@@ -140,12 +143,19 @@ pub trait RevocationStore: Send + Sync + fmt::Debug + 'static {
     fn revoke_subject(&self, subject: &str, issued_before: u64, expires_at: u64)
     -> StoreFuture<()>;
 
+    /// Revokes every token whose `sid` claim is `session` until `expires_at` (unix seconds,
+    /// at least the `exp` of the session's last token plus leeway). Idempotent.
+    /// [`RefreshTokens`](super::RefreshTokens) puts the refresh-token family in `sid` and
+    /// calls this when the family ends (logout, reuse detected, account gone), so access
+    /// tokens already out die with their session instead of living until `exp`.
+    fn revoke_session(&self, session: &str, expires_at: u64) -> StoreFuture<()>;
+
     /// Whether this token is revoked.
     fn check(&self, token: TokenRef<'_>) -> StoreFuture<bool>;
 
     /// A number that lets the layer remember a "not revoked" answer: `Some(g)` promises that
-    /// every revocation this store accepts (each successful `revoke_token` and
-    /// `revoke_subject`, new or extending an entry) makes the number differ from `g` before
+    /// every revocation this store accepts (each successful `revoke_token`, `revoke_subject`
+    /// and `revoke_session`, new or extending an entry) makes the number differ from `g` before
     /// it returns, and that nothing else can turn a `check` from `false` to `true` (entries
     /// only expire). A cached token found not revoked while the number was `g` is then not
     /// asked about again until it changes. `None` (the default) when the store cannot promise
@@ -174,6 +184,10 @@ impl<St: RevocationStore + ?Sized> RevocationStore for Arc<St> {
         (**self).revoke_subject(subject, issued_before, expires_at)
     }
 
+    fn revoke_session(&self, session: &str, expires_at: u64) -> StoreFuture<()> {
+        (**self).revoke_session(session, expires_at)
+    }
+
     fn check(&self, token: TokenRef<'_>) -> StoreFuture<bool> {
         (**self).check(token)
     }
@@ -183,7 +197,7 @@ impl<St: RevocationStore + ?Sized> RevocationStore for Arc<St> {
     }
 }
 
-/// Longest `jti` or subject a store keeps (longer ones are refused with an error).
+/// Longest `jti`, `sid` or subject a store keeps (longer ones are refused with an error).
 const MAX_ID_LEN: usize = 512;
 
 /// An in-memory [`RevocationStore`] for one process: concurrent maps, bounded.
@@ -198,7 +212,12 @@ const MAX_ID_LEN: usize = 512;
 ///
 /// # tokio_test_block_on(async {
 /// let store = MemoryRevocationStore::new();
-/// let token = TokenRef { jti: Some("tok_1"), subject: "user_1", issued_at: Some(100) };
+/// let token = TokenRef {
+///     jti: Some("tok_1"),
+///     session: None,
+///     subject: "user_1",
+///     issued_at: Some(100),
+/// };
 /// assert!(!store.check(token).await?);
 /// store.revoke_token("tok_1", u64::MAX).await?;
 /// assert!(store.check(token).await?);
@@ -214,7 +233,10 @@ pub struct MemoryRevocationStore {
 }
 
 struct MemoryInner {
+    /// jti → expires_at
     tokens: DashMap<Box<str>, u64>,
+    /// sid → expires_at
+    sessions: DashMap<Box<str>, u64>,
     /// subject → (issued_before, expires_at)
     subjects: DashMap<Box<str>, (u64, u64)>,
     /// Raised after every accepted write (see [`RevocationStore::generation`]).
@@ -228,6 +250,7 @@ impl fmt::Debug for MemoryRevocationStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryRevocationStore")
             .field("tokens", &self.inner.tokens.len())
+            .field("sessions", &self.inner.sessions.len())
             .field("subjects", &self.inner.subjects.len())
             .field("capacity", &self.inner.capacity)
             .finish()
@@ -246,11 +269,13 @@ impl MemoryRevocationStore {
         Self::with_capacity(1_000_000)
     }
 
-    /// A store of up to `capacity` entries (tokens and subjects together; at least 1).
+    /// A store of up to `capacity` entries (tokens, sessions and subjects together; at least
+    /// 1).
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
             inner: Arc::new(MemoryInner {
                 tokens: DashMap::new(),
+                sessions: DashMap::new(),
                 subjects: DashMap::new(),
                 generation: AtomicU64::new(0),
                 capacity: capacity.max(1),
@@ -267,6 +292,7 @@ impl MemoryRevocationStore {
         Self {
             inner: Arc::new(MemoryInner {
                 tokens: inner.tokens.clone(),
+                sessions: inner.sessions.clone(),
                 subjects: inner.subjects.clone(),
                 generation: AtomicU64::new(0),
                 capacity: inner.capacity,
@@ -276,9 +302,10 @@ impl MemoryRevocationStore {
         }
     }
 
-    /// How many entries (tokens and subjects) are kept, expired ones not yet swept included.
+    /// How many entries (tokens, sessions and subjects) are kept, expired ones not yet
+    /// swept included.
     pub fn len(&self) -> usize {
-        self.inner.tokens.len() + self.inner.subjects.len()
+        self.inner.tokens.len() + self.inner.sessions.len() + self.inner.subjects.len()
     }
 
     /// Whether nothing is kept.
@@ -290,6 +317,7 @@ impl MemoryRevocationStore {
     pub fn sweep(&self) {
         let now = self.inner.clock.unix_secs();
         self.inner.tokens.retain(|_, until| *until > now);
+        self.inner.sessions.retain(|_, until| *until > now);
         self.inner.subjects.retain(|_, (_, until)| *until > now);
     }
 
@@ -319,25 +347,34 @@ fn check_id(id: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-impl RevocationStore for MemoryRevocationStore {
-    fn revoke_token(&self, jti: &str, expires_at: u64) -> StoreFuture<()> {
-        let result = check_id(jti).and_then(|()| {
-            if let Some(mut entry) = self.inner.tokens.get_mut(jti) {
+impl MemoryRevocationStore {
+    /// Denies `id` in `map` (jtis or sessions) until `expires_at`, never shortening an entry.
+    fn deny(&self, map: &DashMap<Box<str>, u64>, id: &str, expires_at: u64) -> StoreFuture<()> {
+        let result = check_id(id).and_then(|()| {
+            if let Some(mut entry) = map.get_mut(id) {
                 *entry = (*entry).max(expires_at);
                 drop(entry);
                 self.written();
                 return Ok(());
             }
             self.make_room()?;
-            self.inner
-                .tokens
-                .entry(jti.into())
+            map.entry(id.into())
                 .and_modify(|until| *until = (*until).max(expires_at))
                 .or_insert(expires_at);
             self.written();
             Ok(())
         });
         StoreFuture::ready(result)
+    }
+}
+
+impl RevocationStore for MemoryRevocationStore {
+    fn revoke_token(&self, jti: &str, expires_at: u64) -> StoreFuture<()> {
+        self.deny(&self.inner.tokens, jti, expires_at)
+    }
+
+    fn revoke_session(&self, session: &str, expires_at: u64) -> StoreFuture<()> {
+        self.deny(&self.inner.sessions, session, expires_at)
     }
 
     fn revoke_subject(
@@ -372,10 +409,11 @@ impl RevocationStore for MemoryRevocationStore {
     fn check(&self, token: TokenRef<'_>) -> StoreFuture<bool> {
         let inner = &*self.inner;
         let now = inner.clock.unix_secs();
-        if let Some(jti) = token.jti
-            && let Some(until) = inner.tokens.get(jti)
-            && *until > now
-        {
+        let denied = |map: &DashMap<Box<str>, u64>, id: Option<&str>| {
+            id.and_then(|id| map.get(id))
+                .is_some_and(|until| *until > now)
+        };
+        if denied(&inner.tokens, token.jti) || denied(&inner.sessions, token.session) {
             return StoreFuture::ready(Ok(true));
         }
         if let Some(entry) = inner.subjects.get(token.subject) {
@@ -401,6 +439,7 @@ mod tests {
     fn tok<'a>(jti: Option<&'a str>, sub: &'a str, iat: Option<u64>) -> TokenRef<'a> {
         TokenRef {
             jti,
+            session: None,
             subject: sub,
             issued_at: iat,
         }
@@ -418,6 +457,33 @@ mod tests {
         assert!(!store.check(tok(Some("a"), "s", Some(1))).await.unwrap());
         store.sweep();
         assert!(store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn session_denied_until_it_expires_and_only_its_own_tokens() {
+        let clock = ManualClock::at(UNIX_EPOCH + Duration::from_secs(1_000));
+        let store = MemoryRevocationStore::new().clock(clock.clone());
+        let in_session = |jti, sid| TokenRef {
+            session: sid,
+            ..tok(Some(jti), "u", Some(990))
+        };
+        let before = store.generation();
+        store.revoke_session("fam_a", 1_010).await.unwrap();
+        assert_ne!(store.generation(), before);
+        store.revoke_session("fam_a", 1_005).await.unwrap(); // never shortens
+        assert!(store.check(in_session("t1", Some("fam_a"))).await.unwrap());
+        assert!(store.check(in_session("t2", Some("fam_a"))).await.unwrap());
+        assert!(!store.check(in_session("t1", Some("fam_b"))).await.unwrap());
+        assert!(!store.check(in_session("t1", None)).await.unwrap());
+        // A jti equal to a revoked session's id is not revoked by it, nor the reverse.
+        assert!(!store.check(in_session("fam_a", None)).await.unwrap());
+        store.revoke_token("t9", 1_010).await.unwrap();
+        assert!(!store.check(in_session("t1", Some("t9"))).await.unwrap());
+        clock.advance(Duration::from_secs(10));
+        assert!(!store.check(in_session("t1", Some("fam_a"))).await.unwrap());
+        store.sweep();
+        assert!(store.is_empty());
+        assert!(store.revoke_session("", 5_000).await.is_err());
     }
 
     #[tokio::test]

@@ -109,6 +109,7 @@ where
             }
             let check = store.check(TokenRef {
                 jti: entry.verified.jti(),
+                session: entry.verified.session(),
                 subject: entry.verified.subject(),
                 issued_at: entry.iat,
             });

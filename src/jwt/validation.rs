@@ -168,6 +168,7 @@ pub(crate) struct Accepted<C> {
     pub(crate) subject: Arc<str>,
     pub(crate) role: Option<Arc<str>>,
     pub(crate) jti: Option<Arc<str>>,
+    pub(crate) session: Option<Arc<str>>,
     pub(crate) scopes: Vec<Box<str>>,
     pub(crate) exp: u64,
     pub(crate) nbf: Option<u64>,
@@ -238,6 +239,7 @@ pub(crate) fn verify<C: serde::de::DeserializeOwned>(
         iat,
         sub,
         jti,
+        sid,
         role,
         scopes,
         ..
@@ -254,6 +256,7 @@ pub(crate) fn verify<C: serde::de::DeserializeOwned>(
         subject: Arc::from(&*sub.ok_or(Invalid::Payload)?),
         role: role.as_deref().map(Arc::from),
         jti: jti.as_deref().map(Arc::from),
+        session: sid.as_deref().map(Arc::from),
         scopes,
         exp: exp.ok_or(Invalid::Payload)?,
         nbf,
@@ -427,6 +430,8 @@ pub(crate) struct Registered<'a> {
     pub(crate) aud: Vec<Cow<'a, str>>,
     pub(crate) sub: Option<Cow<'a, str>>,
     pub(crate) jti: Option<Cow<'a, str>>,
+    /// The session (`sid`) the token was issued in.
+    pub(crate) sid: Option<Cow<'a, str>>,
     pub(crate) role: Option<Cow<'a, str>>,
     pub(crate) scopes: Vec<Box<str>>,
     pub(crate) type_claim: Option<Cow<'a, str>>,
@@ -556,6 +561,10 @@ impl<'de> Visitor<'de> for RegisteredSeed<'_> {
                 "role" => {
                     r.role = Some(map.next_value::<Str<'de>>()?.0);
                     once(128)
+                }
+                "sid" => {
+                    r.sid = Some(map.next_value::<Str<'de>>()?.0);
+                    once(1024)
                 }
                 "scope" | "scp" => {
                     let list = map.next_value::<StrOrList<'de>>()?.0;
