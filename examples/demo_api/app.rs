@@ -252,7 +252,7 @@ pub(crate) fn app<St: RateLimitStore>(
                 .quota(per_minute(10, scale))
                 .count_only([StatusCode::UNAUTHORIZED])
                 // The lookup leaves the cache entry it found for JwtAuth, so the token is
-                // hashed once per request, not once here and once there.
+                // looked up once per request, not once here and once there.
                 .skip_if_mut(move |parts| {
                     jwt_for_skip.lookup_cached(&parts.headers, &mut parts.extensions)
                 }),
