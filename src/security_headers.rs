@@ -31,7 +31,7 @@
 //!
 //! | Header | `api()` | `web()` | Why |
 //! |---|---|---|---|
-//! | `Strict-Transport-Security` | `max-age=31536000; includeSubDomains` | same | Browsers use HTTPS only for a year, subdomains included. Sent only on responses to requests that came over HTTPS (RFC 6797 §7.2); one the inner service set is removed from plain-HTTP responses, for the same reason. |
+//! | `Strict-Transport-Security` | `max-age=31536000; includeSubDomains` | same | Browsers use HTTPS only for a year, subdomains included. Sent only on responses to requests that came over HTTPS (RFC 6797 §7.2); one the inner service set is removed from responses to requests known to be plain HTTP, for the same reason. |
 //! | `X-Content-Type-Options` | `nosniff` | same | No MIME sniffing: a JSON answer is never run as a script or rendered as HTML. |
 //! | `X-Frame-Options` | `DENY` | same | No framing (clickjacking), for browsers that predate CSP `frame-ancestors`. |
 //! | `Content-Security-Policy` | `default-src 'none'; frame-ancestors 'none'` | `default-src 'self'; base-uri 'self'; form-action 'self'; object-src 'none'; frame-ancestors 'none'` | An API answer loads nothing and is framed by nobody; an HTML app loads only from its own origin. `upgrade-insecure-requests` is left out so plain-HTTP development keeps working (HSTS covers HTTPS). |
@@ -47,7 +47,8 @@
 //! Each header can be changed ([`set`](SecurityHeaders::set) and the named methods) or dropped
 //! ([`remove`](SecurityHeaders::remove)). A header the inner service already set is kept
 //! unless [`override_existing(true)`](SecurityHeaders::override_existing), except
-//! `Strict-Transport-Security` on a plain-HTTP response, which is always removed.
+//! `Strict-Transport-Security` on a response to a request known to be plain HTTP (below),
+//! which is always removed.
 //!
 //! # HTTPS detection
 //!
@@ -58,10 +59,17 @@
 //! ignored. Every line and every comma-separated element of `X-Forwarded-Proto` must be
 //! `https` (each hop saw HTTPS); a value over 64 bytes counts as plain HTTP.
 //!
+//! A request is known to be plain HTTP when its URI scheme is `http`, or when a trusted
+//! proxy's `X-Forwarded-Proto` is present and not all `https`. Anything else (an HTTP/1.1
+//! request line without a scheme and no trusted proxy saying) is unknown: the layer adds no
+//! HSTS, and leaves a handler's own HSTS alone. A server that terminates TLS itself and
+//! listens on nothing else says so with
+//! [`assume_https(true)`](SecurityHeaders::assume_https): every request then counts as HTTPS.
+//!
 //! The URI scheme is what the client itself sent (HTTP/2 `:scheme`, or an absolute-form
 //! request line). A client on plain HTTP can claim `https` that way, but it only fools itself:
 //! browsers ignore HSTS received over plain HTTP, and the redirect exists to move honest
-//! clients to HTTPS. Terminate TLS in this process or in a trusted proxy either way.
+//! clients to HTTPS.
 //!
 //! # HTTPS enforcement
 //!
@@ -240,6 +248,7 @@ pub struct SecurityHeaders {
     strip: Vec<HeaderName>,
     override_existing: bool,
     enforce_https: bool,
+    assume_https: bool,
     https_port: Option<u16>,
     trusted_proxies: TrustedProxies,
     /// The first invalid setting given: (setting, reason).
@@ -301,6 +310,7 @@ impl SecurityHeaders {
             strip: vec![header::SERVER, X_POWERED_BY.clone()],
             override_existing: false,
             enforce_https: false,
+            assume_https: false,
             https_port: None,
             trusted_proxies: TrustedProxies::none(),
             error: None,
@@ -426,6 +436,15 @@ impl SecurityHeaders {
         self
     }
 
+    /// Every request reaching this service came over TLS (default: no). For a server that
+    /// terminates TLS itself and is reachable over nothing else: its HTTP/1.1 requests carry
+    /// no scheme, so without this they count as "unknown" and get no HSTS. Never set it on a
+    /// service that also listens on plain HTTP.
+    pub fn assume_https(mut self, assume: bool) -> Self {
+        self.assume_https = assume;
+        self
+    }
+
     /// The port of HTTPS redirects (default: none, i.e. 443).
     pub fn https_port(mut self, port: u16) -> Self {
         self.https_port = if port == 443 { None } else { Some(port) };
@@ -471,6 +490,7 @@ impl SecurityHeaders {
                 strip: self.strip,
                 override_existing: self.override_existing,
                 enforce_https: self.enforce_https,
+                assume_https: self.assume_https,
                 https_port: self.https_port,
                 trusted_proxies: self.trusted_proxies,
             }),
@@ -484,6 +504,7 @@ struct Config {
     strip: Vec<HeaderName>,
     override_existing: bool,
     enforce_https: bool,
+    assume_https: bool,
     https_port: Option<u16>,
     trusted_proxies: TrustedProxies,
 }
@@ -499,24 +520,27 @@ impl fmt::Debug for Config {
             .field("strip", &self.strip)
             .field("override_existing", &self.override_existing)
             .field("enforce_https", &self.enforce_https)
+            .field("assume_https", &self.assume_https)
             .field("trusted_proxies", &self.trusted_proxies)
             .finish_non_exhaustive()
     }
 }
 
 impl Config {
-    fn apply(&self, headers: &mut HeaderMap, https: bool) {
+    fn apply(&self, headers: &mut HeaderMap, transport: Transport) {
+        let https = transport == Transport::Https;
+        let plain = transport == Transport::Plain;
         let hsts = if https { self.hsts.as_ref() } else { None };
         // A response carries few headers: one pass over its names, comparing each with ours,
         // tells which of ours it already has and whether anything is to be stripped, for less
         // than one hash lookup per configured header (`entry`, `remove`) would cost.
         if headers.keys_len() > SCAN_MAX_NAMES || self.headers.len() >= 64 {
-            return self.apply_by_lookup(headers, https, hsts);
+            return self.apply_by_lookup(headers, plain, hsts);
         }
         let mut present = 0u64;
         let mut hsts_present = false;
         let mut strip = false;
-        let scan = !self.override_existing || !self.strip.is_empty() || !https;
+        let scan = !self.override_existing || !self.strip.is_empty() || plain;
         for name in headers.keys().filter(|_| scan) {
             if self.strip.contains(name) {
                 strip = true;
@@ -534,7 +558,7 @@ impl Config {
             }
         }
         // RFC 6797 §7.2: never over plain HTTP, not even the handler's own.
-        if hsts_present && !https {
+        if hsts_present && plain {
             headers.remove(header::STRICT_TRANSPORT_SECURITY);
         }
         let hsts = hsts.filter(|_| self.override_existing || !hsts_present);
@@ -553,11 +577,11 @@ impl Config {
     }
 
     /// [`apply`](Self::apply) for a response with many header names: one lookup per header.
-    fn apply_by_lookup(&self, headers: &mut HeaderMap, https: bool, hsts: Option<&HeaderValue>) {
+    fn apply_by_lookup(&self, headers: &mut HeaderMap, plain: bool, hsts: Option<&HeaderValue>) {
         for name in &self.strip {
             headers.remove(name);
         }
-        if !https {
+        if plain {
             headers.remove(header::STRICT_TRANSPORT_SECURITY);
         }
         // A map at http's size limit (tens of thousands of names, e.g. a handler echoing a
@@ -590,20 +614,32 @@ impl Config {
         }
     }
 
-    fn is_https<B>(&self, request: &Request<B>) -> bool {
-        if request.uri().scheme() == Some(&Scheme::HTTPS) {
-            return true;
+    /// How the request arrived, as far as the layer can tell (see the module docs).
+    fn transport<B>(&self, request: &Request<B>) -> Transport {
+        if self.assume_https {
+            return Transport::Https;
+        }
+        match request.uri().scheme() {
+            Some(scheme) if *scheme == Scheme::HTTPS => return Transport::Https,
+            Some(scheme) if *scheme == Scheme::HTTP => return Transport::Plain,
+            _ => {}
         }
         if self.trusted_proxies.is_empty() {
-            return false;
+            return Transport::Unknown;
         }
         let Some(peer) = peer_addr(request.extensions()) else {
-            return false;
+            return Transport::Unknown;
         };
-        if !self.trusted_proxies.contains(peer.ip()) {
-            return false;
+        if !self.trusted_proxies.contains(peer.ip())
+            || !request.headers().contains_key(&X_FORWARDED_PROTO)
+        {
+            return Transport::Unknown;
         }
-        forwarded_proto_is_https(request.headers())
+        if forwarded_proto_is_https(request.headers()) {
+            Transport::Https
+        } else {
+            Transport::Plain
+        }
     }
 
     fn redirect_or_refuse<B>(&self, request: &Request<B>) -> Response<Bytes> {
@@ -785,16 +821,16 @@ where
 
     #[inline]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let https = self.config.is_https(&request);
+        let transport = self.config.transport(&request);
         let config = Arc::clone(&self.config);
         // Each arm builds the whole future, so it is written in place rather than moved again.
-        if self.config.enforce_https && !https {
+        if self.config.enforce_https && transport != Transport::Https {
             ResponseFuture {
                 kind: Kind::Refused {
                     response: Some(self.config.redirect_or_refuse(&request)),
                 },
                 config,
-                https,
+                transport,
             }
         } else {
             ResponseFuture {
@@ -802,7 +838,7 @@ where
                     future: self.inner.call(request),
                 },
                 config,
-                https,
+                transport,
             }
         }
     }
@@ -814,8 +850,21 @@ pin_project! {
         #[pin]
         kind: Kind<F>,
         config: Arc<Config>,
-        https: bool,
+        transport: Transport,
     }
+}
+
+/// How a request arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    /// HTTPS: an `https` URI scheme, or `X-Forwarded-Proto: https` from a trusted proxy.
+    Https,
+    /// Known plain HTTP: an `http` URI scheme, or a trusted proxy's `X-Forwarded-Proto` that
+    /// is not `https`.
+    Plain,
+    /// Nothing says (an HTTP/1.1 origin-form request, TLS possibly terminated in-process):
+    /// HSTS is not added, and a handler's own is left alone.
+    Unknown,
 }
 
 pin_project! {
@@ -829,7 +878,7 @@ pin_project! {
 impl<F> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("https", &self.https)
+            .field("transport", &self.transport)
             .finish_non_exhaustive()
     }
 }
@@ -858,7 +907,7 @@ where
                 }
             },
         };
-        this.config.apply(response.headers_mut(), *this.https);
+        this.config.apply(response.headers_mut(), *this.transport);
         Poll::Ready(Ok(response))
     }
 }
@@ -901,7 +950,15 @@ mod tests {
         for builder in configs {
             let config = builder.build().unwrap().config;
             for subset in 0u32..(1 << existing.len()) {
-                for (https, many) in [(false, false), (false, true), (true, false), (true, true)] {
+                for (transport, many) in [
+                    (Transport::Plain, false),
+                    (Transport::Plain, true),
+                    (Transport::Unknown, false),
+                    (Transport::Unknown, true),
+                    (Transport::Https, false),
+                    (Transport::Https, true),
+                ] {
+                    let https = transport == Transport::Https;
                     let mut response = HeaderMap::new();
                     for (bit, (name, value)) in existing.iter().enumerate() {
                         if subset & (1 << bit) != 0 {
@@ -917,19 +974,26 @@ mod tests {
                         }
                     }
                     let mut scanned = response.clone();
-                    config.apply(&mut scanned, https);
+                    config.apply(&mut scanned, transport);
                     let mut looked_up = response;
                     let hsts = if https { config.hsts.as_ref() } else { None };
-                    config.apply_by_lookup(&mut looked_up, https, hsts);
+                    let plain = transport == Transport::Plain;
+                    config.apply_by_lookup(&mut looked_up, plain, hsts);
                     assert_eq!(
                         scanned, looked_up,
-                        "{config:?} subset {subset:b} https {https}"
+                        "{config:?} subset {subset:b} {transport:?}"
                     );
-                    // Never HSTS over plain HTTP, not even the handler's.
+                    // Never HSTS over known plain HTTP, not even the handler's; ours only
+                    // over HTTPS; the handler's kept when nothing says how the request came.
+                    let handlers = subset & (1 << 4) != 0;
                     assert_eq!(
                         scanned.contains_key(header::STRICT_TRANSPORT_SECURITY),
-                        https && (config.hsts.is_some() || subset & (1 << 4) != 0),
-                        "{config:?} subset {subset:b} https {https}"
+                        match transport {
+                            Transport::Https => config.hsts.is_some() || handlers,
+                            Transport::Plain => false,
+                            Transport::Unknown => handlers,
+                        },
+                        "{config:?} subset {subset:b} {transport:?}"
                     );
                 }
             }
@@ -952,7 +1016,7 @@ mod tests {
         }
         let before = response.len();
         let config = SecurityHeaders::api().build().unwrap().config;
-        config.apply(&mut response, true);
+        config.apply(&mut response, Transport::Https);
         assert_eq!(response.len(), before);
         assert!(response.get(header::X_CONTENT_TYPE_OPTIONS).is_none());
     }

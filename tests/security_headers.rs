@@ -130,19 +130,48 @@ async fn hsts_only_over_https() {
     // Origin-form URI (what HTTP/1.1 servers see): not HTTPS.
     let (_, headers, _) = run(SecurityHeadersLayer::api(), get("/"), HeaderMap::new()).await;
     assert!(!headers.contains_key(HSTS));
-    // The handler's own HSTS is removed over plain HTTP too (RFC 6797 §7.2), with or without
-    // HSTS configured, and kept over HTTPS.
+    // The handler's own HSTS is removed over known plain HTTP too (RFC 6797 §7.2), with or
+    // without HSTS configured; kept over HTTPS, and when nothing says (origin-form request
+    // line, no trusted proxy: TLS may be terminated in this process).
     let mut handler = HeaderMap::new();
     handler.insert(HSTS, HeaderValue::from_static("max-age=60"));
     for layer in [
         SecurityHeadersLayer::api(),
         SecurityHeaders::api().no_hsts().build().unwrap(),
     ] {
-        let (_, headers, _) = run(layer.clone(), get("/"), handler.clone()).await;
+        let (_, headers, _) = run(layer.clone(), get("http://api.example/"), handler.clone()).await;
         assert!(!headers.contains_key(HSTS));
+        let (_, headers, _) = run(layer.clone(), get("/"), handler.clone()).await;
+        assert_eq!(headers[HSTS], "max-age=60");
         let (_, headers, _) = run(layer, get("https://api.example/"), handler.clone()).await;
         assert_eq!(headers[HSTS], "max-age=60");
     }
+    // A trusted proxy saying `http` makes it known plain HTTP.
+    let request = from_peer(
+        with_header(get("/"), "x-forwarded-proto", "http"),
+        "10.1.2.3:5000",
+    );
+    let (_, headers, _) = run(behind_proxy(), request, handler.clone()).await;
+    assert!(!headers.contains_key(HSTS));
+}
+
+#[tokio::test]
+async fn assume_https_sends_hsts_on_origin_form_requests() {
+    // A server terminating TLS itself sees HTTP/1.1 requests without a scheme.
+    let layer = SecurityHeaders::api().assume_https(true).build().unwrap();
+    let (_, headers, _) = run(layer.clone(), get("/"), HeaderMap::new()).await;
+    assert_eq!(headers[HSTS], "max-age=31536000; includeSubDomains");
+    // And HTTPS enforcement never redirects it.
+    let enforcing = SecurityHeaders::api()
+        .assume_https(true)
+        .enforce_https(true)
+        .build()
+        .unwrap();
+    let (status, _, _) = run(enforcing, get("/"), HeaderMap::new()).await;
+    assert_eq!(status, StatusCode::OK);
+    // Without it: no HSTS of ours.
+    let (_, headers, _) = run(SecurityHeadersLayer::api(), get("/"), HeaderMap::new()).await;
+    assert!(!headers.contains_key(HSTS));
 }
 
 fn behind_proxy() -> SecurityHeadersLayer {

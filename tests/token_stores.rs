@@ -611,6 +611,29 @@ async fn revocation_store_contract<St: RefreshStore>(h: Harness<St>) {
     assert!(!store.check(session_named_like_it).await.unwrap());
 }
 
+/// A refresh whose role lookup is slow: the family ends meanwhile (here an admin revokes it)
+/// and the clock moves past what the session revocation alone would cover for a token
+/// issued only now. The refresh is refused rather than minting a token that outlives it.
+async fn session_ended_during_role_lookup<St: RefreshStore>(h: Harness<St>) {
+    let login = h.tokens.issue_pair("user_14", "user", &()).await.unwrap();
+    let tokens = h.tokens.clone();
+    let clock = h.clock.clone();
+    let family = login.family;
+    let result = h
+        .tokens
+        .rotate_with(rt(&login), move |_subject| async move {
+            tokens.revoke_family(family).await.unwrap();
+            clock.advance(Duration::from_secs(400));
+            Ok(Some("user".to_owned()))
+        })
+        .await;
+    assert!(
+        matches!(result, Err(RefreshError::Revoked)),
+        "{}: {result:?}",
+        h.label
+    );
+}
+
 fn decode_claims(token: &str) -> serde_json::Value {
     let payload = token.split('.').nth(1).unwrap();
     let mut bits = Vec::new();
@@ -683,6 +706,7 @@ macro_rules! suite {
 suite! {
     rotation => default_config,
     unknown_tokens => default_config,
+    session_ended_during_role_lookup => default_config,
     reuse_revokes_family => default_config,
     grace_window => default_config,
     no_grace_when_zero => no_grace,

@@ -483,14 +483,16 @@ impl TokenIssuer {
         &self.inner.clock
     }
 
-    /// Unix seconds after which every access token issued up to now is dead even with
-    /// leeway: now + access lifetime + leeway + 1.
+    /// Unix seconds after which every access token issued up to now is dead even with the
+    /// largest leeway a verifying layer accepts (which may be configured apart from this
+    /// issuer's): now + access lifetime + 5 min + 1.
     pub(crate) fn access_horizon(&self) -> u64 {
+        let leeway = self.inner.leeway.max(super::layer::MAX_LEEWAY);
         self.inner
             .clock
             .unix_secs()
             .saturating_add(self.inner.access_ttl.as_secs())
-            .saturating_add(self.inner.leeway.as_secs())
+            .saturating_add(leeway.as_secs())
             .saturating_add(1)
     }
 }

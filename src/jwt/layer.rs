@@ -37,7 +37,7 @@ pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
 /// Default leeway for `exp`, `nbf` and `iat`.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 /// Largest leeway `build()` accepts.
-const MAX_LEEWAY: Duration = Duration::from_secs(300);
+pub(crate) const MAX_LEEWAY: Duration = Duration::from_secs(300);
 /// Longest `Cookie` header value scanned (total of all lines).
 const MAX_COOKIE_HEADER: usize = 16 * 1024;
 

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::issuer::{AccessToken, IssueError, TokenIssuer};
 use super::refresh_store::{FamilyId, NewFamily, RefreshStore, RotateOutcome, Rotation, TokenHash};
-use super::revocation::RevocationStore;
+use super::revocation::{RevocationStore, TokenRef};
 use crate::error::{ConfigError, StoreError};
 use crate::refusal::{ProblemType, Refusal};
 
@@ -647,6 +647,7 @@ impl<St: RefreshStore> RefreshTokens<St> {
             RotateOutcome::Busy => return Err(RefreshError::Busy),
             _ => return Err(RefreshError::Unknown),
         };
+        let asked_role = current_role.is_some();
         if let Some(current_role) = current_role {
             match current_role(subject.clone()).await? {
                 None => {
@@ -661,10 +662,28 @@ impl<St: RefreshStore> RefreshTokens<St> {
                 Some(_) => {}
             }
         }
-        let access =
-            self.inner
-                .issuer
-                .issue_in_session(&subject, &role, &(), Some(&family.to_string()))?;
+        let session = family.to_string();
+        let access = self
+            .inner
+            .issuer
+            .issue_in_session(&subject, &role, &(), Some(&session))?;
+        // The role lookup may have taken long enough for the family to end meanwhile (reuse
+        // elsewhere, logout), with a session revocation that expires before this token: ask
+        // once more, now that the token exists (a revocation from now on outlives it).
+        if asked_role
+            && self
+                .inner
+                .revocation
+                .check(TokenRef {
+                    jti: Some(access.jti()),
+                    session: Some(&session),
+                    subject: &subject,
+                    issued_at: Some(access.issued_at()),
+                })
+                .await?
+        {
+            return Err(RefreshError::Revoked);
+        }
         Ok(self.pair(
             access,
             successor,
@@ -703,12 +722,32 @@ impl<St: RefreshStore> RefreshTokens<St> {
     }
 
     /// Revokes the session `family` in the revocation store until every access token it can
-    /// have issued has expired.
+    /// have issued has expired. Tried three times: once the family is revoked, nothing
+    /// presented later proves it again, so a failure here cannot be repaired by the client
+    /// retrying (only by [`revoke_family`](Self::revoke_family)).
     async fn end_session(&self, family: FamilyId) -> Result<(), StoreError> {
-        self.inner
-            .revocation
-            .revoke_session(&family.to_string(), self.inner.issuer.access_horizon())
-            .await
+        let session = family.to_string();
+        let mut attempt = 0;
+        loop {
+            let result = self
+                .inner
+                .revocation
+                .revoke_session(&session, self.inner.issuer.access_horizon())
+                .await;
+            attempt += 1;
+            match result {
+                Err(error) if attempt < 3 => {
+                    tracing::debug!(
+                        target: "tower_shield::jwt::refresh",
+                        %family,
+                        %error,
+                        "revoking the session failed; retrying"
+                    );
+                    tokio::task::yield_now().await;
+                }
+                result => return result,
+            }
+        }
     }
 
     /// Denies one access token (by its `jti`) until it expires (`exp` plus leeway): for
