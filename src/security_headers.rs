@@ -77,7 +77,10 @@
 //! arrived over plain HTTP gets `301 Moved Permanently` to the `https://` URL built from its
 //! validated `Host` (without its port, or with [`https_port`](SecurityHeaders::https_port)) and
 //! path for `GET`/`HEAD`, and a 403 problem ([`ProblemType::HTTPS_REQUIRED`]) for any other
-//! method. A missing or malformed `Host` gets a 400 problem, never a redirect elsewhere.
+//! method. A missing or malformed `Host` gets a 400 problem, never a redirect elsewhere. The
+//! `Host` is the client's to choose: with [`https_host`](SecurityHeaders::https_host) the
+//! redirect always goes to the configured host instead, so a forged `Host` cannot put another
+//! site in a `Location` that a shared cache might keep.
 
 use std::fmt;
 use std::future::Future;
@@ -249,6 +252,7 @@ pub struct SecurityHeaders {
     override_existing: bool,
     enforce_https: bool,
     assume_https: bool,
+    https_host: Option<Box<str>>,
     https_port: Option<u16>,
     trusted_proxies: TrustedProxies,
     /// The first invalid setting given: (setting, reason).
@@ -311,6 +315,7 @@ impl SecurityHeaders {
             override_existing: false,
             enforce_https: false,
             assume_https: false,
+            https_host: None,
             https_port: None,
             trusted_proxies: TrustedProxies::none(),
             error: None,
@@ -445,6 +450,20 @@ impl SecurityHeaders {
         self
     }
 
+    /// The host HTTPS redirects go to (default: the request's own validated `Host`). A
+    /// hostname or IP literal without a port (use [`https_port`](Self::https_port)); anything
+    /// else fails [`build`](Self::build).
+    pub fn https_host(mut self, host: &str) -> Self {
+        match host_without_port(host) {
+            Some(name) if name.len() == host.len() => self.https_host = Some(host.into()),
+            _ => {
+                self.error
+                    .get_or_insert(("https_host", "not a hostname or IP literal without a port"));
+            }
+        }
+        self
+    }
+
     /// The port of HTTPS redirects (default: none, i.e. 443).
     pub fn https_port(mut self, port: u16) -> Self {
         self.https_port = if port == 443 { None } else { Some(port) };
@@ -491,6 +510,7 @@ impl SecurityHeaders {
                 override_existing: self.override_existing,
                 enforce_https: self.enforce_https,
                 assume_https: self.assume_https,
+                https_host: self.https_host,
                 https_port: self.https_port,
                 trusted_proxies: self.trusted_proxies,
             }),
@@ -505,6 +525,7 @@ struct Config {
     override_existing: bool,
     enforce_https: bool,
     assume_https: bool,
+    https_host: Option<Box<str>>,
     https_port: Option<u16>,
     trusted_proxies: TrustedProxies,
 }
@@ -521,6 +542,7 @@ impl fmt::Debug for Config {
             .field("override_existing", &self.override_existing)
             .field("enforce_https", &self.enforce_https)
             .field("assume_https", &self.assume_https)
+            .field("https_host", &self.https_host)
             .field("trusted_proxies", &self.trusted_proxies)
             .finish_non_exhaustive()
     }
@@ -647,8 +669,12 @@ impl Config {
         if method != Method::GET && method != Method::HEAD {
             return Refusal::new(&ProblemType::HTTPS_REQUIRED).for_request(request);
         }
-        let Some(host) = request_host(request).and_then(host_without_port) else {
-            return Refusal::new(&ProblemType::BAD_REQUEST).for_request(request);
+        let host = match &self.https_host {
+            Some(host) => host,
+            None => match request_host(request).and_then(host_without_port) {
+                Some(host) => host,
+                None => return Refusal::new(&ProblemType::BAD_REQUEST).for_request(request),
+            },
         };
         let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
         let mut location = String::with_capacity(8 + host.len() + 6 + path.len());

@@ -497,6 +497,44 @@ async fn plain_get_and_head_are_redirected() {
 }
 
 #[tokio::test]
+async fn a_configured_https_host_replaces_the_clients_host() {
+    let layer = SecurityHeaders::api()
+        .enforce_https(true)
+        .https_host("api.example")
+        .build()
+        .unwrap();
+    // A forged Host, and none at all: the redirect goes to the configured host either way.
+    for host in [Some("evil.example"), None] {
+        let (status, headers, _) = run(
+            layer.clone(),
+            plain(Method::GET, host, "/items?page=2"),
+            HeaderMap::new(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::MOVED_PERMANENTLY);
+        assert_eq!(headers["location"], "https://api.example/items?page=2");
+    }
+    for bad in [
+        "api.example:443",
+        "",
+        "api.example/x",
+        "a b",
+        "https://api.example",
+    ] {
+        assert!(
+            SecurityHeaders::api().https_host(bad).build().is_err(),
+            "{bad:?}"
+        );
+    }
+    assert!(
+        SecurityHeaders::api()
+            .https_host("[2001:db8::1]")
+            .build()
+            .is_ok()
+    );
+}
+
+#[tokio::test]
 async fn plain_post_is_refused_with_a_problem() {
     for method in [Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS] {
         let request = plain(method, Some("api.example"), "/items");
