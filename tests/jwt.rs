@@ -364,6 +364,69 @@ async fn duplicate_header_member_is_refused() {
     refused(&format!("{message}.{sig}")).await;
 }
 
+/// `sid` (the session) from a signed token: a string once, or the token is refused; a
+/// revoked session refuses every token naming it, and only those.
+#[tokio::test]
+async fn session_claim_is_checked_and_revocable() {
+    let es = &test_keys().es;
+    let with_sid = |sid: Value| {
+        let mut c = claims();
+        c["sid"] = sid;
+        sign_raw(es, &header_for(es), &c)
+    };
+    for hostile in [json!(5), json!(null), json!(["a"]), json!({ "x": 1 })] {
+        refused(&with_sid(hostile)).await;
+    }
+    // A duplicated member, both values strings.
+    let payload = claims()
+        .to_string()
+        .replacen('{', r#"{"sid":"s_1","sid":"s_2","#, 1);
+    let message = format!(
+        "{}.{}",
+        b64url(header_for(es).to_string().as_bytes()),
+        b64url(payload.as_bytes())
+    );
+    let sig = jsonwebtoken::crypto::sign(
+        message.as_bytes(),
+        es.encoding_key().unwrap(),
+        es.algorithm(),
+    )
+    .unwrap();
+    refused(&format!("{message}.{sig}")).await;
+
+    let store = MemoryRevocationStore::new().clock(clock());
+    let layer = builder()
+        .revocation(store.clone())
+        .cache(16)
+        .build()
+        .unwrap();
+    let session_a = with_sid(json!("fam_a"));
+    let mut other = claims();
+    other["sid"] = json!("fam_b");
+    other["jti"] = json!("tok_2");
+    let session_b = sign_raw(es, &header_for(es), &other);
+    // Long but within the token limit: accepted, and simply never found revoked.
+    let long = with_sid(json!("s".repeat(4000)));
+    for t in [&session_a, &session_b, &long] {
+        assert_eq!(call_with(&layer, bearer(t)).await.status(), StatusCode::OK);
+    }
+    store.revoke_session("fam_a", NOW + 600).await.unwrap();
+    assert_invalid(call_with(&layer, bearer(&session_a)).await, &session_a).await;
+    for t in [&session_b, &long] {
+        assert_eq!(call_with(&layer, bearer(t)).await.status(), StatusCode::OK);
+    }
+    // The handler sees the session.
+    let service = ServiceBuilder::new()
+        .layer(builder().build().unwrap())
+        .service(service_fn(|req: Request<Full<Bytes>>| async move {
+            let v = req.extensions().get::<Verified<Claims>>().unwrap();
+            assert_eq!(v.session(), Some("fam_b"));
+            Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+        }));
+    let response = service.oneshot(bearer(&session_b)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn expired_token_is_refused_after_leeway() {
     let es = &test_keys().es;
