@@ -1,5 +1,6 @@
-//! Revocation: deny one token (`jti`) until it expires, or every token of a subject issued
-//! before a time (a per-subject watermark, for "log out everywhere" and password changes).
+//! Revocation: deny one token (`jti`) until it expires, every token of a session (`sid`, for
+//! logout and refresh-token reuse), or every token of a subject issued before a time (a
+//! per-subject watermark, for "log out everywhere" and password changes).
 //!
 //! [`JwtAuthLayer`](super::JwtAuthLayer) asks the store on every request, cached
 //! verifications included; a store error refuses the request with 503 (fail closed). A store
@@ -104,7 +105,7 @@ impl<T> Future for StoreFuture<T> {
     }
 }
 
-/// Where revoked tokens and subject watermarks are kept.
+/// Where revoked tokens, revoked sessions and subject watermarks are kept.
 ///
 /// # The contract every store keeps
 ///
@@ -123,8 +124,11 @@ impl<T> Future for StoreFuture<T> {
 ///   watermark only ever moves forward: a lower `issued_before` than the stored one is
 ///   ignored. It may be forgotten after `expires_at` (pass `issued_before` plus the longest
 ///   access-token lifetime plus leeway).
-/// - [`check`](RevocationStore::check) answers `Ok(true)` when the token is revoked by either
-///   rule. It must not block the executor: memory stores answer with a ready future; network
+/// - [`revoke_session`](RevocationStore::revoke_session)`(sid, expires_at)`: every token
+///   whose `sid` claim is `sid` is revoked until `expires_at`; like `revoke_token`, but a
+///   namespace of its own (a `jti` equal to a revoked `sid` is not revoked by it).
+/// - [`check`](RevocationStore::check) answers `Ok(true)` when the token is revoked by any of
+///   these rules. It must not block the executor: memory stores answer with a ready future; network
 ///   stores box an async call and should apply their own timeout.
 /// - Errors are [`StoreError`]s; they never carry token text.
 ///
