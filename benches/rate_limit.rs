@@ -419,6 +419,14 @@ where
     elapsed
 }
 
+/// One timing round of `n` calls through `service`, in ns per call, as a [`Contender`] runs.
+fn timed<S, B>(mut service: S, n: usize) -> Box<dyn FnMut() -> f64>
+where
+    S: Service<Request<Body>, Response = Response<B>, Error = Infallible> + 'static,
+{
+    Box::new(move || time_service(&mut service, n))
+}
+
 /// A named contender of [`paired`]: one timing round of it, in ns per call.
 type Contender = (&'static str, Box<dyn FnMut() -> f64>);
 
@@ -449,50 +457,55 @@ fn paired() {
     );
 
     let n = 20_000;
+    let mut refusing = ours(one_per_hour(), HeaderMode::Ietf, true);
+    drive(&mut refusing, vec![request()]);
     let mut layers: Vec<Contender> = vec![
-        ("inner service alone", {
-            let mut s = inner();
-            Box::new(move || time_service(&mut s, n))
-        }),
-        ("ours (IETF fields)", {
-            let mut s = ours(big_quota(), HeaderMode::Ietf, true);
-            Box::new(move || time_service(&mut s, n))
-        }),
-        ("ours (no fields)", {
-            let mut s = ours(big_quota(), HeaderMode::None, true);
-            Box::new(move || time_service(&mut s, n))
-        }),
-        ("tower_governor (use_headers)", {
-            let mut s = theirs_with_headers(1_000, u32::MAX);
-            Box::new(move || time_service(&mut s, n))
-        }),
-        ("tower_governor", {
-            let mut s = theirs(1_000, u32::MAX);
-            Box::new(move || time_service(&mut s, n))
-        }),
-        ("ours (IETF fields, no request extensions)", {
-            let mut s = ours(big_quota(), HeaderMode::Ietf, false);
-            Box::new(move || time_service(&mut s, n))
-        }),
-        ("ours (no fields, no request extensions)", {
-            let mut s = ours(big_quota(), HeaderMode::None, false);
-            Box::new(move || time_service(&mut s, n))
-        }),
-        ("ours 429", {
-            let mut s = ours(one_per_hour(), HeaderMode::Ietf, true);
-            drive(&mut s, vec![request()]);
-            Box::new(move || time_service(&mut s, n))
-        }),
+        ("inner service alone", timed(inner(), n)),
+        (
+            "ours (IETF fields)",
+            timed(ours(big_quota(), HeaderMode::Ietf, true), n),
+        ),
+        (
+            "ours (no fields)",
+            timed(ours(big_quota(), HeaderMode::None, true), n),
+        ),
+        (
+            "tower_governor (use_headers)",
+            timed(theirs_with_headers(1_000, u32::MAX), n),
+        ),
+        ("tower_governor", timed(theirs(1_000, u32::MAX), n)),
+        (
+            "ours (IETF fields, no request extensions)",
+            timed(ours(big_quota(), HeaderMode::Ietf, false), n),
+        ),
+        (
+            "ours (no fields, no request extensions)",
+            timed(ours(big_quota(), HeaderMode::None, false), n),
+        ),
+        ("ours 429", timed(refusing, n)),
+    ];
+    // The goal ratios: (ours, anchor) as indices into `layers`, and their label.
+    let goals = [
+        (1, 3, "ours (IETF fields) / tower_governor (use_headers)"),
+        (2, 4, "ours (no fields) / tower_governor"),
+        (
+            5,
+            3,
+            "ours (IETF fields, no request extensions) / tower_governor (use_headers)",
+        ),
+        (
+            6,
+            4,
+            "ours (no fields, no request extensions) / tower_governor",
+        ),
     ];
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); layers.len()];
-    let (mut fields_ratio, mut quiet_ratio) = (vec![], vec![]);
-    let (mut lean_fields_ratio, mut lean_quiet_ratio) = (vec![], vec![]);
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); goals.len()];
     for _ in 0..ROUNDS {
         let round: Vec<f64> = layers.iter_mut().map(|(_, f)| f()).collect();
-        fields_ratio.push(round[1] / round[3]);
-        quiet_ratio.push(round[2] / round[4]);
-        lean_fields_ratio.push(round[5] / round[3]);
-        lean_quiet_ratio.push(round[6] / round[4]);
+        for (r, (ours, anchor, _)) in ratios.iter_mut().zip(goals) {
+            r.push(round[ours] / round[anchor]);
+        }
         for (t, v) in times.iter_mut().zip(round) {
             t.push(v);
         }
@@ -500,18 +513,9 @@ fn paired() {
     for ((name, _), t) in layers.iter().zip(&mut times) {
         println!("{name}: {:.0} ns", median(t));
     }
-    println!(
-        "ours (IETF fields) / tower_governor (use_headers): {:.2}; \
-         ours (no fields) / tower_governor: {:.2}",
-        median(&mut fields_ratio),
-        median(&mut quiet_ratio)
-    );
-    println!(
-        "without request extensions, as tower_governor: ours (IETF fields) / tower_governor \
-         (use_headers): {:.2}; ours (no fields) / tower_governor: {:.2}",
-        median(&mut lean_fields_ratio),
-        median(&mut lean_quiet_ratio)
-    );
+    for ((_, _, label), r) in goals.iter().zip(&mut ratios) {
+        println!("{label}: {:.2}", median(r));
+    }
 
     let rt = runtime();
     let Some(setup) = redis_setup(&rt) else {

@@ -9,7 +9,7 @@ use super::refresh_store::{
     DEFAULT_MAX_SPENT, FamilyId, NewFamily, RefreshStore, RotateOutcome, Rotation, TokenHash,
     check_field,
 };
-use super::revocation::{RevocationStore, StoreFuture, TokenRef};
+use super::revocation::{RevocationStore, StoreFuture, TokenRef, check_id};
 use crate::error::StoreError;
 use crate::redis::{KeyPrefix, RedisConnection};
 
@@ -391,16 +391,6 @@ impl fmt::Debug for RedisRevocationStore {
     }
 }
 
-/// Longest `jti`, `sid` or subject the Redis revocation store accepts (bytes).
-const MAX_ID_LEN: usize = 512;
-
-fn check_id(id: &str) -> Result<(), StoreError> {
-    if id.is_empty() || id.len() > MAX_ID_LEN {
-        return Err(StoreError::Protocol("identifier empty or too long".into()));
-    }
-    Ok(())
-}
-
 impl RedisRevocationStore {
     /// A store on `conn` with keys under `prefix`.
     pub fn new(conn: RedisConnection, prefix: KeyPrefix) -> Self {
@@ -425,22 +415,27 @@ impl RedisRevocationStore {
         self.prefix.key(session, "sid")
     }
 
-    /// Denies a jti or a session (its key) until `expires_at`, never shortening the entry.
-    fn deny(
+    /// Runs one of the revocation scripts on the key of `id` (named by `key`) with `args`,
+    /// after checking the id: every write of this store.
+    fn write<const N: usize>(
         &self,
+        script: &Arc<Script>,
         id: &str,
         key: impl FnOnce(&Self, &str) -> String,
-        expires_at: u64,
+        args: [u64; N],
     ) -> StoreFuture<()> {
         if let Err(e) = check_id(id) {
             return StoreFuture::ready(Err(e));
         }
         let conn = self.conn.clone();
-        let script = self.revoke_token.clone();
+        let script = Arc::clone(script);
         let key = key(self, id);
         StoreFuture::boxed(async move {
             let mut invocation = script.prepare_invoke();
-            invocation.key(key).arg(expires_at);
+            invocation.key(key);
+            for arg in args {
+                invocation.arg(arg);
+            }
             let _: i64 = conn.run_script(&invocation).await?;
             Ok(())
         })
@@ -462,11 +457,11 @@ fn as_u64(value: &Value) -> Option<u64> {
 
 impl RevocationStore for RedisRevocationStore {
     fn revoke_token(&self, jti: &str, expires_at: u64) -> StoreFuture<()> {
-        self.deny(jti, Self::jti_key, expires_at)
+        self.write(&self.revoke_token, jti, Self::jti_key, [expires_at])
     }
 
     fn revoke_session(&self, session: &str, expires_at: u64) -> StoreFuture<()> {
-        self.deny(session, Self::session_key, expires_at)
+        self.write(&self.revoke_token, session, Self::session_key, [expires_at])
     }
 
     fn revoke_subject(
@@ -475,18 +470,12 @@ impl RevocationStore for RedisRevocationStore {
         issued_before: u64,
         expires_at: u64,
     ) -> StoreFuture<()> {
-        if let Err(e) = check_id(subject) {
-            return StoreFuture::ready(Err(e));
-        }
-        let conn = self.conn.clone();
-        let script = self.revoke_subject.clone();
-        let key = self.watermark_key(subject);
-        StoreFuture::boxed(async move {
-            let mut invocation = script.prepare_invoke();
-            invocation.key(key).arg(issued_before).arg(expires_at);
-            let _: i64 = conn.run_script(&invocation).await?;
-            Ok(())
-        })
+        self.write(
+            &self.revoke_subject,
+            subject,
+            Self::watermark_key,
+            [issued_before, expires_at],
+        )
     }
 
     fn check(&self, token: TokenRef<'_>) -> StoreFuture<bool> {

@@ -201,7 +201,8 @@ impl<St: RevocationStore + ?Sized> RevocationStore for Arc<St> {
     }
 }
 
-/// Longest `jti`, `sid` or subject a store keeps (longer ones are refused with an error).
+/// Longest `jti`, `sid` or subject a store keeps, in memory or in Redis (longer ones are
+/// refused with an error).
 const MAX_ID_LEN: usize = 512;
 
 /// An in-memory [`RevocationStore`] for one process: concurrent maps, bounded.
@@ -344,7 +345,8 @@ impl MemoryRevocationStore {
     }
 }
 
-fn check_id(id: &str) -> Result<(), StoreError> {
+/// Refuses an empty identifier or one over [`MAX_ID_LEN`] bytes (every store).
+pub(crate) fn check_id(id: &str) -> Result<(), StoreError> {
     if id.is_empty() || id.len() > MAX_ID_LEN {
         return Err(StoreError::Protocol("identifier empty or too long".into()));
     }

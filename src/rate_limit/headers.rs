@@ -66,59 +66,15 @@ pub(crate) fn status_prefix(name: &str) -> Box<[u8]> {
 /// `"name";r=57;t=26` from its pre-rendered prefix, written without `fmt` (this runs on
 /// every limited request): one allocation, exactly the value's length.
 pub(crate) fn status_member(prefix: &[u8], decision: &Decision) -> Option<HeaderValue> {
-    let remaining = Decimal::new(u64::from(decision.remaining));
-    let reset = Decimal::new(ceil_secs(decision.reset));
-    let (remaining, reset) = (remaining.as_bytes(), reset.as_bytes());
+    let (mut remaining, mut reset) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let remaining = remaining.format(decision.remaining).as_bytes();
+    let reset = reset.format(ceil_secs(decision.reset)).as_bytes();
     let mut value = Vec::with_capacity(prefix.len() + remaining.len() + 3 + reset.len());
     value.extend_from_slice(prefix);
     value.extend_from_slice(remaining);
     value.extend_from_slice(b";t=");
     value.extend_from_slice(reset);
     HeaderValue::from_maybe_shared(bytes::Bytes::from(value)).ok()
-}
-
-/// The decimal digits of a `u64`, rendered two at a time into a stack buffer.
-struct Decimal {
-    buf: [u8; 20],
-    start: usize,
-}
-
-impl Decimal {
-    fn new(mut n: u64) -> Self {
-        const PAIRS: &[u8; 200] = b"\
-            0001020304050607080910111213141516171819\
-            2021222324252627282930313233343536373839\
-            4041424344454647484950515253545556575859\
-            6061626364656667686970717273747576777879\
-            8081828384858687888990919293949596979899";
-        let mut buf = [0u8; 20];
-        let mut start = buf.len();
-        let mut put = |digits: &[u8], start: &mut usize| {
-            let end = *start;
-            *start -= digits.len();
-            if let Some(dst) = buf.get_mut(*start..end) {
-                dst.copy_from_slice(digits);
-            }
-        };
-        let pair = |i: u64| {
-            let i = i as usize * 2;
-            PAIRS.get(i..i + 2).unwrap_or(b"00")
-        };
-        while n >= 100 {
-            put(pair(n % 100), &mut start);
-            n /= 100;
-        }
-        if n >= 10 {
-            put(pair(n), &mut start);
-        } else {
-            put(&[b'0' + n as u8], &mut start);
-        }
-        Self { buf, start }
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        self.buf.get(self.start..).unwrap_or_default()
-    }
 }
 
 /// The fields one policy adds to a response.
@@ -270,7 +226,13 @@ mod tests {
         );
         assert!(Fields::new(HeaderMode::None, b"", None, &d).is_none());
         for n in [0, 1, 9, 10, 99, 100, 101, 1023, 1024, 65_535, u64::MAX] {
-            assert_eq!(Decimal::new(n).as_bytes(), n.to_string().as_bytes());
+            let mut at = d;
+            at.remaining = u32::try_from(n).unwrap_or(u32::MAX);
+            at.reset = Duration::from_secs(n);
+            assert_eq!(
+                status_member(&status_prefix("x"), &at).unwrap(),
+                format!("\"x\";r={};t={n}", at.remaining).as_str()
+            );
             assert_eq!(number_value(n), n.to_string().as_str());
         }
         assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
