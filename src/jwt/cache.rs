@@ -39,12 +39,7 @@ pub(crate) struct TokenKey {
 impl PartialEq for TokenKey {
     /// Without an early exit: the tail is a cached token's.
     fn eq(&self, other: &Self) -> bool {
-        let diff = self
-            .tail
-            .iter()
-            .zip(&other.tail)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        (self.len == other.len) & (diff == 0)
+        (self.len == other.len) & super::constant_time_eq(&self.tail, &other.tail)
     }
 }
 

@@ -483,16 +483,22 @@ impl TokenIssuer {
         &self.inner.clock
     }
 
-    /// Unix seconds after which every access token issued up to now is dead even with the
-    /// largest leeway a verifying layer accepts (which may be configured apart from this
-    /// issuer's): now + access lifetime + 5 min + 1.
+    /// Unix seconds after which every access token issued up to now is dead: see
+    /// [`dead_after`](Self::dead_after).
     pub(crate) fn access_horizon(&self) -> u64 {
-        let leeway = self.inner.leeway.max(super::layer::MAX_LEEWAY);
-        self.inner
+        let newest_exp = self
+            .inner
             .clock
             .unix_secs()
-            .saturating_add(self.inner.access_ttl.as_secs())
-            .saturating_add(leeway.as_secs())
+            .saturating_add(self.inner.access_ttl.as_secs());
+        Self::dead_after(newest_exp)
+    }
+
+    /// Unix seconds after which a token with this `exp` is refused by any verifying layer,
+    /// even one configured with the largest leeway a layer accepts (5 min; at least this
+    /// issuer's own leeway): how long a revocation of it must be kept.
+    pub(crate) fn dead_after(exp: u64) -> u64 {
+        exp.saturating_add(super::layer::MAX_LEEWAY.as_secs())
             .saturating_add(1)
     }
 }
@@ -500,6 +506,16 @@ impl TokenIssuer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn revocations_outlive_every_layer_leeway() {
+        use crate::jwt::layer::MAX_LEEWAY;
+        // A layer may accept a token up to `exp + MAX_LEEWAY`: its revocation must outlast
+        // that second, even when the issuer itself assumes a smaller leeway.
+        let exp = 1_000_000;
+        assert!(TokenIssuer::dead_after(exp) > exp + MAX_LEEWAY.as_secs());
+        assert_eq!(TokenIssuer::dead_after(u64::MAX), u64::MAX);
+    }
     use crate::jwt::Key;
 
     fn ring(alg: Algorithm) -> KeyRing {

@@ -750,16 +750,14 @@ impl<St: RefreshStore> RefreshTokens<St> {
         }
     }
 
-    /// Denies one access token (by its `jti`) until it expires (`exp` plus leeway): for
-    /// logout with a bearer token.
+    /// Denies one access token (by its `jti`) until it expires (`exp` plus the largest leeway
+    /// a verifying layer accepts, whatever this issuer's): for logout with a bearer token.
     pub async fn revoke_access_token(
         &self,
         jti: &str,
         expires_at: u64,
     ) -> Result<(), RefreshError> {
-        let until = expires_at
-            .saturating_add(self.inner.issuer.leeway().as_secs())
-            .saturating_add(1);
+        let until = TokenIssuer::dead_after(expires_at);
         Ok(self.inner.revocation.revoke_token(jti, until).await?)
     }
 

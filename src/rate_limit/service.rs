@@ -432,23 +432,11 @@ fn refuse_429<St: RateLimitStore, B>(
         "rate limited"
     );
     // A store refusal carries the tier's fields; a lock-out (limit 0) only `Retry-After`.
-    let tier = scope
-        .compiled()
-        .filter(|_| decision.limit > 0)
-        .and_then(|compiled| match compiled.tier(scope.tier) {
-            Compiled::Limited { policy_field, .. } => Some((compiled, policy_field)),
-            Compiled::Unlimited => None,
-        });
     let mut response = Refusal::new(&ProblemType::RATE_LIMITED)
         .with_header(header::RETRY_AFTER, number_value(secs))
         .build(headers, extensions);
-    if let Some((compiled, policy_field)) = tier
-        && let Some(fields) = Fields::new(
-            scope.config.mode,
-            &compiled.status_prefix,
-            policy_field.as_ref(),
-            decision,
-        )
+    if decision.limit > 0
+        && let Some(fields) = scope.fields(decision)
     {
         fields.apply(response.headers_mut());
     }

@@ -316,7 +316,9 @@ impl RateLimitStore for RedisStore {
                     remaining: 0,
                     reset: retry_after
                         + Duration::from_micros(
-                            limiter.t_micros * u64::from(limiter.burst.saturating_sub(1)),
+                            limiter
+                                .t_micros
+                                .saturating_mul(u64::from(limiter.burst.saturating_sub(1))),
                         ),
                     retry_after,
                 };
@@ -347,8 +349,12 @@ impl RateLimitStore for RedisStore {
             };
             if !decision.allowed && decision.remaining == 0 {
                 // Refused locally until a request of cost 1 would pass.
-                let cap = t_micros * u64::from(burst);
-                let until_one = (u64::try_from(reset).unwrap_or(0) + t_micros).saturating_sub(cap);
+                // Saturating: a valid quota (a long period, a large burst) can exceed u64 µs.
+                let cap = t_micros.saturating_mul(u64::from(burst));
+                let until_one = u64::try_from(reset)
+                    .unwrap_or(0)
+                    .saturating_add(t_micros)
+                    .saturating_sub(cap);
                 this.remember_denial(id, Duration::from_micros(until_one));
             }
             Ok(decision)
