@@ -1140,6 +1140,8 @@ async fn cache_is_bounded() {
 struct SlowStore {
     fail: bool,
     revoked: bool,
+    /// What `generation()` reports (the default: none).
+    generation: Option<u64>,
     checks: Arc<std::sync::atomic::AtomicUsize>,
 }
 
@@ -1152,6 +1154,9 @@ impl RevocationStore for SlowStore {
     }
     fn revoke_session(&self, _: &str, _: u64) -> StoreFuture<()> {
         StoreFuture::ready(Ok(()))
+    }
+    fn generation(&self) -> Option<u64> {
+        self.generation
     }
     fn check(&self, _: TokenRef<'_>) -> StoreFuture<bool> {
         self.checks
@@ -1190,6 +1195,23 @@ async fn async_store_paths_call_refuse_or_fail_closed() {
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
     assert_problem(response, "unavailable", &t).await;
+}
+
+/// An asynchronous store that reports a generation: its awaited "not revoked" answer is
+/// remembered like a ready one, so a cached token is not checked again until it changes.
+#[tokio::test]
+async fn an_awaited_answer_is_remembered_at_the_generation() {
+    let t = token(&test_keys().es);
+    let store = SlowStore {
+        generation: Some(7),
+        ..SlowStore::default()
+    };
+    let checks = store.checks.clone();
+    let layer = builder().revocation(store).cache(16).build().unwrap();
+    for _ in 0..3 {
+        assert_eq!(call_with(&layer, bearer(&t)).await.status(), StatusCode::OK);
+    }
+    assert_eq!(checks.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
 
 #[tokio::test]

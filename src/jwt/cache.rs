@@ -24,7 +24,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use dashmap::DashMap;
 
 use super::claims::{Scopes, Verified};
+use crate::error::StoreError;
 use crate::extensions::Principal;
+use crate::refusal::ProblemType;
 
 /// Where an entry is stored: the token's length and its last 16 bytes (fewer for a shorter
 /// token, zero-padded). Only tokens that verified are stored, and their last bytes are their
@@ -122,16 +124,40 @@ impl<C: std::fmt::Debug> std::fmt::Debug for CachedToken<C> {
     }
 }
 
-/// What a response future waiting on the revocation store keeps of the cache entry: a way to
-/// mark it revoked, without the claims type in the future's type.
-pub(crate) trait MarkRevoked: Send + Sync {
-    /// Remembers that the store answered "revoked" for this token.
-    fn mark_revoked(&self);
+/// The revocation store's answer applied to a cache entry, whether it came at once or after
+/// an await (a response future keeps the entry as `dyn Settle`, without the claims type).
+pub(crate) trait Settle: Send + Sync {
+    /// Remembers the answer: "not revoked" at `mark` (the store's generation + 1, when it has
+    /// one), or "revoked". Returns the problem to refuse the request with, `None` to go on.
+    fn settle(
+        &self,
+        answer: Result<bool, StoreError>,
+        mark: Option<u64>,
+    ) -> Option<&'static ProblemType>;
 }
 
-impl<C: Send + Sync> MarkRevoked for CachedToken<C> {
-    fn mark_revoked(&self) {
-        self.revoked.store(true, Ordering::Relaxed);
+impl<C: Send + Sync> Settle for CachedToken<C> {
+    fn settle(
+        &self,
+        answer: Result<bool, StoreError>,
+        mark: Option<u64>,
+    ) -> Option<&'static ProblemType> {
+        match answer {
+            Ok(false) => {
+                if let Some(mark) = mark {
+                    self.unrevoked_at.store(mark, Ordering::Relaxed);
+                }
+                None
+            }
+            Ok(true) => {
+                self.revoked.store(true, Ordering::Relaxed);
+                Some(&ProblemType::INVALID_TOKEN)
+            }
+            Err(error) => {
+                tracing::warn!(target: "tower_shield::jwt", %error, "revocation store failed; refusing");
+                Some(&ProblemType::UNAVAILABLE)
+            }
+        }
     }
 }
 

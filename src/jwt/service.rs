@@ -12,7 +12,7 @@ use pin_project_lite::pin_project;
 use serde::de::DeserializeOwned;
 use tower_service::Service;
 
-use super::cache::MarkRevoked;
+use super::cache::Settle;
 use super::claims::Claims;
 use super::layer::{CachedLookup, Outcome, Shared};
 use super::revocation::{StoreFuture, TokenRef};
@@ -123,23 +123,15 @@ where
             return ResponseFuture::calling(self.inner.call(req));
         };
         match check.take_ready() {
-            Some(Ok(false)) => {
-                if let Some(mark) = mark {
-                    entry.unrevoked_at.store(mark, Ordering::Relaxed);
-                }
-                ResponseFuture::calling(self.inner.call(req))
-            }
-            Some(answer) => {
-                if matches!(answer, Ok(true)) {
-                    entry.mark_revoked();
-                }
-                ResponseFuture::refused(refuse(
-                    revocation_problem(answer),
+            Some(answer) => match entry.settle(answer, mark) {
+                None => ResponseFuture::calling(self.inner.call(req)),
+                Some(problem) => ResponseFuture::refused(refuse(
+                    problem,
                     &req,
                     &shared.missing_challenge,
                     &shared.invalid_challenge,
-                ))
-            }
+                )),
+            },
             None => {
                 // The store must be awaited: move the readied inner service into the future
                 // and keep a fresh clone here (tower's rule for cloning inner services).
@@ -148,24 +140,17 @@ where
                 ResponseFuture {
                     state: State::Checking {
                         check,
+                        mark,
                         entry,
                         svc: Some(svc),
                         req: Some(req),
-                        invalid: shared.invalid_challenge.clone(),
+                        challenges: [
+                            shared.missing_challenge.clone(),
+                            shared.invalid_challenge.clone(),
+                        ],
                     },
                 }
             }
-        }
-    }
-}
-
-fn revocation_problem(answer: Result<bool, crate::StoreError>) -> &'static ProblemType {
-    match answer {
-        Ok(false) => &ProblemType::INVALID_TOKEN, // not reached: callers pass refusals only
-        Ok(true) => &ProblemType::INVALID_TOKEN,
-        Err(error) => {
-            tracing::warn!(target: "tower_shield::jwt", %error, "revocation store failed; refusing");
-            &ProblemType::UNAVAILABLE
         }
     }
 }
@@ -190,11 +175,14 @@ pin_project! {
         Refused { response: Option<Response<ShieldBody<ResBody>>> },
         Checking {
             check: StoreFuture<bool>,
-            // Marked revoked when the store says so.
-            entry: Arc<dyn MarkRevoked>,
+            // The store's generation + 1 when asked, to remember a "not revoked" answer at.
+            mark: Option<u64>,
+            // Where the answer is remembered.
+            entry: Arc<dyn Settle>,
             svc: Option<S>,
             req: Option<Request<ReqBody>>,
-            invalid: HeaderValue,
+            // `WWW-Authenticate` for a missing and for an invalid token.
+            challenges: [HeaderValue; 2],
         },
         Calling { #[pin] fut: S::Future },
     }
@@ -257,31 +245,21 @@ where
                 }
                 StateProj::Checking {
                     check,
+                    mark,
                     entry,
                     svc,
                     req,
-                    invalid,
+                    challenges: [missing, invalid],
                 } => {
                     let answer = ready!(Pin::new(check).poll(cx));
                     let (Some(mut svc), Some(req)) = (svc.take(), req.take()) else {
                         return Poll::Pending;
                     };
-                    let next = match answer {
-                        Ok(false) => State::Calling { fut: svc.call(req) },
-                        other => {
-                            if matches!(other, Ok(true)) {
-                                entry.mark_revoked();
-                            }
-                            let problem = revocation_problem(other);
-                            let mut refusal = Refusal::new(problem);
-                            if problem == &ProblemType::INVALID_TOKEN {
-                                refusal =
-                                    refusal.with_header(header::WWW_AUTHENTICATE, invalid.clone());
-                            }
-                            State::Refused {
-                                response: Some(refusal.for_request(&req)),
-                            }
-                        }
+                    let next = match entry.settle(answer, *mark) {
+                        None => State::Calling { fut: svc.call(req) },
+                        Some(problem) => State::Refused {
+                            response: Some(refuse(problem, &req, missing, invalid)),
+                        },
                     };
                     this.state.set(next);
                 }
