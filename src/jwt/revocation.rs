@@ -354,23 +354,35 @@ pub(crate) fn check_id(id: &str) -> Result<(), StoreError> {
 }
 
 impl MemoryRevocationStore {
-    /// Denies `id` in `map` (jtis or sessions) until `expires_at`, never shortening an entry.
-    fn deny(&self, map: &DashMap<Box<str>, u64>, id: &str, expires_at: u64) -> StoreFuture<()> {
+    /// Every write: merges `value` into the entry of `id` in `map`, or inserts it when there
+    /// is room (an update never needs room), then raises the generation.
+    fn write<V>(
+        &self,
+        map: &DashMap<Box<str>, V>,
+        id: &str,
+        value: V,
+        merge: impl Fn(&mut V, &V),
+    ) -> StoreFuture<()> {
         let result = check_id(id).and_then(|()| {
             if let Some(mut entry) = map.get_mut(id) {
-                *entry = (*entry).max(expires_at);
-                drop(entry);
-                self.written();
-                return Ok(());
+                merge(&mut entry, &value);
+            } else {
+                self.make_room()?;
+                map.entry(id.into())
+                    .and_modify(|entry| merge(entry, &value))
+                    .or_insert(value);
             }
-            self.make_room()?;
-            map.entry(id.into())
-                .and_modify(|until| *until = (*until).max(expires_at))
-                .or_insert(expires_at);
             self.written();
             Ok(())
         });
         StoreFuture::ready(result)
+    }
+
+    /// Denies `id` in `map` (jtis or sessions) until `expires_at`, never shortening an entry.
+    fn deny(&self, map: &DashMap<Box<str>, u64>, id: &str, expires_at: u64) -> StoreFuture<()> {
+        self.write(map, id, expires_at, |until, new| {
+            *until = (*until).max(*new)
+        })
     }
 }
 
@@ -389,27 +401,16 @@ impl RevocationStore for MemoryRevocationStore {
         issued_before: u64,
         expires_at: u64,
     ) -> StoreFuture<()> {
-        let merge = |entry: &mut (u64, u64)| {
-            entry.0 = entry.0.max(issued_before);
-            entry.1 = entry.1.max(expires_at);
-        };
-        let result = check_id(subject).and_then(|()| {
-            if let Some(mut entry) = self.inner.subjects.get_mut(subject) {
-                merge(&mut entry);
-                drop(entry);
-                self.written();
-                return Ok(());
-            }
-            self.make_room()?;
-            self.inner
-                .subjects
-                .entry(subject.into())
-                .and_modify(merge)
-                .or_insert((issued_before, expires_at));
-            self.written();
-            Ok(())
-        });
-        StoreFuture::ready(result)
+        // The watermark and its expiry only ever move forward.
+        self.write(
+            &self.inner.subjects,
+            subject,
+            (issued_before, expires_at),
+            |entry, new| {
+                entry.0 = entry.0.max(new.0);
+                entry.1 = entry.1.max(new.1);
+            },
+        )
     }
 
     fn check(&self, token: TokenRef<'_>) -> StoreFuture<bool> {
