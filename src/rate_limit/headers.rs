@@ -14,6 +14,7 @@
 
 use std::time::Duration;
 
+use http::header::Entry;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::store::Decision;
@@ -139,17 +140,23 @@ impl Fields {
 }
 
 fn append_member(headers: &mut HeaderMap, name: &HeaderName, member: HeaderValue) {
-    // Usually absent: one lookup (none at all in an empty map) and one insert.
-    let Some(current) = headers.get_mut(name) else {
-        let _ = headers.try_insert(name.clone(), member);
-        return;
-    };
-    let mut joined = Vec::with_capacity(current.len() + 2 + member.len());
-    joined.extend_from_slice(current.as_bytes());
-    joined.extend_from_slice(b", ");
-    joined.extend_from_slice(member.as_bytes());
-    if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)) {
-        *current = value;
+    // One lookup: usually absent (an insert), else a list member appended.
+    match headers.try_entry(name) {
+        Ok(Entry::Vacant(entry)) => {
+            let _ = entry.try_insert(member);
+        }
+        Ok(Entry::Occupied(mut entry)) => {
+            let current = entry.get_mut();
+            let mut joined = Vec::with_capacity(current.len() + 2 + member.len());
+            joined.extend_from_slice(current.as_bytes());
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(member.as_bytes());
+            if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)) {
+                *current = value;
+            }
+        }
+        // A map at http's size limit is left as it is.
+        Err(_) => {}
     }
 }
 
