@@ -1,5 +1,6 @@
 //! RequestIdLayer against tower-http's `SetRequestIdLayer` + `PropagateRequestIdLayer` (UUID v4),
-//! and a bare service, in one criterion group so the ratios come from one run.
+//! a bare service, and the floor (the same writes hand-written with a pre-built id, no layer),
+//! in one criterion group so the ratios come from one run; and the making of one id alone.
 //!
 //! `cargo bench --bench request_id -- --warm-up-time 1 --measurement-time 3`
 
@@ -14,9 +15,10 @@ use http::{HeaderValue, Request, Response, header};
 use http_body_util::Empty;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
-use support::{paired, time_calls};
+use support::{contender, paired, time_calls};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_shield::request_id::RequestIdLayer;
+use tower_shield::RequestId;
+use tower_shield::request_id::{RequestIdLayer, X_REQUEST_ID};
 
 /// A handler answering like a real one: with a `content-type`.
 async fn handler(_: Request<()>) -> Result<Response<Empty<Bytes>>, Infallible> {
@@ -40,6 +42,27 @@ fn request() -> Request<()> {
         .extensions_mut()
         .insert(SocketAddr::from(([192, 0, 2, 1], 40000)));
     request
+}
+
+/// The floor: the writes `RequestIdLayer` makes (the id into the request header, a
+/// `RequestId` into the extensions, the id onto the response), hand-written in front of the
+/// handler with one pre-built id that costs nothing to clone. Only the making of a new id
+/// (timed alone as `uuid_v4_header_value`) is left out.
+async fn floor(mut request: Request<()>) -> Result<Response<Empty<Bytes>>, Infallible> {
+    const ID: HeaderValue = HeaderValue::from_static("0d4c1b2a-1111-4222-8333-444455556666");
+    request.headers_mut().insert(X_REQUEST_ID.clone(), ID);
+    request.extensions_mut().insert(RequestId::new(ID));
+    let mut response = handler(request).await?;
+    response.headers_mut().insert(X_REQUEST_ID.clone(), ID);
+    Ok(response)
+}
+
+/// A new id as `RequestIdLayer` makes one: a UUID v4 from uuid's `fast-rng`, formatted on the
+/// stack into one shared `Bytes`.
+fn uuid_v4_header_value() -> HeaderValue {
+    let mut buffer = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
+    HeaderValue::from_maybe_shared(Bytes::from_owner(buffer)).unwrap()
 }
 
 fn trusted_request() -> Request<()> {
@@ -96,6 +119,7 @@ fn request_id(c: &mut Criterion) {
                     .service_fn(handler),
                 trusted_request,
             ),
+            "floor" => count(&runtime, service_fn(floor), request),
             "bare_trusted" => count(&runtime, service_fn(handler), trusted_request),
             "ours_v7" => count(
                 &runtime,
@@ -156,20 +180,39 @@ fn request_id(c: &mut Criterion) {
             .service_fn(handler),
         request,
     );
+    bench(
+        &mut group,
+        &runtime,
+        "floor_prebuilt_id",
+        service_fn(floor),
+        request,
+    );
+    group.bench_function("uuid_v4_header_value", |b| {
+        b.iter(|| std::hint::black_box(uuid_v4_header_value()))
+    });
     group.finish();
 
     paired(
-        &runtime,
         "request_id (uuid v4)",
-        service_fn(handler),
-        ServiceBuilder::new()
-            .layer(RequestIdLayer::new())
-            .service_fn(handler),
-        ServiceBuilder::new()
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-            .layer(PropagateRequestIdLayer::x_request_id())
-            .service_fn(handler),
-        request,
+        [
+            contender(&runtime, service_fn(handler), request),
+            contender(
+                &runtime,
+                ServiceBuilder::new()
+                    .layer(RequestIdLayer::new())
+                    .service_fn(handler),
+                request,
+            ),
+            contender(
+                &runtime,
+                ServiceBuilder::new()
+                    .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                    .layer(PropagateRequestIdLayer::x_request_id())
+                    .service_fn(handler),
+                request,
+            ),
+            contender(&runtime, service_fn(floor), request),
+        ],
     );
 }
 

@@ -1,5 +1,6 @@
 //! SecurityHeadersLayer against a stack of five tower-http `SetResponseHeaderLayer::overriding`
-//! setting the same five headers, and a bare service, in one criterion group.
+//! setting the same five headers, a bare service, and the floors (the same headers set by hand
+//! from pre-built values, no layer), in one criterion group.
 //!
 //! `cargo bench --bench security_headers -- --warm-up-time 1 --measurement-time 3`
 
@@ -10,11 +11,11 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use http::{HeaderValue, Request, Response, header};
+use http::{HeaderName, HeaderValue, Request, Response, header};
 use http_body_util::Empty;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
-use support::{paired, time_calls};
+use support::{contender, paired, time_calls};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_shield::security_headers::{SecurityHeaders, SecurityHeadersLayer};
 
@@ -43,6 +44,58 @@ fn request() -> Request<()> {
 
 const HSTS: &str = "max-age=31536000; includeSubDomains";
 const CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+
+/// The five headers of [`five`] and [`tower_http_five`].
+const FIVE: [(HeaderName, &str); 5] = [
+    (header::STRICT_TRANSPORT_SECURITY, HSTS),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::CONTENT_SECURITY_POLICY, CSP),
+    (header::REFERRER_POLICY, "no-referrer"),
+];
+
+/// The other headers `SecurityHeaders::api()` sets (it also removes `Server` and
+/// `X-Powered-By`).
+const API_MORE: [(&str, &str); 6] = [
+    ("cross-origin-opener-policy", "same-origin"),
+    ("cross-origin-resource-policy", "same-origin"),
+    (
+        "permissions-policy",
+        "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), \
+         microphone=(), payment=(), usb=()",
+    ),
+    ("x-xss-protection", "0"),
+    ("x-permitted-cross-domain-policies", "none"),
+    ("cache-control", "no-store"),
+];
+
+/// The floor for the five headers: the handler's response gets them from pre-built values,
+/// by hand, with no layer (room reserved first, as a careful handler would).
+async fn floor_five(request: Request<()>) -> Result<Response<Empty<Bytes>>, Infallible> {
+    let mut response = handler(request).await?;
+    let headers = response.headers_mut();
+    headers.reserve(FIVE.len());
+    for (name, value) in FIVE {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    Ok(response)
+}
+
+/// The floor for `api()`: its eleven headers set and its two removals made by hand.
+async fn floor_api(request: Request<()>) -> Result<Response<Empty<Bytes>>, Infallible> {
+    let mut response = floor_five(request).await?;
+    let headers = response.headers_mut();
+    headers.reserve(API_MORE.len());
+    for (name, value) in API_MORE {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
+    headers.remove(header::SERVER);
+    headers.remove("x-powered-by");
+    Ok(response)
+}
 
 fn bench<S>(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
@@ -84,6 +137,8 @@ fn security_headers(c: &mut Criterion) {
                     .service_fn(handler),
             ),
             "theirs" => count(&runtime, tower_http_five()),
+            "floor" => count(&runtime, service_fn(floor_five)),
+            "floor_api" => count(&runtime, service_fn(floor_api)),
             other => panic!("unknown variant {other}"),
         }
         std::process::exit(0);
@@ -112,25 +167,43 @@ fn security_headers(c: &mut Criterion) {
         "tower_http_five_set_response_header",
         tower_http_five(),
     );
+
+    bench(&mut group, &runtime, "floor_five", service_fn(floor_five));
+    bench(
+        &mut group,
+        &runtime,
+        "floor_api_preset",
+        service_fn(floor_api),
+    );
     group.finish();
 
     paired(
-        &runtime,
         "security_headers (same five headers)",
-        service_fn(handler),
-        ServiceBuilder::new().layer(five()).service_fn(handler),
-        tower_http_five(),
-        request,
+        [
+            contender(&runtime, service_fn(handler), request),
+            contender(
+                &runtime,
+                ServiceBuilder::new().layer(five()).service_fn(handler),
+                request,
+            ),
+            contender(&runtime, tower_http_five(), request),
+            contender(&runtime, service_fn(floor_five), request),
+        ],
     );
     paired(
-        &runtime,
-        "security_headers (api preset: 10 headers + 2 removed, vs tower-http five)",
-        service_fn(handler),
-        ServiceBuilder::new()
-            .layer(SecurityHeadersLayer::api())
-            .service_fn(handler),
-        tower_http_five(),
-        request,
+        "security_headers (api preset: 11 headers + 2 removed, vs tower-http five)",
+        [
+            contender(&runtime, service_fn(handler), request),
+            contender(
+                &runtime,
+                ServiceBuilder::new()
+                    .layer(SecurityHeadersLayer::api())
+                    .service_fn(handler),
+                request,
+            ),
+            contender(&runtime, tower_http_five(), request),
+            contender(&runtime, service_fn(floor_api), request),
+        ],
     );
 }
 
