@@ -123,6 +123,7 @@ edge-five $EDGEFIVE $EDGEFIVE_PID
 tower-http $TOWERHTTP $TOWERHTTP_PID
 demo $DEMO $DEMO_PID"
 me_stacks="bare $BARE $BARE_PID
+same-bytes $BYTES $BYTES_PID
 demo $DEMO $DEMO_PID"
 for route in /health /api/me; do
   if [ "$route" = /health ]; then stacks=$health_stacks; else stacks=$me_stacks; fi
@@ -145,7 +146,8 @@ for route in /health /api/me; do
   done <<<"$stacks"
 done
 echo "ratio: throughput / bare's; CPU ratio: bare's CPU per request / this stack's (the steadier one)."
-echo "same-bytes: edge's response header lines from static values, no layer logic; edge: RequestId +"
+echo "same-bytes: edge's response header lines from static values (on /api/me also the demo's two"
+echo "RateLimit fields), no layer logic; edge: RequestId +"
 echo "SecurityHeaders::api() + Cors only; edge-five: the same with tower-http's five security headers"
 echo "(HSTS is sent over HTTPS only, so four here); tower-http: its request id, CORS and five header layers;"
 echo "demo: the whole demo stack (on /health: also the 'default' rate limit)."

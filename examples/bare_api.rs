@@ -17,8 +17,8 @@
 //!   `CorsLayer` with the same allowlist, and five `SetResponseHeaderLayer`s (nosniff,
 //!   frame-options, CSP, referrer policy, HSTS).
 //! - `same-bytes`: no layer logic at all, the response gets the same header lines the
-//!   `shield` stack writes (a fixed request id), from pre-built values: the floor that the
-//!   extra response bytes alone set.
+//!   `shield` stack writes (a fixed request id), from pre-built values, and on `/api/me` also
+//!   the demo's two `RateLimit` fields: the floor that the extra response bytes alone set.
 
 use std::io::Write;
 use std::time::Duration;
@@ -29,6 +29,7 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::routing::get;
 use serde_json::json;
 use tower::ServiceBuilder;
+use tower::util::MapResponseLayer;
 use tower_shield::cors::CorsLayer;
 use tower_shield::request_id::RequestIdLayer;
 use tower_shield::security_headers::SecurityHeaders;
@@ -43,18 +44,20 @@ async fn main() {
     let listener = tokio::net::TcpListener::bind(&bind)
         .await
         .expect("BIND_ADDR is a free socket address");
-    let router = Router::new()
-        .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
-        .route(
-            "/api/me",
-            get(|| async {
-                Json(json!({
-                    "sub": "user_00000000000000000000000000000000",
-                    "role": "user",
-                    "email": "load@example.com",
-                }))
-            }),
-        );
+    let health = get(|| async { Json(json!({ "status": "ok" })) });
+    let me = get(|| async {
+        Json(json!({
+            "sub": "user_00000000000000000000000000000000",
+            "role": "user",
+            "email": "load@example.com",
+        }))
+    });
+    let (health, me) = if layers == "same-bytes" {
+        (health.layer(same_bytes(false)), me.layer(same_bytes(true)))
+    } else {
+        (health, me)
+    };
+    let router = Router::new().route("/health", health).route("/api/me", me);
     let router = match layers.as_str() {
         "none" => router,
         "shield" => shield(router, SecurityHeaders::api()),
@@ -69,7 +72,7 @@ async fn main() {
                 .remove("x-permitted-cross-domain-policies"),
         ),
         "tower-http" => tower_http(router),
-        "same-bytes" => same_bytes(router),
+        "same-bytes" => router,
         other => {
             panic!("LAYERS={other}: expected none, shield, shield-five, tower-http or same-bytes")
         }
@@ -147,8 +150,12 @@ fn tower_http(router: Router) -> Router {
     )
 }
 
-/// The header lines the `shield` stack adds to `/health`, set from static values.
-fn same_bytes(router: Router) -> Router {
+/// The header lines the `shield` stack adds to `/health`, set from static values; on `/api/me`
+/// also the two rate-limit fields the demo sends there (its two policies, `api` and
+/// `anonymous`, at the load script's quotas).
+fn same_bytes(
+    me: bool,
+) -> MapResponseLayer<impl Fn(axum::response::Response) -> axum::response::Response + Clone> {
     const LINES: [(&str, &str); 12] = [
         ("vary", "Origin"),
         ("x-content-type-options", "nosniff"),
@@ -170,17 +177,26 @@ fn same_bytes(router: Router) -> Router {
         ("cache-control", "no-store"),
         ("x-request-id", "3e8c4d88-11b3-4155-af06-b770668b9b0e"),
     ];
-    router.layer(
-        ServiceBuilder::new().map_response(|mut response: axum::response::Response| {
-            let headers = response.headers_mut();
-            headers.reserve(LINES.len());
-            for (name, value) in LINES {
-                headers.insert(
-                    HeaderName::from_static(name),
-                    HeaderValue::from_static(value),
-                );
-            }
-            response
-        }),
-    )
+    const RATE_LIMIT_LINES: [(&str, &str); 2] = [
+        (
+            "ratelimit-policy",
+            "\"api\";q=60000000;w=60, \"anonymous\";q=10000000;w=60",
+        ),
+        (
+            "ratelimit",
+            "\"api\";r=59999999;t=1, \"anonymous\";r=10000000;t=0",
+        ),
+    ];
+    MapResponseLayer::new(move |mut response: axum::response::Response| {
+        let extra: &[(&str, &str)] = if me { &RATE_LIMIT_LINES } else { &[] };
+        let headers = response.headers_mut();
+        headers.reserve(LINES.len() + extra.len());
+        for &(name, value) in LINES.iter().chain(extra) {
+            headers.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        response
+    })
 }
