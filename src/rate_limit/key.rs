@@ -286,6 +286,12 @@ impl Hasher for PrehashedHasher {
 pub(crate) fn keyed_hash(state: &std::hash::RandomState, scope: u64, key: &RateKey) -> u64 {
     let mut hasher = state.build_hasher();
     hasher.write_u64(scope);
+    hash_material(hasher, key)
+}
+
+/// The key's canonical material fed to `hasher` (keyed, and already holding whatever scopes
+/// the hash), and the hash.
+pub(crate) fn hash_material(mut hasher: std::hash::DefaultHasher, key: &RateKey) -> u64 {
     key.write_material(&mut |bytes| hasher.write(bytes));
     hasher.finish()
 }

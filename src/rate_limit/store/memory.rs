@@ -14,7 +14,7 @@ use governor::state::{NotKeyed, StateStore};
 
 use super::{Decision, Gcra, RateLimitStore};
 use crate::error::StoreError;
-use crate::rate_limit::key::{PrehashedKey, RateKey, keyed_hash};
+use crate::rate_limit::key::{PrehashedKey, RateKey, hash_material};
 use crate::rate_limit::quota::Quota;
 
 /// The default maximum number of keys one limiter keeps (one million).
@@ -67,7 +67,6 @@ pub struct MemoryStore<C: GovClock = DefaultClock> {
 struct Shared<C: GovClock> {
     clock: C,
     start: C::Instant,
-    hasher: std::hash::RandomState,
     max_keys: usize,
     /// How often idle keys are swept, in nanoseconds (saturated).
     sweep_nanos: u64,
@@ -156,7 +155,6 @@ impl MemoryStoreBuilder {
             inner: Arc::new(Shared {
                 clock,
                 start,
-                hasher: std::hash::RandomState::new(),
                 max_keys: self.max_keys,
                 sweep_nanos: u64::try_from(self.sweep_interval.as_nanos()).unwrap_or(u64::MAX),
             }),
@@ -168,7 +166,9 @@ impl MemoryStoreBuilder {
 pub struct MemoryLimiter {
     state: DashMapStateStore<u64, PrehashedKey>,
     gcra: Gcra,
-    scope: u64,
+    /// This limiter's own SipHash key: its map holds only its own keys, so a key's hash needs
+    /// no scope (one `write` per decision).
+    hasher: std::hash::RandomState,
     /// Calls with a key the map did not hold (the housekeeping period).
     new_key_calls: AtomicU64,
     last_sweep: AtomicU64,
@@ -254,7 +254,7 @@ where
         {
             self.sweep(limiter);
         }
-        let hashed = keyed_hash(&self.inner.hasher, limiter.scope, key);
+        let hashed = hash_material(limiter.hasher.build_hasher(), key);
         let gcra = limiter.gcra;
         let step = |stored: Option<Nanos>| {
             let step = gcra.step(stored.map(Nanos::as_u64), now, cost);
@@ -301,11 +301,11 @@ where
     type Limiter = Arc<MemoryLimiter>;
     type Future = Ready<Result<Decision, StoreError>>;
 
-    fn limiter(&self, scope: &str, quota: &Quota) -> Self::Limiter {
+    fn limiter(&self, _scope: &str, quota: &Quota) -> Self::Limiter {
         Arc::new(MemoryLimiter {
             state: DashMapStateStore::with_hasher(PrehashedKey),
             gcra: Gcra::nanos(quota),
-            scope: self.inner.hasher.hash_one(scope),
+            hasher: std::hash::RandomState::new(),
             new_key_calls: AtomicU64::new(1),
             last_sweep: AtomicU64::new(self.now()),
             full: AtomicBool::new(false),
