@@ -760,10 +760,10 @@ impl KeySet {
         self.version = NEXT_VERSION.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// This set's version (see the field): equal versions mean the same keys, each with the
-    /// same retirement; 0 only for a set that never held a key.
-    pub(crate) fn version(&self) -> u64 {
-        self.version
+    /// This set's version: equal versions mean the same keys, each with the same
+    /// retirement (a clone keeps its version; every change of the keys gives a new one).
+    pub fn version(&self) -> KeySetVersion {
+        KeySetVersion(self.version)
     }
 
     fn pick_active(&mut self) {
@@ -856,13 +856,30 @@ pub trait KeySource: Send + Sync + fmt::Debug + 'static {
 
     /// Called when a token names a `kid` the snapshot does not hold. Local sources ignore it.
     fn unknown_kid(&self, _kid: &str) {}
+
+    /// Whether the keys are still those of a snapshot the layer took earlier (`snapshot` is a
+    /// previous [`snapshot`](Self::snapshot)'s result), answered without taking a new one.
+    ///
+    /// The layer asks this on every cache hit: a token whose key was confirmed in that
+    /// snapshot then needs no key lookup at all. The default (`false`) makes it take a
+    /// snapshot and look the key up instead, which is always correct; [`KeyRing`] answers with
+    /// one atomic load, so hits on many cores share no lock.
+    fn unchanged_since(&self, _snapshot: KeySetVersion) -> bool {
+        false
+    }
 }
+
+/// Which keys a [`KeySet`] held, for [`KeySource::unchanged_since`]: two sets with the same
+/// version hold the same keys, each with the same retirement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeySetVersion(pub(crate) u64);
 
 /// A [`KeySet`] shared between the verifying layer and an issuer, rotatable while serving.
 ///
 /// Clones share the same keys. [`snapshot`](Self::snapshot) takes a read lock only long enough
 /// to clone an `Arc`; [`update`](Self::update) changes a copy and swaps it in, so requests in
-/// flight finish with the keys they started with.
+/// flight finish with the keys they started with. A JWT cache hit takes neither: it asks
+/// [`KeySource::unchanged_since`], one atomic load, so hits on many cores share no lock.
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
@@ -883,7 +900,15 @@ pub trait KeySource: Send + Sync + fmt::Debug + 'static {
 /// ```
 #[derive(Clone, Default)]
 pub struct KeyRing {
-    current: Arc<RwLock<Arc<KeySet>>>,
+    current: Arc<Ring>,
+}
+
+/// The shared state of a [`KeyRing`]: the current set, and its version readable without the
+/// lock (written under the write lock, after the set).
+#[derive(Default)]
+struct Ring {
+    keys: RwLock<Arc<KeySet>>,
+    version: AtomicU64,
 }
 
 impl fmt::Debug for KeyRing {
@@ -897,16 +922,27 @@ impl KeyRing {
     pub fn new(keys: KeySet) -> Self {
         install_crypto_provider();
         Self {
-            current: Arc::new(RwLock::new(Arc::new(keys))),
+            current: Arc::new(Ring {
+                version: AtomicU64::new(keys.version),
+                keys: RwLock::new(Arc::new(keys)),
+            }),
         }
     }
 
     /// The current keys.
     pub fn snapshot(&self) -> Arc<KeySet> {
         self.current
+            .keys
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Puts `keys` in place of the current set (the write lock held).
+    fn swap_in(&self, guard: &mut Arc<KeySet>, keys: KeySet) {
+        let version = keys.version;
+        *guard = Arc::new(keys);
+        self.current.version.store(version, Ordering::Release);
     }
 
     /// Changes the keys: `change` works on a copy, which replaces the current set only when it
@@ -915,16 +951,23 @@ impl KeyRing {
         &self,
         change: impl FnOnce(&mut KeySet) -> Result<R, ConfigError>,
     ) -> Result<R, ConfigError> {
-        let mut guard = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self.write();
         let mut copy = KeySet::clone(&guard);
         let result = change(&mut copy)?;
-        *guard = Arc::new(copy);
+        self.swap_in(&mut guard, copy);
         Ok(result)
     }
 
     /// Replaces the keys.
     pub fn replace(&self, keys: KeySet) {
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
+        self.swap_in(&mut self.write(), keys);
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Arc<KeySet>> {
+        self.current
+            .keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -937,6 +980,11 @@ impl From<KeySet> for KeyRing {
 impl KeySource for KeyRing {
     fn snapshot(&self) -> Arc<KeySet> {
         Self::snapshot(self)
+    }
+
+    fn unchanged_since(&self, snapshot: KeySetVersion) -> bool {
+        // 0 is the version of no keys at all: never "unchanged" for a cached token.
+        snapshot.0 != 0 && self.current.version.load(Ordering::Acquire) == snapshot.0
     }
 }
 
@@ -1039,6 +1087,34 @@ mod tests {
         let pkcs1 = a.encoding_key().unwrap().as_bytes().to_vec();
         let b = Key::from_pem(Algorithm::RS256, pem_wrap("RSA PRIVATE KEY", &pkcs1)).unwrap();
         assert_eq!(a.kid(), b.kid());
+    }
+
+    #[test]
+    fn a_ring_is_unchanged_only_since_its_current_version() {
+        let ring = KeyRing::new(
+            KeySet::new()
+                .with(Key::generate(Algorithm::ES256).unwrap())
+                .unwrap(),
+        );
+        let before = ring.snapshot().version();
+        assert!(ring.unchanged_since(before));
+        // A clone of the set (what a snapshot shares) keeps the version.
+        assert_eq!(KeySet::clone(&ring.snapshot()).version(), before);
+        let kid = ring
+            .update(|keys| keys.insert(Key::generate(Algorithm::ES256).unwrap()))
+            .unwrap();
+        assert!(!ring.unchanged_since(before), "a key was added");
+        let after = ring.snapshot().version();
+        assert!(ring.unchanged_since(after));
+        // A change that fails leaves the set, and its version, as they were.
+        assert!(ring.update(|keys| keys.set_active("no such kid")).is_err());
+        assert!(ring.unchanged_since(after));
+        ring.update(|keys| keys.retire(&kid, UNIX_EPOCH)).unwrap();
+        assert!(!ring.unchanged_since(after), "a key was retired");
+        ring.replace(KeySet::new());
+        let empty = ring.snapshot().version();
+        assert!(!ring.unchanged_since(empty), "no keys: never unchanged");
+        assert!(!KeyRing::default().unchanged_since(KeyRing::default().snapshot().version()));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tower_layer::Layer;
 
 use super::cache::{CachedToken, TokenCache, TokenKey};
 use super::claims::{Claims, Scopes, Verified};
-use super::keys::{KeyRing, KeySource, install_crypto_provider};
+use super::keys::{KeyRing, KeySetVersion, KeySource, install_crypto_provider};
 use super::revocation::RevocationStore;
 use super::service::JwtAuthService;
 use super::validation::{self, Invalid, Policy, TokenType, check_times};
@@ -642,9 +642,9 @@ where
         Some((Found { entry, key }, value, token))
     }
 
-    /// A cache hit: not marked revoked, time, and the key still trusted. The `kid` lookup is
-    /// skipped when the key set is the version the key was last found in, present and not
-    /// retired.
+    /// A cache hit: not marked revoked, time, and the key still trusted. When the key source
+    /// still holds the key set in which the token's key was last found (present, not
+    /// retired), neither a snapshot nor the `kid` lookup is needed.
     fn recheck(&self, entry: &CachedToken<C>, now: u64) -> Recheck {
         if entry.revoked.load(Ordering::Relaxed) {
             return Recheck::Revoked;
@@ -652,9 +652,13 @@ where
         if let Err(reason) = check_times(entry.exp, entry.nbf, entry.iat, self.policy.leeway, now) {
             return Recheck::Invalid(reason);
         }
+        let confirmed = KeySetVersion(entry.confirmed_keys.load(Ordering::Relaxed));
+        if self.source.unchanged_since(confirmed) {
+            return Recheck::Valid;
+        }
         let keys = self.source.snapshot();
-        let version = keys.version();
-        if version != 0 && entry.confirmed_keys.load(Ordering::Relaxed) == version {
+        let version = keys.version().0;
+        if version != 0 && confirmed.0 == version {
             return Recheck::Valid;
         }
         match keys.get(entry.verified.kid()) {

@@ -95,7 +95,7 @@ pub use claims::{Audience, Claims, Scopes, Verified};
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use extract::AuthRejection;
 pub use guard::{GuardFuture, GuardService, RequireRoleLayer, RequireScopeLayer};
-pub use keys::{Key, KeyRing, KeySet, KeySource, SigningKey, algorithm_name};
+pub use keys::{Key, KeyRing, KeySet, KeySetVersion, KeySource, SigningKey, algorithm_name};
 pub use layer::{DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, JwtAuthBuilder, JwtAuthLayer, TokenSource};
 pub use revocation::{MemoryRevocationStore, RevocationStore, StoreFuture, TokenRef};
 pub use service::{JwtAuthService, ResponseFuture};

@@ -249,7 +249,7 @@ pub(crate) fn verify<C: serde::de::DeserializeOwned>(
         key: key.kid_shared(),
         key_instance: key.instance_id(),
         keys_version: if key.retired_until().is_none() {
-            keys.version()
+            keys.version().0
         } else {
             0
         },
