@@ -15,9 +15,9 @@ use serde_json::{Value, json};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_shield::clock::ManualClock;
 use tower_shield::jwt::{
-    Claims, JwtAuthBuilder, JwtAuthLayer, Key, KeyRing, KeySet, MemoryRevocationStore,
-    RequireRoleLayer, RequireScopeLayer, RevocationStore, Scopes, StoreFuture, TokenRef,
-    TokenSource, TokenType, Verified,
+    Claims, JwtAuthBuilder, JwtAuthLayer, Key, KeyRing, KeySet, KeySetVersion, KeySource,
+    MemoryRevocationStore, RequireRoleLayer, RequireScopeLayer, RevocationStore, Scopes,
+    StoreFuture, TokenRef, TokenSource, TokenType, Verified,
 };
 use tower_shield::{Principal, ShieldBody, StoreError};
 
@@ -848,6 +848,54 @@ async fn retired_key_verifies_within_grace_then_is_refused() {
         // The published JWKS still lists the retired key.
         assert_eq!(ring.snapshot().to_jwks().keys.len(), 2);
     }
+}
+
+/// A third-party key source that answers `unchanged_since` naively (equal versions, even 0).
+#[derive(Debug)]
+struct NaiveSource(KeyRing);
+
+impl KeySource for NaiveSource {
+    fn snapshot(&self) -> Arc<KeySet> {
+        self.0.snapshot()
+    }
+
+    fn unchanged_since(&self, snapshot: KeySetVersion) -> bool {
+        self.0.snapshot().version() == snapshot
+    }
+}
+
+#[tokio::test]
+async fn a_cached_token_never_confirmed_is_looked_up_again_whatever_the_source_says() {
+    // A token verified with a key in its grace period is cached unconfirmed; a source whose
+    // set is then empty (an unfetched remote set, say) has the same "no keys" version. The
+    // hit must still look the key up, and refuse.
+    let clock = clock();
+    let key = Key::generate(Algorithm::ES256).unwrap();
+    let ring = KeyRing::new(KeySet::new().with(key.clone()).unwrap());
+    ring.update(|keys| keys.retire(key.kid(), UNIX_EPOCH + Duration::from_secs(NOW + 3600)))
+        .unwrap();
+    let layer = JwtAuthLayer::builder_with_source(NaiveSource(ring.clone()))
+        .clock(clock.clone())
+        .cache(10)
+        .build()
+        .unwrap();
+    let t = token(&key);
+    for _ in 0..2 {
+        assert_eq!(call_with(&layer, bearer(&t)).await.status(), StatusCode::OK);
+    }
+    assert_eq!(layer.cached_tokens(), 1);
+    ring.replace(KeySet::new());
+    assert_invalid(call_with(&layer, bearer(&t)).await, &t).await;
+
+    // A confirmed key takes the source's word: the hit needs no lookup while it is unchanged.
+    let other = Key::generate(Algorithm::ES256).unwrap();
+    ring.replace(KeySet::new().with(other.clone()).unwrap());
+    let t = token(&other);
+    for _ in 0..3 {
+        assert_eq!(call_with(&layer, bearer(&t)).await.status(), StatusCode::OK);
+    }
+    ring.update(|keys| Ok(keys.remove(other.kid()))).unwrap();
+    assert_invalid(call_with(&layer, bearer(&t)).await, &t).await;
 }
 
 #[tokio::test]

@@ -864,6 +864,10 @@ pub trait KeySource: Send + Sync + fmt::Debug + 'static {
     /// snapshot then needs no key lookup at all. The default (`false`) makes it take a
     /// snapshot and look the key up instead, which is always correct; [`KeyRing`] answers with
     /// one atomic load, so hits on many cores share no lock.
+    ///
+    /// Answer `true` only when [`snapshot`](Self::snapshot) would now return a set of exactly
+    /// this version (a source that merges several sets must not pass the question on to one
+    /// of them), and never for the version of a set that holds no key.
     fn unchanged_since(&self, _snapshot: KeySetVersion) -> bool {
         false
     }

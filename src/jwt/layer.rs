@@ -652,8 +652,9 @@ where
         if let Err(reason) = check_times(entry.exp, entry.nbf, entry.iat, self.policy.leeway, now) {
             return Recheck::Invalid(reason);
         }
+        // 0: the key was never confirmed (or was retired when it verified): look it up.
         let confirmed = KeySetVersion(entry.confirmed_keys.load(Ordering::Relaxed));
-        if self.source.unchanged_since(confirmed) {
+        if confirmed.0 != 0 && self.source.unchanged_since(confirmed) {
             return Recheck::Valid;
         }
         let keys = self.source.snapshot();

@@ -289,8 +289,8 @@ pub(crate) fn keyed_hash(state: &std::hash::RandomState, scope: u64, key: &RateK
     hash_material(hasher, key)
 }
 
-/// The key's canonical material fed to `hasher` (keyed, and already holding whatever scopes
-/// the hash), and the hash.
+/// Feeds the key's canonical material to `hasher` and returns the hash. `hasher` is already
+/// keyed, and holds the scope when the hash must have one.
 pub(crate) fn hash_material(mut hasher: std::hash::DefaultHasher, key: &RateKey) -> u64 {
     key.write_material(&mut |bytes| hasher.write(bytes));
     hasher.finish()

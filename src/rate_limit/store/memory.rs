@@ -29,7 +29,7 @@ const HOUSEKEEPING_EVERY: u64 = 1024;
 /// # Memory
 ///
 /// Each limiter (one per policy, tier and quota) keeps one entry per key it has seen: the key
-/// is a 64-bit SipHash of the key material under a random per-store key (so clients cannot
+/// is a 64-bit SipHash of the key material under the limiter's own random key (so clients cannot
 /// aim at each other's entries; two keys share a budget only on a 64-bit collision, about
 /// one chance in 30 million with a million keys), the value governor's 8-byte atomic state. Measured by
 /// `tests/rate_limit_memory.rs` from the process's resident memory: **about 36 bytes per
