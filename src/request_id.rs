@@ -31,7 +31,8 @@
 //! # What the layer does
 //!
 //! - Reads the request header (`x-request-id` by default) only when told to trust it
-//!   ([`RequestIdLayer::trust_incoming`]); even then the value is kept only when it is a single
+//!   ([`RequestIdLayer::trust_incoming`], or [`RequestIdLayer::trust_incoming_from`] for
+//!   requests from listed proxies only); even then the value is kept only when it is a single
 //!   header line of 1 to 128 bytes of `[A-Za-z0-9._:-]`. Anything else (several lines, newlines,
 //!   control bytes, non-UTF-8, a 10 KB value) is replaced by a fresh id and never echoed, so a
 //!   client cannot forge log lines.
@@ -66,6 +67,7 @@ use tracing::instrument::Instrumented;
 use tracing::{Instrument, Span};
 use uuid::Uuid;
 
+use crate::client_ip::{TrustedProxies, peer_addr};
 use crate::extensions::{RequestId, is_id_byte};
 
 /// The default header: `x-request-id`.
@@ -81,11 +83,20 @@ enum Version {
     V7,
 }
 
+/// Whose incoming ids are kept (when valid).
+#[derive(Debug, Clone)]
+enum Trust {
+    Nobody,
+    Everyone,
+    /// Only requests whose TCP peer is one of these proxies.
+    Proxies(TrustedProxies),
+}
+
 #[derive(Debug, Clone)]
 struct Config {
     header_name: HeaderName,
     version: Version,
-    trust_incoming: bool,
+    trust: Trust,
     max_len: usize,
 }
 
@@ -111,7 +122,7 @@ impl RequestIdLayer {
             config: Arc::new(Config {
                 header_name: X_REQUEST_ID.clone(),
                 version: Version::V4,
-                trust_incoming: false,
+                trust: Trust::Nobody,
                 max_len: MAX_ID_LEN,
             }),
         }
@@ -129,13 +140,57 @@ impl RequestIdLayer {
         self
     }
 
-    /// Whether an incoming id is kept (default `false`).
+    /// Whether an incoming id is kept (default `false`), whoever sent it.
     ///
-    /// Turn it on only when a proxy you control sets the header. Even when trusted, an id is
-    /// kept only when it is one header line of at most [`max_len`](Self::max_len) bytes of
+    /// Turn it on only when every request comes through a proxy you control that sets the
+    /// header; when clients can also reach the service directly, use
+    /// [`trust_incoming_from`](Self::trust_incoming_from). Even when trusted, an id is kept
+    /// only when it is one header line of at most [`max_len`](Self::max_len) bytes of
     /// `[A-Za-z0-9._:-]`.
     pub fn trust_incoming(mut self, trust: bool) -> Self {
-        Arc::make_mut(&mut self.config).trust_incoming = trust;
+        Arc::make_mut(&mut self.config).trust = if trust {
+            Trust::Everyone
+        } else {
+            Trust::Nobody
+        };
+        self
+    }
+
+    /// Keeps an incoming id only on requests whose TCP peer is one of `proxies` (and only
+    /// when it is valid, as with [`trust_incoming`](Self::trust_incoming)); every other
+    /// request, and one whose peer address is unknown, gets a fresh id.
+    ///
+    /// The peer is read as the rate limiter reads it: a `SocketAddr` in the request
+    /// extensions, axum's `ConnectInfo<SocketAddr>` (feature `axum`) or tonic's
+    /// `TcpConnectInfo` (feature `tonic`). An empty list trusts nobody.
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use http::{Request, Response};
+    /// use tower::{ServiceBuilder, ServiceExt};
+    /// use tower_shield::client_ip::TrustedProxies;
+    /// use tower_shield::request_id::RequestIdLayer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let proxies = TrustedProxies::new(["10.0.0.0/8"]).unwrap();
+    /// let service = ServiceBuilder::new()
+    ///     .layer(RequestIdLayer::new().trust_incoming_from(proxies))
+    ///     .service_fn(|_: Request<()>| async { Ok::<_, std::convert::Infallible>(Response::new(())) });
+    /// let from = |peer: [u8; 4]| {
+    ///     let mut request = Request::builder().header("x-request-id", "lb-7f3a").body(()).unwrap();
+    ///     request.extensions_mut().insert(SocketAddr::from((peer, 40000)));
+    ///     request
+    /// };
+    /// // The load balancer's id is kept; the same header straight from a client is not.
+    /// let kept = service.clone().oneshot(from([10, 0, 0, 2])).await.unwrap();
+    /// assert_eq!(kept.headers()["x-request-id"], "lb-7f3a");
+    /// let replaced = service.oneshot(from([203, 0, 113, 9])).await.unwrap();
+    /// assert_ne!(replaced.headers()["x-request-id"], "lb-7f3a");
+    /// # }
+    /// ```
+    pub fn trust_incoming_from(mut self, proxies: TrustedProxies) -> Self {
+        Arc::make_mut(&mut self.config).trust = Trust::Proxies(proxies);
         self
     }
 
@@ -183,10 +238,15 @@ where
     #[inline]
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
-        let trusted = if config.trust_incoming {
-            trusted_incoming(request.headers(), &config.header_name, config.max_len)
-        } else {
-            None
+        let trusted = match &config.trust {
+            Trust::Nobody => None,
+            Trust::Everyone => {
+                trusted_incoming(request.headers(), &config.header_name, config.max_len)
+            }
+            Trust::Proxies(proxies) => peer_addr(request.extensions())
+                .is_some_and(|peer| proxies.contains(peer.ip()))
+                .then(|| trusted_incoming(request.headers(), &config.header_name, config.max_len))
+                .flatten(),
         };
         let id = match trusted {
             // Already the one and only line of the header: nothing to rewrite.

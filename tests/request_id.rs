@@ -4,12 +4,14 @@
 #![cfg(feature = "request-id")]
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_shield::RequestId;
+use tower_shield::client_ip::TrustedProxies;
 use tower_shield::request_id::RequestIdLayer;
 
 /// An inner service that answers with what it saw: the extension and the request header.
@@ -110,6 +112,24 @@ async fn valid_incoming_id_is_kept_when_trusted() {
 
 #[tokio::test]
 async fn hostile_incoming_ids_are_replaced_even_when_trusted() {
+    for bytes in hostile_ids() {
+        let (header, seen) = call(
+            RequestIdLayer::new().trust_incoming(true),
+            with_id(HeaderValue::from_bytes(&bytes).unwrap()),
+        )
+        .await;
+        assert_uuid(&header, 4);
+        assert_eq!(header, seen);
+        assert_ne!(header.as_bytes(), &bytes[..]);
+    }
+    // Newlines and DEL cannot even be carried by a header value: the parser refuses them.
+    assert!(HeaderValue::from_bytes(b"a\nb").is_err());
+    assert!(HeaderValue::from_bytes(b"a\r\nb").is_err());
+    assert!(HeaderValue::from_bytes(b"a\x7fb").is_err());
+}
+
+/// Ids a client may send that must never be kept: each a valid header value.
+fn hostile_ids() -> Vec<Vec<u8>> {
     let mut hostile: Vec<Vec<u8>> = vec![
         b"a\tb".to_vec(),                // control byte (tab is allowed in header values)
         b"\xff\xfe\x80bad".to_vec(),     // not UTF-8
@@ -126,20 +146,57 @@ async fn hostile_incoming_ids_are_replaced_even_when_trusted() {
     ];
     hostile.retain(|bytes| HeaderValue::from_bytes(bytes).is_ok());
     assert!(hostile.len() >= 10);
-    for bytes in hostile {
-        let (header, seen) = call(
-            RequestIdLayer::new().trust_incoming(true),
-            with_id(HeaderValue::from_bytes(&bytes).unwrap()),
-        )
-        .await;
-        assert_uuid(&header, 4);
-        assert_eq!(header, seen);
-        assert_ne!(header.as_bytes(), &bytes[..]);
+    hostile
+}
+
+#[tokio::test]
+async fn incoming_id_is_kept_only_from_trusted_proxies() {
+    let layer = || {
+        RequestIdLayer::new()
+            .trust_incoming_from(TrustedProxies::new(["10.0.0.0/8", "2001:db8::/32"]).unwrap())
+    };
+    let from = |peer: Option<&str>, value: HeaderValue| {
+        let mut request = with_id(value);
+        if let Some(peer) = peer {
+            request
+                .extensions_mut()
+                .insert(SocketAddr::new(peer.parse().unwrap(), 40000));
+        }
+        request
+    };
+    let id = HeaderValue::from_static("lb-7f3a.9");
+    // From a listed proxy (IPv4, IPv6, and IPv4 written as IPv4-mapped IPv6): kept.
+    for peer in ["10.0.0.2", "2001:db8::7", "::ffff:10.1.2.3"] {
+        let (header, seen) = call(layer(), from(Some(peer), id.clone())).await;
+        assert_eq!(
+            (header.as_str(), seen.as_str()),
+            ("lb-7f3a.9", "lb-7f3a.9"),
+            "{peer}"
+        );
     }
-    // Newlines and DEL cannot even be carried by a header value: the parser refuses them.
-    assert!(HeaderValue::from_bytes(b"a\nb").is_err());
-    assert!(HeaderValue::from_bytes(b"a\r\nb").is_err());
-    assert!(HeaderValue::from_bytes(b"a\x7fb").is_err());
+    // From anyone else, or from an unknown peer: replaced, never echoed.
+    for peer in [
+        Some("203.0.113.9"),
+        Some("11.0.0.1"),
+        Some("2001:db9::1"),
+        None,
+    ] {
+        let (header, seen) = call(layer(), from(peer, id.clone())).await;
+        assert_uuid(&header, 4);
+        assert_eq!(header, seen, "{peer:?}");
+    }
+    // A listed proxy's hostile or doubled ids are replaced as well.
+    for bytes in hostile_ids() {
+        let value = HeaderValue::from_bytes(&bytes).unwrap();
+        let (header, _) = call(layer(), from(Some("10.0.0.2"), value)).await;
+        assert_uuid(&header, 4);
+    }
+    let mut doubled = from(Some("10.0.0.2"), id.clone());
+    doubled.headers_mut().append("x-request-id", id.clone());
+    assert_uuid(&call(layer(), doubled).await.0, 4);
+    // No proxies listed: nobody is trusted.
+    let nobody = RequestIdLayer::new().trust_incoming_from(TrustedProxies::none());
+    assert_uuid(&call(nobody, from(Some("10.0.0.2"), id)).await.0, 4);
 }
 
 #[tokio::test]
