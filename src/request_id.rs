@@ -37,7 +37,8 @@
 //!   control bytes, non-UTF-8, a 10 KB value) is replaced by a fresh id and never echoed, so a
 //!   client cannot forge log lines.
 //! - Generates a UUID v4 (or v7 with [`RequestIdLayer::uuid_v7`]) from a userspace CSPRNG
-//!   (uuid's `fast-rng`), formatted on the stack.
+//!   (uuid's `fast-rng`), formatted on the stack, or takes ids from your own
+//!   [`generator`](RequestIdLayer::generator), held to the same rule as incoming ids.
 //! - Writes the final id into the request header (so inner services read the same value) and
 //!   inserts a [`RequestId`] into the request extensions: refusals of the other tower-shield
 //!   layers put it in their problem body.
@@ -76,11 +77,23 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The longest incoming id ever kept, in bytes.
 pub const MAX_ID_LEN: usize = 128;
 
-/// Which UUID version new ids use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How new ids are made.
+#[derive(Clone)]
 enum Version {
     V4,
     V7,
+    /// The user's generator (checked like an incoming id).
+    Custom(Arc<dyn Fn() -> HeaderValue + Send + Sync>),
+}
+
+impl fmt::Debug for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::V4 => "V4",
+            Self::V7 => "V7",
+            Self::Custom(_) => "Custom",
+        })
+    }
 }
 
 /// Whose incoming ids are kept (when valid).
@@ -137,6 +150,38 @@ impl RequestIdLayer {
     /// Generates UUID v7 ids (time-ordered, so logs sort by id) instead of v4.
     pub fn uuid_v7(mut self) -> Self {
         Arc::make_mut(&mut self.config).version = Version::V7;
+        self
+    }
+
+    /// Makes new ids with `make` instead of UUIDs: a ULID, a Snowflake id, an id that
+    /// carries a trace decision.
+    ///
+    /// An id is held to the rule incoming ids are: 1 to [`max_len`](Self::max_len) bytes of
+    /// `[A-Za-z0-9._:-]` (128 at most). A value `make` returns that breaks it is not used:
+    /// the request gets a UUID v4 instead, so ids stay safe to log and to put in problem
+    /// bodies whatever the generator does.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use http::{HeaderValue, Request, Response};
+    /// use tower::{ServiceBuilder, ServiceExt};
+    /// use tower_shield::request_id::RequestIdLayer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// static NEXT: AtomicU64 = AtomicU64::new(1);
+    /// let layer = RequestIdLayer::new().generator(|| {
+    ///     HeaderValue::from(NEXT.fetch_add(1, Ordering::Relaxed))
+    /// });
+    /// let service = ServiceBuilder::new()
+    ///     .layer(layer)
+    ///     .service_fn(|_: Request<()>| async { Ok::<_, std::convert::Infallible>(Response::new(())) });
+    /// let response = service.oneshot(Request::new(())).await.unwrap();
+    /// assert_eq!(response.headers()["x-request-id"], "1");
+    /// # }
+    /// ```
+    pub fn generator(mut self, make: impl Fn() -> HeaderValue + Send + Sync + 'static) -> Self {
+        Arc::make_mut(&mut self.config).version = Version::Custom(Arc::new(make));
         self
     }
 
@@ -252,7 +297,7 @@ where
             // Already the one and only line of the header: nothing to rewrite.
             Some(id) => id,
             None => {
-                let id = new_id(config.version);
+                let id = new_id(&config.version, config.max_len);
                 // One header line with the final value, whatever the client sent.
                 request
                     .headers_mut()
@@ -371,11 +416,19 @@ fn trusted_incoming(headers: &HeaderMap, name: &HeaderName, max_len: usize) -> O
     Some(first.clone())
 }
 
-/// A fresh UUID id as a header value, formatted on the stack.
-fn new_id(version: Version) -> HeaderValue {
+/// A fresh id as a header value: a UUID formatted on the stack, or the generator's id when it
+/// is a valid one of at most `max_len` bytes (else a UUID v4).
+fn new_id(version: &Version, max_len: usize) -> HeaderValue {
     let uuid = match version {
         Version::V4 => Uuid::new_v4(),
         Version::V7 => Uuid::now_v7(),
+        Version::Custom(make) => {
+            let id = make();
+            if is_valid_id(id.as_bytes(), max_len) {
+                return id;
+            }
+            Uuid::new_v4()
+        }
     };
     uuid_header_value(uuid)
 }
@@ -410,7 +463,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {
         if let Some(id) = parts.extensions.get::<Self>() {
             return Ok(id.clone());
         }
-        let id = Self::new(new_id(Version::V4));
+        let id = Self::new(new_id(&Version::V4, MAX_ID_LEN));
         parts.extensions.insert(id.clone());
         Ok(id)
     }
@@ -461,14 +514,17 @@ mod tests {
 
     #[test]
     fn generated_ids_are_uuids() {
-        let v4 = new_id(Version::V4);
+        let v4 = new_id(&Version::V4, MAX_ID_LEN);
         let parsed = Uuid::parse_str(v4.to_str().unwrap()).unwrap();
         assert_eq!(parsed.get_version_num(), 4);
-        let v7 = new_id(Version::V7);
+        let v7 = new_id(&Version::V7, MAX_ID_LEN);
         let parsed = Uuid::parse_str(v7.to_str().unwrap()).unwrap();
         assert_eq!(parsed.get_version_num(), 7);
         assert!(is_valid_id(v7.as_bytes(), MAX_ID_LEN));
-        assert_ne!(new_id(Version::V4), new_id(Version::V4));
+        assert_ne!(
+            new_id(&Version::V4, MAX_ID_LEN),
+            new_id(&Version::V4, MAX_ID_LEN)
+        );
     }
 
     #[test]

@@ -5,6 +5,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
@@ -197,6 +199,39 @@ async fn incoming_id_is_kept_only_from_trusted_proxies() {
     // No proxies listed: nobody is trusted.
     let nobody = RequestIdLayer::new().trust_incoming_from(TrustedProxies::none());
     assert_uuid(&call(nobody, from(Some("10.0.0.2"), id)).await.0, 4);
+}
+
+#[tokio::test]
+async fn a_generator_makes_the_ids_and_is_held_to_the_id_rule() {
+    let next = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&next);
+    let layer = RequestIdLayer::new().generator(move || {
+        HeaderValue::from_str(&format!("req-{}", counter.fetch_add(1, Ordering::Relaxed))).unwrap()
+    });
+    for expected in ["req-0", "req-1"] {
+        let (header, seen) = call(layer.clone(), Request::new(())).await;
+        assert_eq!((header.as_str(), seen.as_str()), (expected, expected));
+    }
+    // A client's id still does not replace it; a trusted valid one does.
+    let (header, _) = call(layer.clone(), with_id(HeaderValue::from_static("mine"))).await;
+    assert_eq!(header, "req-2");
+    let trusted = layer.trust_incoming(true);
+    let (header, _) = call(trusted, with_id(HeaderValue::from_static("mine"))).await;
+    assert_eq!(header, "mine");
+    assert_eq!(next.load(Ordering::Relaxed), 3, "not called for a kept id");
+
+    // Whatever it returns that breaks the rule (or is longer than `max_len`) is replaced.
+    for bytes in hostile_ids() {
+        let layer =
+            RequestIdLayer::new().generator(move || HeaderValue::from_bytes(&bytes).unwrap());
+        let (header, seen) = call(layer, Request::new(())).await;
+        assert_uuid(&header, 4);
+        assert_eq!(header, seen);
+    }
+    let long = RequestIdLayer::new()
+        .max_len(8)
+        .generator(|| HeaderValue::from_static("nine-char"));
+    assert_uuid(&call(long, Request::new(())).await.0, 4);
 }
 
 #[tokio::test]
