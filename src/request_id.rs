@@ -148,6 +148,8 @@ impl RequestIdLayer {
     }
 
     /// Generates UUID v7 ids (time-ordered, so logs sort by id) instead of v4.
+    ///
+    /// This and [`generator`](Self::generator) choose how ids are made: the last call wins.
     pub fn uuid_v7(mut self) -> Self {
         Arc::make_mut(&mut self.config).version = Version::V7;
         self
@@ -158,8 +160,9 @@ impl RequestIdLayer {
     ///
     /// An id is held to the rule incoming ids are: 1 to [`max_len`](Self::max_len) bytes of
     /// `[A-Za-z0-9._:-]` (128 at most). A value `make` returns that breaks it is not used:
-    /// the request gets a UUID v4 instead, so ids stay safe to log and to put in problem
-    /// bodies whatever the generator does.
+    /// the request gets a UUID v4 instead (36 bytes, whatever `max_len` says), so ids stay
+    /// safe to log and to put in problem bodies whatever the generator does. This and
+    /// [`uuid_v7`](Self::uuid_v7) choose how ids are made: the last call wins.
     ///
     /// ```
     /// use std::sync::atomic::{AtomicU64, Ordering};
@@ -191,7 +194,8 @@ impl RequestIdLayer {
     /// header; when clients can also reach the service directly, use
     /// [`trust_incoming_from`](Self::trust_incoming_from). Even when trusted, an id is kept
     /// only when it is one header line of at most [`max_len`](Self::max_len) bytes of
-    /// `[A-Za-z0-9._:-]`.
+    /// `[A-Za-z0-9._:-]`. This and [`trust_incoming_from`](Self::trust_incoming_from) set the
+    /// same rule: the last call wins.
     pub fn trust_incoming(mut self, trust: bool) -> Self {
         Arc::make_mut(&mut self.config).trust = if trust {
             Trust::Everyone
@@ -207,7 +211,9 @@ impl RequestIdLayer {
     ///
     /// The peer is read as the rate limiter reads it: a `SocketAddr` in the request
     /// extensions, axum's `ConnectInfo<SocketAddr>` (feature `axum`) or tonic's
-    /// `TcpConnectInfo` (feature `tonic`). An empty list trusts nobody.
+    /// `TcpConnectInfo` (feature `tonic`); forwarding headers are not consulted. An empty list
+    /// trusts nobody. The proxies must set or strip the header themselves: one that passes a
+    /// client's `X-Request-ID` through lets that client choose its id (a valid one only).
     ///
     /// ```
     /// use std::net::SocketAddr;
@@ -239,7 +245,8 @@ impl RequestIdLayer {
         self
     }
 
-    /// The longest trusted incoming id kept, in bytes; clamped to `1..=128` (the default).
+    /// The longest incoming id kept, or [`generator`](Self::generator) id used, in bytes;
+    /// clamped to `1..=128` (the default). The layer's own UUIDs are 36 bytes whatever it is.
     pub fn max_len(mut self, max_len: usize) -> Self {
         Arc::make_mut(&mut self.config).max_len = max_len.clamp(1, MAX_ID_LEN);
         self

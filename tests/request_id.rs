@@ -196,6 +196,15 @@ async fn incoming_id_is_kept_only_from_trusted_proxies() {
     let mut doubled = from(Some("10.0.0.2"), id.clone());
     doubled.headers_mut().append("x-request-id", id.clone());
     assert_uuid(&call(layer(), doubled).await.0, 4);
+    // Forwarding headers naming a listed proxy change nothing: only the TCP peer counts.
+    let mut spoofed = from(Some("203.0.113.9"), id.clone());
+    spoofed
+        .headers_mut()
+        .insert("x-forwarded-for", HeaderValue::from_static("10.0.0.2"));
+    spoofed
+        .headers_mut()
+        .insert("forwarded", HeaderValue::from_static("for=10.0.0.2"));
+    assert_uuid(&call(layer(), spoofed).await.0, 4);
     // No proxies listed: nobody is trusted.
     let nobody = RequestIdLayer::new().trust_incoming_from(TrustedProxies::none());
     assert_uuid(&call(nobody, from(Some("10.0.0.2"), id)).await.0, 4);
@@ -232,6 +241,14 @@ async fn a_generator_makes_the_ids_and_is_held_to_the_id_rule() {
         .max_len(8)
         .generator(|| HeaderValue::from_static("nine-char"));
     assert_uuid(&call(long, Request::new(())).await.0, 4);
+    let at_the_bound = RequestIdLayer::new()
+        .max_len(8)
+        .generator(|| HeaderValue::from_static("8-chars!"));
+    assert_uuid(&call(at_the_bound, Request::new(())).await.0, 4); // `!` is not allowed
+    let at_the_bound = RequestIdLayer::new()
+        .max_len(8)
+        .generator(|| HeaderValue::from_static("8-chars."));
+    assert_eq!(call(at_the_bound, Request::new(())).await.0, "8-chars.");
 }
 
 #[tokio::test]
