@@ -118,6 +118,13 @@ impl TrustedProxies {
         self.nets.iter().any(|net| net.contains(&ip))
     }
 
+    /// Whether the TCP peer of a request (its [`peer_addr`], from these extensions) is a
+    /// trusted proxy: `false` when none is trusted (without looking at the extensions) or
+    /// the peer is unknown. What a layer asks before believing a header a proxy sets.
+    pub fn trusts_peer(&self, extensions: &Extensions) -> bool {
+        !self.is_empty() && peer_addr(extensions).is_some_and(|peer| self.contains(peer.ip()))
+    }
+
     /// The trusted networks.
     pub fn networks(&self) -> &[IpNet] {
         &self.nets
@@ -808,6 +815,21 @@ mod tests {
         let addr: SocketAddr = "192.0.2.1:4000".parse().unwrap();
         extensions.insert(addr);
         assert_eq!(peer_addr(&extensions), Some(addr));
+    }
+
+    #[test]
+    fn trusts_peer_only_for_a_known_listed_peer() {
+        let proxies = TrustedProxies::new(["10.0.0.0/8"]).unwrap();
+        let with_peer = |peer: &str| {
+            let mut extensions = Extensions::new();
+            extensions.insert(SocketAddr::new(peer.parse().unwrap(), 4000));
+            extensions
+        };
+        assert!(proxies.trusts_peer(&with_peer("10.1.2.3")));
+        assert!(proxies.trusts_peer(&with_peer("::ffff:10.1.2.3")));
+        assert!(!proxies.trusts_peer(&with_peer("192.0.2.1")));
+        assert!(!proxies.trusts_peer(&Extensions::new()), "unknown peer");
+        assert!(!TrustedProxies::none().trusts_peer(&with_peer("10.1.2.3")));
     }
 
     fn resolver() -> ClientIpResolver {

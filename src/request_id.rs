@@ -68,7 +68,7 @@ use tracing::instrument::Instrumented;
 use tracing::{Instrument, Span};
 use uuid::Uuid;
 
-use crate::client_ip::{TrustedProxies, peer_addr};
+use crate::client_ip::TrustedProxies;
 use crate::extensions::{RequestId, is_id_byte};
 
 /// The default header: `x-request-id`.
@@ -79,14 +79,14 @@ pub const MAX_ID_LEN: usize = 128;
 
 /// How new ids are made.
 #[derive(Clone)]
-enum Version {
+enum Generator {
     V4,
     V7,
     /// The user's generator (checked like an incoming id).
     Custom(Arc<dyn Fn() -> HeaderValue + Send + Sync>),
 }
 
-impl fmt::Debug for Version {
+impl fmt::Debug for Generator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::V4 => "V4",
@@ -105,10 +105,21 @@ enum Trust {
     Proxies(TrustedProxies),
 }
 
+impl Trust {
+    /// Whether the incoming id of a request with these extensions may be kept.
+    fn allows(&self, extensions: &http::Extensions) -> bool {
+        match self {
+            Self::Nobody => false,
+            Self::Everyone => true,
+            Self::Proxies(proxies) => proxies.trusts_peer(extensions),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Config {
     header_name: HeaderName,
-    version: Version,
+    generator: Generator,
     trust: Trust,
     max_len: usize,
 }
@@ -134,7 +145,7 @@ impl RequestIdLayer {
         Self {
             config: Arc::new(Config {
                 header_name: X_REQUEST_ID.clone(),
-                version: Version::V4,
+                generator: Generator::V4,
                 trust: Trust::Nobody,
                 max_len: MAX_ID_LEN,
             }),
@@ -151,7 +162,7 @@ impl RequestIdLayer {
     ///
     /// This and [`generator`](Self::generator) choose how ids are made: the last call wins.
     pub fn uuid_v7(mut self) -> Self {
-        Arc::make_mut(&mut self.config).version = Version::V7;
+        Arc::make_mut(&mut self.config).generator = Generator::V7;
         self
     }
 
@@ -184,7 +195,7 @@ impl RequestIdLayer {
     /// # }
     /// ```
     pub fn generator(mut self, make: impl Fn() -> HeaderValue + Send + Sync + 'static) -> Self {
-        Arc::make_mut(&mut self.config).version = Version::Custom(Arc::new(make));
+        Arc::make_mut(&mut self.config).generator = Generator::Custom(Arc::new(make));
         self
     }
 
@@ -290,21 +301,16 @@ where
     #[inline]
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
-        let trusted = match &config.trust {
-            Trust::Nobody => None,
-            Trust::Everyone => {
-                trusted_incoming(request.headers(), &config.header_name, config.max_len)
-            }
-            Trust::Proxies(proxies) => peer_addr(request.extensions())
-                .is_some_and(|peer| proxies.contains(peer.ip()))
-                .then(|| trusted_incoming(request.headers(), &config.header_name, config.max_len))
-                .flatten(),
+        let trusted = if config.trust.allows(request.extensions()) {
+            trusted_incoming(request.headers(), &config.header_name, config.max_len)
+        } else {
+            None
         };
         let id = match trusted {
             // Already the one and only line of the header: nothing to rewrite.
             Some(id) => id,
             None => {
-                let id = new_id(&config.version, config.max_len);
+                let id = new_id(&config.generator, config.max_len);
                 // One header line with the final value, whatever the client sent.
                 request
                     .headers_mut()
@@ -425,11 +431,11 @@ fn trusted_incoming(headers: &HeaderMap, name: &HeaderName, max_len: usize) -> O
 
 /// A fresh id as a header value: a UUID formatted on the stack, or the generator's id when it
 /// is a valid one of at most `max_len` bytes (else a UUID v4).
-fn new_id(version: &Version, max_len: usize) -> HeaderValue {
-    let uuid = match version {
-        Version::V4 => Uuid::new_v4(),
-        Version::V7 => Uuid::now_v7(),
-        Version::Custom(make) => {
+fn new_id(generator: &Generator, max_len: usize) -> HeaderValue {
+    let uuid = match generator {
+        Generator::V4 => Uuid::new_v4(),
+        Generator::V7 => Uuid::now_v7(),
+        Generator::Custom(make) => {
             let id = make();
             if is_valid_id(id.as_bytes(), max_len) {
                 return id;
@@ -470,7 +476,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {
         if let Some(id) = parts.extensions.get::<Self>() {
             return Ok(id.clone());
         }
-        let id = Self::new(new_id(&Version::V4, MAX_ID_LEN));
+        let id = Self::new(new_id(&Generator::V4, MAX_ID_LEN));
         parts.extensions.insert(id.clone());
         Ok(id)
     }
@@ -521,16 +527,16 @@ mod tests {
 
     #[test]
     fn generated_ids_are_uuids() {
-        let v4 = new_id(&Version::V4, MAX_ID_LEN);
+        let v4 = new_id(&Generator::V4, MAX_ID_LEN);
         let parsed = Uuid::parse_str(v4.to_str().unwrap()).unwrap();
         assert_eq!(parsed.get_version_num(), 4);
-        let v7 = new_id(&Version::V7, MAX_ID_LEN);
+        let v7 = new_id(&Generator::V7, MAX_ID_LEN);
         let parsed = Uuid::parse_str(v7.to_str().unwrap()).unwrap();
         assert_eq!(parsed.get_version_num(), 7);
         assert!(is_valid_id(v7.as_bytes(), MAX_ID_LEN));
         assert_ne!(
-            new_id(&Version::V4, MAX_ID_LEN),
-            new_id(&Version::V4, MAX_ID_LEN)
+            new_id(&Generator::V4, MAX_ID_LEN),
+            new_id(&Generator::V4, MAX_ID_LEN)
         );
     }
 

@@ -98,7 +98,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::body::ShieldBody;
-use crate::client_ip::{TrustedProxies, peer_addr};
+use crate::client_ip::TrustedProxies;
 use crate::error::ConfigError;
 use crate::refusal::{ProblemType, Refusal};
 
@@ -549,16 +549,20 @@ impl fmt::Debug for Config {
 }
 
 impl Config {
+    /// Our HSTS value for a response to a request that came this way: only over HTTPS.
+    fn hsts_for(&self, transport: Transport) -> Option<&HeaderValue> {
+        self.hsts.as_ref().filter(|_| transport == Transport::Https)
+    }
+
     fn apply(&self, headers: &mut HeaderMap, transport: Transport) {
-        let https = transport == Transport::Https;
-        let plain = transport == Transport::Plain;
-        let hsts = if https { self.hsts.as_ref() } else { None };
         // A response carries few headers: one pass over its names, comparing each with ours,
         // tells which of ours it already has and whether anything is to be stripped, for less
         // than one hash lookup per configured header (`entry`, `remove`) would cost.
         if headers.keys_len() > SCAN_MAX_NAMES || self.headers.len() >= 64 {
-            return self.apply_by_lookup(headers, plain, hsts);
+            return self.apply_by_lookup(headers, transport);
         }
+        let plain = transport == Transport::Plain;
+        let hsts = self.hsts_for(transport);
         let mut present = 0u64;
         let mut hsts_present = false;
         let mut strip = false;
@@ -599,11 +603,12 @@ impl Config {
     }
 
     /// [`apply`](Self::apply) for a response with many header names: one lookup per header.
-    fn apply_by_lookup(&self, headers: &mut HeaderMap, plain: bool, hsts: Option<&HeaderValue>) {
+    fn apply_by_lookup(&self, headers: &mut HeaderMap, transport: Transport) {
+        let hsts = self.hsts_for(transport);
         for name in &self.strip {
             headers.remove(name);
         }
-        if plain {
+        if transport == Transport::Plain {
             headers.remove(header::STRICT_TRANSPORT_SECURITY);
         }
         // A map at http's size limit (tens of thousands of names, e.g. a handler echoing a
@@ -646,13 +651,7 @@ impl Config {
             Some(scheme) if *scheme == Scheme::HTTP => return Transport::Plain,
             _ => {}
         }
-        if self.trusted_proxies.is_empty() {
-            return Transport::Unknown;
-        }
-        let Some(peer) = peer_addr(request.extensions()) else {
-            return Transport::Unknown;
-        };
-        if !self.trusted_proxies.contains(peer.ip())
+        if !self.trusted_proxies.trusts_peer(request.extensions())
             || !request.headers().contains_key(&X_FORWARDED_PROTO)
         {
             return Transport::Unknown;
@@ -984,7 +983,6 @@ mod tests {
                     (Transport::Https, false),
                     (Transport::Https, true),
                 ] {
-                    let https = transport == Transport::Https;
                     let mut response = HeaderMap::new();
                     for (bit, (name, value)) in existing.iter().enumerate() {
                         if subset & (1 << bit) != 0 {
@@ -1002,9 +1000,7 @@ mod tests {
                     let mut scanned = response.clone();
                     config.apply(&mut scanned, transport);
                     let mut looked_up = response;
-                    let hsts = if https { config.hsts.as_ref() } else { None };
-                    let plain = transport == Transport::Plain;
-                    config.apply_by_lookup(&mut looked_up, plain, hsts);
+                    config.apply_by_lookup(&mut looked_up, transport);
                     assert_eq!(
                         scanned, looked_up,
                         "{config:?} subset {subset:b} {transport:?}"
