@@ -4,10 +4,11 @@
 //! unpredictable for any token that verified, so the few bytes spread the entries well), and
 //! a hit needs the presented token to equal the cached one, compared in constant time: a
 //! forged token never reaches another token's entry, and the comparison tells nothing of how
-//! much of a cached token matched (the keys too are compared without an early exit). No hash of the whole token is computed on a hit (a
-//! SHA-256 of a 700-byte RS256 token costs more than the rest of the hit). The entry keeps the
-//! token's bytes (never printed by `Debug`): the cache holds at most `capacity` tokens of at
-//! most the policy's `max_token_len` bytes each, besides their claims.
+//! much of a cached token matched (the keys too are compared without an early exit). No hash
+//! of the whole token is computed on a hit (a SHA-256 of a 700-byte RS256 token costs more
+//! than the rest of the hit). The entry keeps the token's bytes (never printed by `Debug`):
+//! the cache holds at most `capacity` tokens of at most the policy's `max_token_len` bytes
+//! each, besides their claims.
 //!
 //! A hit skips base64, JSON and the signature; the layer still checks `exp`/`nbf` against
 //! the current time, that the key is still present and not retired past its grace (without a

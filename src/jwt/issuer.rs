@@ -506,17 +506,17 @@ impl TokenIssuer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jwt::Key;
+    use crate::jwt::layer::MAX_LEEWAY;
 
     #[test]
     fn revocations_outlive_every_layer_leeway() {
-        use crate::jwt::layer::MAX_LEEWAY;
         // A layer may accept a token up to `exp + MAX_LEEWAY`: its revocation must outlast
         // that second, even when the issuer itself assumes a smaller leeway.
         let exp = 1_000_000;
         assert!(TokenIssuer::dead_after(exp) > exp + MAX_LEEWAY.as_secs());
         assert_eq!(TokenIssuer::dead_after(u64::MAX), u64::MAX);
     }
-    use crate::jwt::Key;
 
     fn ring(alg: Algorithm) -> KeyRing {
         KeyRing::new(KeySet::new().with(Key::generate(alg).unwrap()).unwrap())

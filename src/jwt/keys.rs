@@ -867,7 +867,8 @@ pub trait KeySource: Send + Sync + fmt::Debug + 'static {
     ///
     /// Answer `true` only when [`snapshot`](Self::snapshot) would now return a set of exactly
     /// this version (a source that merges several sets must not pass the question on to one
-    /// of them), and never for the version of a set that holds no key.
+    /// of them). The layer never asks about the version of a set that never held a key
+    /// (`KeySet::new()`'s), which also marks a key it could not confirm.
     fn unchanged_since(&self, _snapshot: KeySetVersion) -> bool {
         false
     }

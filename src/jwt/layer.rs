@@ -653,20 +653,23 @@ where
             return Recheck::Invalid(reason);
         }
         // 0: the key was never confirmed (or was retired when it verified): look it up.
-        let confirmed = KeySetVersion(entry.confirmed_keys.load(Ordering::Relaxed));
-        if confirmed.0 != 0 && self.source.unchanged_since(confirmed) {
+        let confirmed = match entry.confirmed_keys.load(Ordering::Relaxed) {
+            0 => None,
+            version => Some(KeySetVersion(version)),
+        };
+        if confirmed.is_some_and(|v| self.source.unchanged_since(v)) {
             return Recheck::Valid;
         }
         let keys = self.source.snapshot();
-        let version = keys.version().0;
-        if version != 0 && confirmed.0 == version {
+        let version = keys.version();
+        if confirmed == Some(version) {
             return Recheck::Valid;
         }
         match keys.get(entry.verified.kid()) {
             Some(key) if !key.verifies_at(now) => Recheck::Invalid(Invalid::KeyRetired),
             Some(key) if key.instance_id() == entry.key_instance => {
                 if key.retired_until().is_none() {
-                    entry.confirmed_keys.store(version, Ordering::Relaxed);
+                    entry.confirmed_keys.store(version.0, Ordering::Relaxed);
                 }
                 Recheck::Valid
             }

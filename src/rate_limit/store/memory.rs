@@ -29,13 +29,13 @@ const HOUSEKEEPING_EVERY: u64 = 1024;
 /// # Memory
 ///
 /// Each limiter (one per policy, tier and quota) keeps one entry per key it has seen: the key
-/// is a 64-bit SipHash of the key material under the limiter's own random key (so clients cannot
-/// aim at each other's entries; two keys share a budget only on a 64-bit collision, about
-/// one chance in 30 million with a million keys), the value governor's 8-byte atomic state. Measured by
-/// `tests/rate_limit_memory.rs` from the process's resident memory: **about 36 bytes per
-/// key** at one million keys (a 16-byte entry plus `DashMap`'s control bytes and spare
-/// capacity: 1.8 M slots for 1 M keys), so the default bound of [`DEFAULT_MAX_KEYS`] keys
-/// costs about 36 MB per limiter at worst.
+/// is a 64-bit SipHash of the key material under the limiter's own random key (so clients
+/// cannot aim at each other's entries; two keys share a budget only on a 64-bit collision,
+/// about one chance in 30 million with a million keys), the value governor's 8-byte atomic
+/// state. Measured by `tests/rate_limit_memory.rs` from the process's resident memory:
+/// **about 36 bytes per key** at one million keys (a 16-byte entry plus `DashMap`'s control
+/// bytes and spare capacity: 1.8 M slots for 1 M keys), so the default bound of
+/// [`DEFAULT_MAX_KEYS`] keys costs about 36 MB per limiter at worst.
 ///
 /// # Bounds and sweeping
 ///
