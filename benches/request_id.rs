@@ -105,37 +105,16 @@ fn request_id(c: &mut Criterion) {
     if let Ok(variant) = std::env::var("TS_BENCH_ONLY") {
         match variant.as_str() {
             "bare" => count(&runtime, service_fn(handler), request),
-            "ours" => count(
-                &runtime,
-                ServiceBuilder::new()
-                    .layer(RequestIdLayer::new())
-                    .service_fn(handler),
-                request,
-            ),
+            "ours" => count(&runtime, ours(RequestIdLayer::new()), request),
             "ours_trusted" => count(
                 &runtime,
-                ServiceBuilder::new()
-                    .layer(RequestIdLayer::new().trust_incoming(true))
-                    .service_fn(handler),
+                ours(RequestIdLayer::new().trust_incoming(true)),
                 trusted_request,
             ),
             "floor" => count(&runtime, service_fn(floor), request),
             "bare_trusted" => count(&runtime, service_fn(handler), trusted_request),
-            "ours_v7" => count(
-                &runtime,
-                ServiceBuilder::new()
-                    .layer(RequestIdLayer::new().uuid_v7())
-                    .service_fn(handler),
-                request,
-            ),
-            "theirs" => count(
-                &runtime,
-                ServiceBuilder::new()
-                    .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                    .layer(PropagateRequestIdLayer::x_request_id())
-                    .service_fn(handler),
-                request,
-            ),
+            "ours_v7" => count(&runtime, ours(RequestIdLayer::new().uuid_v7()), request),
+            "theirs" => count(&runtime, theirs(), request),
             other => panic!("unknown variant {other}"),
         }
         std::process::exit(0);
@@ -147,37 +126,28 @@ fn request_id(c: &mut Criterion) {
         &mut group,
         &runtime,
         "tower_shield_v4",
-        ServiceBuilder::new()
-            .layer(RequestIdLayer::new())
-            .service_fn(handler),
+        ours(RequestIdLayer::new()),
         request,
     );
     bench(
         &mut group,
         &runtime,
         "tower_shield_v7",
-        ServiceBuilder::new()
-            .layer(RequestIdLayer::new().uuid_v7())
-            .service_fn(handler),
+        ours(RequestIdLayer::new().uuid_v7()),
         request,
     );
     bench(
         &mut group,
         &runtime,
         "tower_shield_trusted_incoming",
-        ServiceBuilder::new()
-            .layer(RequestIdLayer::new().trust_incoming(true))
-            .service_fn(handler),
+        ours(RequestIdLayer::new().trust_incoming(true)),
         trusted_request,
     );
     bench(
         &mut group,
         &runtime,
         "tower_http_set_and_propagate",
-        ServiceBuilder::new()
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-            .layer(PropagateRequestIdLayer::x_request_id())
-            .service_fn(handler),
+        theirs(),
         request,
     );
     bench(
@@ -196,24 +166,24 @@ fn request_id(c: &mut Criterion) {
         "request_id (uuid v4)",
         [
             contender(&runtime, service_fn(handler), request),
-            contender(
-                &runtime,
-                ServiceBuilder::new()
-                    .layer(RequestIdLayer::new())
-                    .service_fn(handler),
-                request,
-            ),
-            contender(
-                &runtime,
-                ServiceBuilder::new()
-                    .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                    .layer(PropagateRequestIdLayer::x_request_id())
-                    .service_fn(handler),
-                request,
-            ),
+            contender(&runtime, ours(RequestIdLayer::new()), request),
+            contender(&runtime, theirs(), request),
             contender(&runtime, service_fn(floor), request),
         ],
     );
+}
+
+/// `layer` in front of the handler.
+fn ours(layer: RequestIdLayer) -> impl Service<Request<()>, Error = Infallible> + Clone {
+    ServiceBuilder::new().layer(layer).service_fn(handler)
+}
+
+/// The anchor: tower-http's `SetRequestIdLayer` + `PropagateRequestIdLayer` with UUID v4.
+fn theirs() -> impl Service<Request<()>, Error = Infallible> + Clone {
+    ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .service_fn(handler)
 }
 
 /// Runs 200,000 calls (for instruction counting).

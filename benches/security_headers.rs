@@ -126,16 +126,8 @@ fn security_headers(c: &mut Criterion) {
     if let Ok(variant) = std::env::var("TS_BENCH_ONLY") {
         match variant.as_str() {
             "bare" => count(&runtime, service_fn(handler)),
-            "ours" => count(
-                &runtime,
-                ServiceBuilder::new().layer(five()).service_fn(handler),
-            ),
-            "ours_api" => count(
-                &runtime,
-                ServiceBuilder::new()
-                    .layer(SecurityHeadersLayer::api())
-                    .service_fn(handler),
-            ),
+            "ours" => count(&runtime, ours(five())),
+            "ours_api" => count(&runtime, ours(SecurityHeadersLayer::api())),
             "theirs" => count(&runtime, tower_http_five()),
             "floor" => count(&runtime, service_fn(floor_five)),
             "floor_api" => count(&runtime, service_fn(floor_api)),
@@ -147,19 +139,12 @@ fn security_headers(c: &mut Criterion) {
 
     bench(&mut group, &runtime, "bare", service_fn(handler));
 
-    bench(
-        &mut group,
-        &runtime,
-        "tower_shield_five",
-        ServiceBuilder::new().layer(five()).service_fn(handler),
-    );
+    bench(&mut group, &runtime, "tower_shield_five", ours(five()));
     bench(
         &mut group,
         &runtime,
         "tower_shield_api_preset",
-        ServiceBuilder::new()
-            .layer(SecurityHeadersLayer::api())
-            .service_fn(handler),
+        ours(SecurityHeadersLayer::api()),
     );
     bench(
         &mut group,
@@ -181,11 +166,7 @@ fn security_headers(c: &mut Criterion) {
         "security_headers (same five headers)",
         [
             contender(&runtime, service_fn(handler), request),
-            contender(
-                &runtime,
-                ServiceBuilder::new().layer(five()).service_fn(handler),
-                request,
-            ),
+            contender(&runtime, ours(five()), request),
             contender(&runtime, tower_http_five(), request),
             contender(&runtime, service_fn(floor_five), request),
         ],
@@ -194,17 +175,16 @@ fn security_headers(c: &mut Criterion) {
         "security_headers (api preset: 11 headers + 2 removed, vs tower-http five)",
         [
             contender(&runtime, service_fn(handler), request),
-            contender(
-                &runtime,
-                ServiceBuilder::new()
-                    .layer(SecurityHeadersLayer::api())
-                    .service_fn(handler),
-                request,
-            ),
+            contender(&runtime, ours(SecurityHeadersLayer::api()), request),
             contender(&runtime, tower_http_five(), request),
             contender(&runtime, service_fn(floor_api), request),
         ],
     );
+}
+
+/// `layer` in front of the handler.
+fn ours(layer: SecurityHeadersLayer) -> impl Service<Request<()>, Error = Infallible> + Clone {
+    ServiceBuilder::new().layer(layer).service_fn(handler)
 }
 
 /// Our layer configured with the same five headers as the tower-http stack, nothing stripped.
