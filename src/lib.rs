@@ -112,6 +112,8 @@ pub mod clock;
 pub mod error;
 pub mod extensions;
 pub mod id;
+#[cfg(any(feature = "jwt", feature = "rate-limit"))]
+mod log_gate;
 pub mod refusal;
 
 #[cfg(feature = "cors")]

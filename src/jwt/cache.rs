@@ -27,6 +27,7 @@ use dashmap::DashMap;
 use super::claims::{Scopes, Verified};
 use crate::error::StoreError;
 use crate::extensions::Principal;
+use crate::log_gate::LogGate;
 use crate::refusal::ProblemType;
 
 /// Where an entry is stored: the token's length and its last 16 bytes (fewer for a shorter
@@ -155,7 +156,16 @@ impl<C: Send + Sync> Settle for CachedToken<C> {
                 Some(&ProblemType::INVALID_TOKEN)
             }
             Err(error) => {
-                tracing::warn!(target: "tower_shield::jwt", %error, "revocation store failed; refusing");
+                // Down, the store fails every request: one line per burst, not one each.
+                static FAILURES: LogGate = LogGate::new();
+                if let Some(suppressed) = FAILURES.should_log_now() {
+                    tracing::warn!(
+                        target: "tower_shield::jwt",
+                        %error,
+                        suppressed,
+                        "revocation store failed; refusing"
+                    );
+                }
                 Some(&ProblemType::UNAVAILABLE)
             }
         }

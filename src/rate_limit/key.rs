@@ -283,6 +283,7 @@ impl Hasher for PrehashedHasher {
 /// A keyed 64-bit hash of a key in a scope, for in-memory maps: SipHash under the store's
 /// random key (`std`'s [`RandomState`](std::hash::RandomState)), so clients cannot aim at
 /// each other's entries; the scope, then the key's canonical material.
+#[cfg(feature = "redis")]
 pub(crate) fn keyed_hash(state: &std::hash::RandomState, scope: u64, key: &RateKey) -> u64 {
     let mut hasher = state.build_hasher();
     hasher.write_u64(scope);

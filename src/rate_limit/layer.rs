@@ -18,6 +18,7 @@ use super::store::{FailurePolicy, RateLimitStore};
 use crate::client_ip::{ClientIpResolver, TrustedProxies};
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
+use crate::log_gate::LogGate;
 
 /// The most keys a policy's lock-out table holds.
 const MAX_PENALTY_KEYS: usize = 100_000;
@@ -204,7 +205,7 @@ impl<St: RateLimitStore> RateLimitLayerBuilder<St> {
                 clock: self.clock,
                 extensions: self.extensions,
                 stats: Stats::default(),
-                error_log: LogGate::default(),
+                error_log: LogGate::new(),
             }),
         })
     }
@@ -396,29 +397,5 @@ impl Stats {
             failed_closed: self.failed_closed.load(Ordering::Relaxed),
             missing_key: self.missing_key.load(Ordering::Relaxed),
         }
-    }
-}
-
-/// Logs store failures once per burst: the first failure after 10 quiet seconds.
-#[derive(Default)]
-pub(crate) struct LogGate {
-    last: AtomicU64,
-    suppressed: AtomicU64,
-}
-
-impl LogGate {
-    pub(crate) fn should_log(&self, now_nanos: u64) -> Option<u64> {
-        const QUIET: u64 = 10_000_000_000;
-        let last = self.last.load(Ordering::Relaxed);
-        if (last == 0 || now_nanos.saturating_sub(last) >= QUIET)
-            && self
-                .last
-                .compare_exchange(last, now_nanos.max(1), Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
-            return Some(self.suppressed.swap(0, Ordering::Relaxed));
-        }
-        self.suppressed.fetch_add(1, Ordering::Relaxed);
-        None
     }
 }
