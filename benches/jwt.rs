@@ -53,7 +53,7 @@ use http_body_util::Full;
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation, decode, encode};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 
-use support::{drive, drive_fn, run_batched};
+use support::{drive, drive_fn, medians, run_batched};
 use tower_shield::ShieldBody;
 use tower_shield::jwt::{
     Claims, JwtAuthLayer, Key, KeySet, MemoryRevocationStore, RevocationStore, algorithm_name,
@@ -350,14 +350,6 @@ const ALGORITHMS: [Algorithm; 4] = [
     Algorithm::ES256,
     Algorithm::EdDSA,
 ];
-
-/// Medians of paired samples, in the order given.
-fn medians<const N: usize>(samples: [Vec<f64>; N]) -> [f64; N] {
-    samples.map(|mut v| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    })
-}
 
 /// `TS_BENCH_RATIO=1`: the ratio goals, each as the median of 31 paired rounds (the
 /// two sides timed back to back, in alternating order), which survives a busy machine.

@@ -43,7 +43,7 @@ use tower_shield::rate_limit::{
 use tower_shield::redis::RedisConnection;
 
 mod support;
-use support::{drive, drive_fn};
+use support::{drive, drive_fn, median};
 
 const PEER: &str = "192.0.2.1:4000";
 
@@ -389,12 +389,6 @@ fn drive_redis(rt: &tokio::runtime::Runtime, setup: &RedisSetup, ours: bool, per
     } else {
         rt.block_on(plain_redis_round(setup, per_task));
     }
-}
-
-/// The median of `values`.
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// Mean ns per call of `f` over `n` calls.

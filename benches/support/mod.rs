@@ -32,6 +32,11 @@ pub fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
+/// The [`median`] of each set of samples, in the order given.
+pub fn medians<const N: usize>(samples: [Vec<f64>; N]) -> [f64; N] {
+    samples.map(|mut v| median(&mut v))
+}
+
 /// One contender of [`paired`]: a round of 20,000 timed calls, in ns per call.
 pub type Contender<'a> = Box<dyn Fn() -> f64 + 'a>;
 
@@ -68,7 +73,7 @@ pub fn paired(label: &str, [bare, ours, theirs, floor]: [Contender<'_>; 4]) {
             over.push(times[k + 1] - times[0]);
         }
     }
-    let [ours_over, theirs_over, floor_over] = over.map(|mut v| median(&mut v));
+    let [ours_over, theirs_over, floor_over] = medians(over);
     println!(
         "{label}: paired medians of 31 rounds over bare: tower-shield +{ours_over:.0} ns, \
          tower-http +{theirs_over:.0} ns, floor +{floor_over:.0} ns; overhead ratio {:.2}; \
