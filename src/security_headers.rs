@@ -54,7 +54,7 @@
 //!
 //! A request came over HTTPS when its URI scheme is `https` (HTTP/2 `:scheme`, or absolute
 //! URIs), or when `X-Forwarded-Proto` says `https` **and** the TCP peer
-//! ([`peer_addr`]) is one of the configured
+//! ([`peer_addr`](crate::client_ip::peer_addr)) is one of the configured
 //! [`trusted_proxies`](SecurityHeaders::trusted_proxies). From any other peer that header is
 //! ignored. Every line and every comma-separated element of `X-Forwarded-Proto` must be
 //! `https` (each hop saw HTTPS); a value over 64 bytes counts as plain HTTP.
