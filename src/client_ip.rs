@@ -8,13 +8,17 @@
 //!    or axum's `ConnectInfo<SocketAddr>` (feature `axum`). No peer → [`ClientIpError::MissingPeer`]:
 //!    the layers refuse such requests (403 problem) rather than guess. It means the server
 //!    does not record peers (in axum, serve with `into_make_service_with_connect_info`).
-//! 3. Only when the peer is inside [`TrustedProxies`] are forwarding headers read: `Forwarded`
-//!    (RFC 7239 `for=`; preferred when present) or else `X-Forwarded-For` (every header line,
-//!    joined in order). The list is walked **from the right**, skipping trusted hops; the first
-//!    address that is not a trusted proxy is the client. An entry that cannot be parsed
-//!    (garbage, `unknown`, an obfuscated `_id`) ends the walk and the last address parsed
-//!    (a trusted proxy) is used. Ports are ignored. A client behind an untrusted peer cannot
-//!    change anything by sending these headers.
+//! 3. Only when the peer is inside [`TrustedProxies`] is a forwarding header read, and only
+//!    the one the operator names with [`ClientIpResolver::header`] ([`ForwardedHeader`]):
+//!    `X-Forwarded-For` by default, or `Forwarded` (RFC 7239 `for=`), or a single-address
+//!    header such as `X-Real-IP`. The other headers are never read, whatever they say: a
+//!    proxy that appends to one of them passes the client's own copy of the others through
+//!    unchanged, so reading whichever is present would let the client choose its address.
+//!    The list is walked **from the right** (every header line, joined in order), skipping
+//!    trusted hops; the first address that is not a trusted proxy is the client. An entry
+//!    that cannot be parsed (garbage, `unknown`, an obfuscated `_id`) ends the walk and the
+//!    last address parsed (a trusted proxy) is used. Ports are ignored. A client behind an
+//!    untrusted peer cannot change anything by sending these headers.
 //! 4. IPv4-mapped IPv6 addresses (`::ffff:192.0.2.1`) become IPv4. For rate-limit keys, IPv6
 //!    addresses are grouped by prefix ([`ClientIp::group`], /56 by default), so rotating
 //!    addresses inside one allocation does not escape a limit; [`ClientIp::ip`] keeps the
@@ -48,8 +52,8 @@ use ipnet::IpNet;
 
 use crate::error::ConfigError;
 
-/// The networks whose forwarding headers (`Forwarded`, `X-Forwarded-For`,
-/// `X-Forwarded-Proto`) are believed.
+/// The networks whose forwarding headers (the [`ForwardedHeader`] a resolver is told to read,
+/// and `X-Forwarded-Proto`) are believed.
 ///
 /// Empty by default: then the TCP peer is the client and forwarding headers change nothing.
 /// A list that would trust every address (`0.0.0.0/0`, `::/0`) is refused when built.
@@ -260,11 +264,87 @@ pub enum ClientIpError {
     MissingPeer,
 }
 
-/// Resolves a request's [`ClientIp`] from its peer and, behind trusted proxies, its
-/// forwarding headers (see the [module docs](self)).
+/// The one forwarding header a [`ClientIpResolver`] reads behind trusted proxies: the one
+/// those proxies set. It is the operator's choice, never inferred from the request.
+///
+/// Which proxies set which (by default; check yours):
+///
+/// - **`X-Forwarded-For`** (the default): nginx (`proxy_add_x_forwarded_for`), HAProxy
+///   (`option forwardfor`), AWS ALB, Google Cloud load balancers, Traefik, Caddy, Envoy
+///   (`use_remote_address`), Kubernetes ingress-nginx. They append the address they saw
+///   and pass a client's `Forwarded` header through untouched.
+/// - **`Forwarded`** (RFC 7239): proxies configured for it, e.g. nginx with
+///   `proxy_set_header Forwarded …`, HAProxy `option forwarded`, Envoy or Apache with the
+///   RFC 7239 option. Such a proxy must append to (or replace) the client's `Forwarded`.
+/// - **A single-address header** ([`ForwardedHeader::SingleIp`]): a header the proxy
+///   *overwrites* with the one address it saw, such as `X-Real-IP` (nginx `proxy_set_header
+///   X-Real-IP $remote_addr`), `CF-Connecting-IP` (Cloudflare), `True-Client-IP` or
+///   `Fly-Client-IP`. Only safe when the proxy always sets it: a proxy that passes the
+///   client's copy through lets the client choose its address.
+///
+/// ```
+/// use std::net::IpAddr;
+/// use tower_shield::client_ip::{ClientIpResolver, ForwardedHeader, TrustedProxies};
+///
+/// let proxies = TrustedProxies::new(["10.0.0.0/8"]).unwrap();
+/// let resolver = ClientIpResolver::new(proxies).header(ForwardedHeader::Forwarded);
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("x-forwarded-for", "198.51.100.7".parse().unwrap());
+/// headers.insert("forwarded", "for=203.0.113.9".parse().unwrap());
+/// let peer: IpAddr = "10.0.0.2".parse().unwrap();
+/// // Only `Forwarded` is read: `X-Forwarded-For` changes nothing.
+/// assert_eq!(resolver.resolve_from_peer(peer, &headers).ip().to_string(), "203.0.113.9");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For`: comma-separated addresses, appended to by each proxy.
+    #[default]
+    XForwardedFor,
+    /// `Forwarded` (RFC 7239): the `for=` parameter of each element.
+    Forwarded,
+    /// A header holding one address (an optional port is ignored), which the trusted proxy
+    /// overwrites: `X-Real-IP`, `CF-Connecting-IP`, ... Absent, repeated or unparsable:
+    /// the peer (the proxy) is the client.
+    SingleIp(http::HeaderName),
+}
+
+impl ForwardedHeader {
+    /// The header's name.
+    pub fn name(&self) -> &http::HeaderName {
+        match self {
+            Self::XForwardedFor => &X_FORWARDED_FOR,
+            Self::Forwarded => &http::header::FORWARDED,
+            Self::SingleIp(name) => name,
+        }
+    }
+}
+
+impl FromStr for ForwardedHeader {
+    type Err = ConfigError;
+
+    /// `x-forwarded-for` or `forwarded` (any case); a single-address header is named with
+    /// [`ForwardedHeader::SingleIp`].
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        if name.eq_ignore_ascii_case("x-forwarded-for") {
+            Ok(Self::XForwardedFor)
+        } else if name.eq_ignore_ascii_case("forwarded") {
+            Ok(Self::Forwarded)
+        } else {
+            Err(ConfigError::invalid(
+                "forwarded_header",
+                "must be `x-forwarded-for` or `forwarded`",
+            ))
+        }
+    }
+}
+
+/// Resolves a request's [`ClientIp`] from its peer and, behind trusted proxies, the one
+/// forwarding header they set (see the [module docs](self)).
 #[derive(Debug, Clone)]
 pub struct ClientIpResolver {
     proxies: TrustedProxies,
+    header: ForwardedHeader,
     ipv6_prefix: u8,
 }
 
@@ -275,13 +355,32 @@ impl Default for ClientIpResolver {
 }
 
 impl ClientIpResolver {
-    /// A resolver that believes forwarding headers only from these proxies, grouping IPv6 by
+    /// A resolver that believes `X-Forwarded-For` only from these proxies, grouping IPv6 by
     /// /56.
     pub fn new(proxies: TrustedProxies) -> Self {
         Self {
             proxies,
+            header: ForwardedHeader::default(),
             ipv6_prefix: DEFAULT_IPV6_PREFIX,
         }
+    }
+
+    /// Reads this forwarding header behind trusted proxies (default
+    /// [`ForwardedHeader::XForwardedFor`]); no other forwarding header is ever read.
+    pub fn header(mut self, header: ForwardedHeader) -> Self {
+        self.header = header;
+        self
+    }
+
+    /// The same resolver with other trusted proxies (header and IPv6 grouping kept).
+    pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.proxies = proxies;
+        self
+    }
+
+    /// The forwarding header read behind trusted proxies.
+    pub fn forwarded_header(&self) -> &ForwardedHeader {
+        &self.header
     }
 
     /// Groups IPv6 clients by this prefix length for rate-limit keys (1 to 128; 128 keeps
@@ -342,12 +441,13 @@ impl ClientIpResolver {
         if self.proxies.is_empty() || !self.proxies.contains(peer) {
             return ClientIp::with_peer(peer, peer, self.ipv6_prefix);
         }
-        let forwarded = headers.get_all(http::header::FORWARDED);
-        let client = if forwarded.iter().next().is_some() {
-            self.walk(peer, forwarded.iter().rev(), Syntax::Forwarded)
-        } else {
-            let xff = headers.get_all(&X_FORWARDED_FOR);
-            self.walk(peer, xff.iter().rev(), Syntax::XForwardedFor)
+        let lines = headers.get_all(self.header.name());
+        let client = match self.header {
+            ForwardedHeader::XForwardedFor => {
+                self.walk(peer, lines.iter().rev(), Syntax::XForwardedFor)
+            }
+            ForwardedHeader::Forwarded => self.walk(peer, lines.iter().rev(), Syntax::Forwarded),
+            ForwardedHeader::SingleIp(_) => single_ip(peer, lines),
         };
         ClientIp::with_peer(client, peer, self.ipv6_prefix)
     }
@@ -389,6 +489,16 @@ impl ClientIpResolver {
             }
         }
         candidate
+    }
+}
+
+/// The address of a single-address header when it appears exactly once and parses, else the
+/// peer.
+fn single_ip(peer: IpAddr, lines: http::header::GetAll<'_, http::HeaderValue>) -> IpAddr {
+    let mut lines = lines.iter();
+    match (lines.next(), lines.next()) {
+        (Some(line), None) => parse_node(line.as_bytes()).map_or(peer, canonical_ip),
+        _ => peer,
     }
 }
 
@@ -845,10 +955,19 @@ mod tests {
     }
 
     fn resolve(peer: &str, pairs: &[(&'static str, &str)]) -> String {
+        resolve_with(ForwardedHeader::XForwardedFor, peer, pairs)
+    }
+
+    fn resolve_with(header: ForwardedHeader, peer: &str, pairs: &[(&'static str, &str)]) -> String {
         resolver()
+            .header(header)
             .resolve_from_peer(peer.parse().unwrap(), &headers(pairs))
             .ip()
             .to_string()
+    }
+
+    fn resolve_forwarded(peer: &str, pairs: &[(&'static str, &str)]) -> String {
+        resolve_with(ForwardedHeader::Forwarded, peer, pairs)
     }
 
     #[test]
@@ -890,13 +1009,13 @@ mod tests {
         let pairs = [("x-forwarded-for", "1.2.3.4,,")];
         assert_eq!(resolve("10.0.0.1", &pairs), "10.0.0.1");
         let pairs = [("forwarded", "for=1.2.3.4, for=unknown, for=10.7.7.7")];
-        assert_eq!(resolve("10.0.0.1", &pairs), "10.7.7.7");
+        assert_eq!(resolve_forwarded("10.0.0.1", &pairs), "10.7.7.7");
         let pairs = [("forwarded", "for=_hidden")];
-        assert_eq!(resolve("10.0.0.1", &pairs), "10.0.0.1");
+        assert_eq!(resolve_forwarded("10.0.0.1", &pairs), "10.0.0.1");
     }
 
     #[test]
-    fn forwarded_is_preferred_and_parsed() {
+    fn forwarded_mode_parses_rfc7239() {
         let pairs = [
             ("x-forwarded-for", "9.9.9.9"),
             (
@@ -904,18 +1023,112 @@ mod tests {
                 r#"for=192.0.2.60;proto=http;by=203.0.113.43, For="[2001:db8:cafe::17]:4711""#,
             ),
         ];
-        assert_eq!(resolve("10.0.0.1", &pairs), "2001:db8:cafe::17");
+        assert_eq!(resolve_forwarded("10.0.0.1", &pairs), "2001:db8:cafe::17");
         let pairs = [(
             "forwarded",
             r#"for="192.0.2.61:8080";proto=https, for=10.0.0.9"#,
         )];
-        assert_eq!(resolve("10.0.0.1", &pairs), "192.0.2.61");
+        assert_eq!(resolve_forwarded("10.0.0.1", &pairs), "192.0.2.61");
         // A comma inside a quoted string does not split elements.
         let pairs = [("forwarded", r#"for="1.1.1.1, for=2.2.2.2", for=10.0.0.9"#)];
-        assert_eq!(resolve("10.0.0.1", &pairs), "10.0.0.9");
+        assert_eq!(resolve_forwarded("10.0.0.1", &pairs), "10.0.0.9");
         // Two `for` in one element: unparsable.
         let pairs = [("forwarded", "for=1.1.1.1;for=2.2.2.2")];
-        assert_eq!(resolve("10.0.0.1", &pairs), "10.0.0.1");
+        assert_eq!(resolve_forwarded("10.0.0.1", &pairs), "10.0.0.1");
+    }
+
+    #[test]
+    fn only_the_configured_header_is_read() {
+        // The proxy appends the real client to X-Forwarded-For and passes the client's own
+        // `Forwarded` through: whatever that says, the client is the XFF address.
+        for spoofed in ["for=1.1.1.1", "for=2.2.2.2", "for=\"[2001:db8::9]\""] {
+            let pairs = [("forwarded", spoofed), ("x-forwarded-for", "198.51.100.20")];
+            assert_eq!(resolve("10.0.0.1", &pairs), "198.51.100.20");
+        }
+        // A `Forwarded` alone changes nothing in X-Forwarded-For mode.
+        assert_eq!(
+            resolve("10.0.0.1", &[("forwarded", "for=1.1.1.1")]),
+            "10.0.0.1"
+        );
+        // The mirror case: in `Forwarded` mode, a client's X-Forwarded-For is never read.
+        for spoofed in ["1.1.1.1", "2.2.2.2, 3.3.3.3"] {
+            let pairs = [
+                ("x-forwarded-for", spoofed),
+                ("forwarded", "for=198.51.100.21"),
+            ];
+            assert_eq!(resolve_forwarded("10.0.0.1", &pairs), "198.51.100.21");
+        }
+        assert_eq!(
+            resolve_forwarded("10.0.0.1", &[("x-forwarded-for", "1.1.1.1")]),
+            "10.0.0.1"
+        );
+    }
+
+    #[test]
+    fn single_ip_header() {
+        let real_ip = || ForwardedHeader::SingleIp(http::HeaderName::from_static("x-real-ip"));
+        let resolve_real =
+            |pairs: &[(&'static str, &str)]| resolve_with(real_ip(), "10.0.0.1", pairs);
+        assert_eq!(
+            resolve_real(&[("x-real-ip", "198.51.100.30")]),
+            "198.51.100.30"
+        );
+        assert_eq!(
+            resolve_real(&[("x-real-ip", "[2001:db8::30]:443")]),
+            "2001:db8::30"
+        );
+        assert_eq!(
+            resolve_real(&[("x-real-ip", "198.51.100.31:8080")]),
+            "198.51.100.31"
+        );
+        assert_eq!(
+            resolve_real(&[("x-real-ip", "::ffff:198.51.100.32")]),
+            "198.51.100.32"
+        );
+        // Absent, repeated, a list, garbage, oversized: the peer.
+        for pairs in [
+            &[][..],
+            &[("x-real-ip", "1.1.1.1"), ("x-real-ip", "2.2.2.2")][..],
+            &[("x-real-ip", "1.1.1.1, 2.2.2.2")][..],
+            &[("x-real-ip", "unknown")][..],
+            &[("x-forwarded-for", "1.1.1.1"), ("forwarded", "for=2.2.2.2")][..],
+        ] {
+            assert_eq!(resolve_real(pairs), "10.0.0.1", "{pairs:?}");
+        }
+        let long = "1".repeat(10_000);
+        assert_eq!(resolve_real(&[("x-real-ip", &long)]), "10.0.0.1");
+        // Behind an untrusted peer: ignored.
+        assert_eq!(
+            resolve_with(real_ip(), "203.0.113.5", &[("x-real-ip", "1.1.1.1")]),
+            "203.0.113.5"
+        );
+    }
+
+    #[test]
+    fn header_names_parse_strictly() {
+        assert_eq!(
+            "X-Forwarded-For".parse::<ForwardedHeader>().unwrap(),
+            ForwardedHeader::XForwardedFor
+        );
+        assert_eq!(
+            "forwarded".parse::<ForwardedHeader>().unwrap(),
+            ForwardedHeader::Forwarded
+        );
+        for bad in [
+            "",
+            "x-real-ip",
+            "x-forwarded-for ",
+            "forwarded,x-forwarded-for",
+        ] {
+            assert!(bad.parse::<ForwardedHeader>().is_err(), "{bad:?}");
+        }
+        let r = resolver()
+            .header(ForwardedHeader::Forwarded)
+            .ipv6_prefix(64)
+            .unwrap();
+        let r = r.with_trusted_proxies(TrustedProxies::none());
+        assert_eq!(r.forwarded_header(), &ForwardedHeader::Forwarded);
+        assert_eq!(r.ipv6_prefix_len(), 64);
     }
 
     #[test]
@@ -1029,7 +1242,11 @@ mod tests {
                         map.append(name, v);
                     }
                 }
-                let r = resolver();
+                let r = resolver().header(if forwarded {
+                    ForwardedHeader::Forwarded
+                } else {
+                    ForwardedHeader::XForwardedFor
+                });
                 let untrusted: IpAddr = "203.0.113.77".parse().unwrap();
                 prop_assert_eq!(r.resolve_from_peer(untrusted, &map).ip(), untrusted);
                 let trusted: IpAddr = "10.0.0.1".parse().unwrap();

@@ -790,6 +790,14 @@ async fn bad_configuration_exits_2_naming_the_variable() {
             vec![("TRUSTED_PROXIES", "10.0.0.0/8,".into())],
             "TRUSTED_PROXIES",
         ),
+        (
+            vec![("TRUSTED_PROXY_HEADER", "x-real-ip".into())],
+            "TRUSTED_PROXY_HEADER",
+        ),
+        (
+            vec![("TRUSTED_PROXY_HEADER", "x-forwarded-for,forwarded".into())],
+            "TRUSTED_PROXY_HEADER",
+        ),
         (vec![("STORE_URL", "postgres://x".into())], "STORE_URL"),
         (
             vec![("STORE_URL", "redis://127.0.0.1:1/".into())],

@@ -22,6 +22,7 @@ use serde_json::json;
 use tower::ServiceBuilder;
 use tower_shield::ConfigError;
 use tower_shield::RequestId;
+use tower_shield::client_ip::ClientIpResolver;
 use tower_shield::cors::CorsLayer;
 use tower_shield::jwt::{
     JwtAuthLayer, KeyRing, MemoryRefreshStore, MemoryRevocationStore, RedisRefreshStore,
@@ -238,7 +239,10 @@ pub(crate) fn app<St: RateLimitStore>(
     // 4. RateLimit by client IP, before any signature check (DEMO_API.md "Limits").
     let jwt_for_skip = state.jwt.clone();
     let ip_limit = RateLimitLayer::builder(limits.clone())
-        .trusted_proxies(config.trusted_proxies.clone())
+        .client_ip(
+            ClientIpResolver::new(config.trusted_proxies.clone())
+                .header(config.trusted_proxy_header.clone()),
+        )
         .rule(
             Route::prefix("/auth/"),
             Policy::named("auth").quota(per_minute(10, scale)),

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tower_shield::ConfigError;
-use tower_shield::client_ip::TrustedProxies;
+use tower_shield::client_ip::{ForwardedHeader, TrustedProxies};
 
 /// Longest access-token lifetime accepted.
 const MAX_ACCESS_TTL_SECS: u64 = 3600;
@@ -90,6 +90,8 @@ pub(crate) struct Config {
     pub(crate) store_prefix: String,
     /// `TRUSTED_PROXIES`.
     pub(crate) trusted_proxies: TrustedProxies,
+    /// `TRUSTED_PROXY_HEADER`: the one forwarding header those proxies set.
+    pub(crate) trusted_proxy_header: ForwardedHeader,
     /// `DEMO_ADMIN_EMAIL` + `DEMO_ADMIN_PASSWORD`.
     pub(crate) admin: Option<AdminSeed>,
     /// `COOKIE_SECURE`.
@@ -204,6 +206,15 @@ impl Config {
             Some(list) => TrustedProxies::from_comma_separated(&list)
                 .map_err(|error| env_error("TRUSTED_PROXIES", error.to_string()))?,
         };
+        let trusted_proxy_header = match lookup("TRUSTED_PROXY_HEADER")? {
+            None => ForwardedHeader::XForwardedFor,
+            Some(name) => name.trim().parse().map_err(|_| {
+                env_error(
+                    "TRUSTED_PROXY_HEADER",
+                    "expected `x-forwarded-for` or `forwarded`",
+                )
+            })?,
+        };
 
         let admin = match (lookup("DEMO_ADMIN_EMAIL")?, lookup("DEMO_ADMIN_PASSWORD")?) {
             (None, None) => None,
@@ -289,6 +300,7 @@ impl Config {
             store,
             store_prefix,
             trusted_proxies,
+            trusted_proxy_header,
             admin,
             cookie_secure,
             rate_limit_scale,

@@ -127,14 +127,12 @@ impl<St: RateLimitStore> RateLimitLayerBuilder<St> {
 
     /// Trusts forwarding headers from these proxies when finding the client IP.
     pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
-        let prefix = self.resolver.ipv6_prefix_len();
-        self.resolver = ClientIpResolver::new(proxies)
-            .ipv6_prefix(prefix)
-            .unwrap_or_else(|_| ClientIpResolver::default());
+        self.resolver = self.resolver.with_trusted_proxies(proxies);
         self
     }
 
-    /// How the client IP is found (trusted proxies, IPv6 grouping).
+    /// How the client IP is found (trusted proxies, the forwarding header they set, IPv6
+    /// grouping).
     pub fn client_ip(mut self, resolver: ClientIpResolver) -> Self {
         self.resolver = resolver;
         self

@@ -116,6 +116,7 @@ fn base_command() -> Command {
         "DEMO_ADMIN_PASSWORD",
         "COOKIE_SECURE",
         "DEMO_RATE_LIMIT_SCALE",
+        "TRUSTED_PROXY_HEADER",
     ] {
         command.env_remove(var);
     }
