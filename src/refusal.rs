@@ -19,6 +19,10 @@
 //! 401 → 16 `UNAUTHENTICATED`, 403 → 7 `PERMISSION_DENIED`, 404 → 5 `NOT_FOUND`,
 //! 429 → 8 `RESOURCE_EXHAUSTED`, 503 → 14 `UNAVAILABLE`.
 //!
+//! Such an answer carries its HTTP meaning in its extensions ([`RefusedAs`]), and
+//! [`status_meant`] reads it back, so that what counts an answer (a count-only rate-limit
+//! policy) counts a gRPC-rendered 401 as a 401, not as the 200 it is sent as.
+//!
 //! # Problem types
 //!
 //! Each `type` is `https://docs.rs/tower-shield/latest/tower_shield/refusal/#<slug>`; the
@@ -197,6 +201,61 @@ pub struct FieldError {
     pub message: Cow<'static, str>,
 }
 
+/// The HTTP status a refusal stands for, in the response extensions of a refusal rendered
+/// for gRPC (sent as HTTP 200 with a `grpc-status`). See [`status_meant`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefusedAs(pub StatusCode);
+
+/// What an answer means, whatever form it was rendered in: the status in its [`RefusedAs`]
+/// extension (a tower-shield refusal rendered for gRPC); else, for a gRPC trailers-only
+/// answer (HTTP 200 with a `grpc-status` header, as tonic sends a handler's `Status`), the
+/// HTTP status of that gRPC code (16 → 401, 7 → 403, 8 → 429, 3 → 400, 5 → 404, 14 → 503,
+/// ...); else the response status itself.
+///
+/// ```
+/// use http::{Request, Response, StatusCode, header};
+/// use tower_shield::refusal::{ProblemType, Refusal, status_meant};
+///
+/// let grpc = Request::builder().header(header::CONTENT_TYPE, "application/grpc").body(()).unwrap();
+/// let refusal: Response<bytes::Bytes> = Refusal::new(&ProblemType::INVALID_TOKEN).for_request(&grpc);
+/// assert_eq!(refusal.status(), StatusCode::OK);
+/// assert_eq!(status_meant(&refusal), StatusCode::UNAUTHORIZED);
+/// ```
+pub fn status_meant<B>(response: &Response<B>) -> StatusCode {
+    if let Some(RefusedAs(status)) = response.extensions().get::<RefusedAs>() {
+        return *status;
+    }
+    let status = response.status();
+    if status != StatusCode::OK {
+        return status;
+    }
+    match response
+        .headers()
+        .get(&GRPC_STATUS)
+        .map(HeaderValue::as_bytes)
+    {
+        None | Some(b"0") => status,
+        Some(code) => http_status_of_grpc(code),
+    }
+}
+
+/// The HTTP status of a gRPC status code (the inverse of [`grpc_code`] where it is one to
+/// one; an unknown or malformed code means a failure of the server: 500).
+fn http_status_of_grpc(code: &[u8]) -> StatusCode {
+    match code {
+        b"3" | b"9" | b"11" => StatusCode::BAD_REQUEST,
+        b"16" => StatusCode::UNAUTHORIZED,
+        b"7" => StatusCode::FORBIDDEN,
+        b"5" => StatusCode::NOT_FOUND,
+        b"6" | b"10" => StatusCode::CONFLICT,
+        b"8" => StatusCode::TOO_MANY_REQUESTS,
+        b"12" => StatusCode::NOT_IMPLEMENTED,
+        b"14" => StatusCode::SERVICE_UNAVAILABLE,
+        b"4" => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 /// A refusal under construction: a [`ProblemType`] and the headers it needs.
 #[derive(Debug, Clone)]
 #[must_use]
@@ -328,6 +387,9 @@ impl Refusal {
         if let Some(message) = message {
             headers.insert(GRPC_MESSAGE.clone(), message);
         }
+        response
+            .extensions_mut()
+            .insert(RefusedAs(self.problem.status));
         *response.headers_mut() = headers;
         response
     }

@@ -86,6 +86,73 @@ async fn the_sixth_failed_login_for_one_email_is_429() {
     assert_eq!(r.status, StatusCode::OK);
 }
 
+/// 30 simultaneous wrong passwords for one account from one client: each reserves a failure
+/// before the password check, so at most 5 checks run (the rest are 429), not as many as
+/// pass the `auth` limit before any failure is charged.
+#[tokio::test]
+async fn simultaneous_wrong_passwords_get_at_most_five_checks() {
+    let demo = Demo::start(&[]).await;
+    let email = "nina@example.com";
+    demo.register("172.16.5.1", email, PASSWORD).await;
+    let attacker = "172.16.5.2";
+    let answers =
+        futures_join_all((0..30).map(|_| login(&demo, attacker, email, "wrong password!"))).await;
+    let unauthorized = answers
+        .iter()
+        .filter(|r| r.status == StatusCode::UNAUTHORIZED)
+        .count();
+    let limited = answers
+        .iter()
+        .filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(unauthorized, 5, "{answers:?}");
+    assert_eq!(unauthorized + limited, 30, "{answers:?}");
+    // The budget is spent: the right password is refused too, before any check.
+    assert_429(&login(&demo, "172.16.5.2", email, PASSWORD).await);
+}
+
+/// The demo believes only the forwarding header named by `TRUSTED_PROXY_HEADER`: behind an
+/// X-Forwarded-For proxy, a client rotating its own `Forwarded` header is still one client;
+/// and the mirror case.
+#[tokio::test]
+async fn a_client_cannot_pick_its_address_with_the_other_forwarding_header() {
+    for (mode, proxy_header, spoofed_header, proxy_value) in [
+        (
+            "x-forwarded-for",
+            "x-forwarded-for",
+            "forwarded",
+            "172.16.6.1",
+        ),
+        (
+            "forwarded",
+            "forwarded",
+            "x-forwarded-for",
+            "for=172.16.6.1",
+        ),
+    ] {
+        let demo = Demo::start(&[("TRUSTED_PROXY_HEADER", mode)]).await;
+        for n in 0..11u32 {
+            let spoofed = if spoofed_header == "forwarded" {
+                format!("for=198.51.100.{n}")
+            } else {
+                format!("198.51.100.{n}")
+            };
+            let r = demo
+                .post("/auth/refresh")
+                .header(spoofed_header, spoofed)
+                .header(proxy_header, proxy_value)
+                .send()
+                .await;
+            if n < 10 {
+                r.assert_problem(StatusCode::UNAUTHORIZED);
+                assert_eq!(remaining(&r, "auth"), Some(9 - u64::from(n)), "{mode}");
+            } else {
+                assert_429(&r);
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn auth_and_default_policies() {
     let demo = Demo::start(&[]).await;

@@ -270,6 +270,71 @@ async fn count_only_failures_refuses_before_the_inner_service() {
     assert_eq!(echo.calls(), calls, "refused before the inner service ran");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_only_reserves_before_the_inner_service() {
+    rate_limit_support::count_only_is_exact_under_concurrency(MemoryStore::new()).await;
+}
+
+/// Forged tokens in a gRPC request get a gRPC refusal (HTTP 200, `grpc-status: 16`): a
+/// count-only policy on 401 counts it all the same, so one address cannot buy unlimited
+/// signature checks by asking for the gRPC form.
+#[cfg(feature = "jwt")]
+#[tokio::test]
+async fn count_only_counts_grpc_refusals_by_their_meaning() {
+    use tower_shield::jwt::{JwtAuthLayer, Key as JwtKey, KeySet};
+    let keys = KeySet::new()
+        .with(JwtKey::generate(jsonwebtoken::Algorithm::EdDSA).unwrap())
+        .unwrap();
+    let echo = Echo::default();
+    let svc = tower::ServiceBuilder::new()
+        .layer(layer(
+            Policy::named("anonymous")
+                .quota(Quota::per_minute(3))
+                .count_only([StatusCode::UNAUTHORIZED]),
+        ))
+        .layer(JwtAuthLayer::builder(keys).build().unwrap())
+        .service(echo.clone());
+    let forged = "eyJhbGciOiJFZERTQSIsInR5cCI6ImF0K2p3dCJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+    for (n, content_type) in [
+        "application/grpc",
+        "application/grpc+proto",
+        "application/grpc-web+proto",
+        "application/json",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let peer = format!("192.0.2.{}:1", 90 + n);
+        let call = || {
+            let mut req = request("/svc.Login/Check", &peer);
+            req.headers_mut()
+                .insert("content-type", HeaderValue::from_static(content_type));
+            req.headers_mut().insert(
+                "authorization",
+                HeaderValue::from_str(&format!("Bearer {forged}")).unwrap(),
+            );
+            svc.clone().oneshot(req)
+        };
+        let grpc = content_type.starts_with("application/grpc");
+        for _ in 0..3 {
+            let r = call().await.unwrap();
+            if grpc {
+                assert_eq!(r.status(), StatusCode::OK);
+                assert_eq!(r.headers()["grpc-status"], "16", "{content_type}");
+            } else {
+                assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+            }
+        }
+        let r = call().await.unwrap();
+        if grpc {
+            assert_eq!(r.headers()["grpc-status"], "8", "{content_type}: limited");
+        } else {
+            assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        }
+    }
+    assert_eq!(echo.calls(), 0);
+}
+
 #[tokio::test]
 async fn penalty_doubles_the_lockout() {
     let clock = FakeRelativeClock::default();
@@ -501,6 +566,14 @@ impl RateLimitStore for Flaky {
             self.memory.check(limiter, key, cost)
         }
     }
+
+    fn refund(&self, limiter: &Self::Limiter, key: &RateKey, cost: u32) -> Self::Future {
+        if self.down.load(Ordering::SeqCst) {
+            std::future::ready(Err(StoreError::Timeout))
+        } else {
+            self.memory.refund(limiter, key, cost)
+        }
+    }
 }
 
 #[tokio::test]
@@ -640,25 +713,73 @@ async fn a_million_keys_stay_bounded() {
     let store = MemoryStore::builder().max_keys(100_000).build();
     let limiter = store.limiter("m", &Quota::per_minute(10));
     let started = Instant::now();
-    let mut errors = 0u32;
+    let mut refused = 0u32;
     for i in 0..1_000_000u32 {
         let key = RateKey::ip(std::net::IpAddr::V4(i.into()));
-        match store.decide(&limiter, &key, 1) {
-            Ok(d) => assert!(d.allowed),
-            Err(_) => errors += 1,
+        let decision = store
+            .decide(&limiter, &key, 1)
+            .expect("a full store still decides");
+        if !decision.allowed {
+            refused += 1;
         }
     }
     let elapsed = started.elapsed();
     assert!(limiter.len() <= 100_000 + 1024, "{} keys", limiter.len());
     assert!(
-        errors >= 800_000,
-        "new keys over the bound are refused: {errors}"
+        refused >= 800_000,
+        "new keys over the bound share one budget of 10: {refused} refused"
     );
     eprintln!("1M keys in {elapsed:?}, {} kept", limiter.len());
     assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
-    // Known keys keep working while full.
+    // Known keys keep their own budgets while full.
     let known = RateKey::ip(std::net::IpAddr::V4(0u32.into()));
-    assert!(store.decide(&limiter, &known, 1).is_ok());
+    assert!(store.decide(&limiter, &known, 1).unwrap().allowed);
+}
+
+/// At `max_keys`, new clients neither get 503 (which a fail-closed layer would make of a
+/// store error: one client minting keys would lock every new client out) nor go unlimited:
+/// together they share one budget of the policy's quota, and known clients keep theirs.
+#[tokio::test]
+async fn a_full_store_shares_one_overflow_budget() {
+    let svc = RateLimitLayer::builder(MemoryStore::builder().max_keys(1024).build())
+        .policy(Policy::named("p").quota(Quota::per_minute(5)))
+        .build()
+        .unwrap()
+        .layer(Echo::default());
+    let peer = |i: u32| format!("{}:1", std::net::Ipv4Addr::from(0x0a00_0000 + i));
+    let mut ok = 0;
+    let mut limited = 0;
+    for i in 0..3000 {
+        match svc
+            .clone()
+            .oneshot(request("/", &peer(i)))
+            .await
+            .unwrap()
+            .status()
+        {
+            StatusCode::OK => ok += 1,
+            StatusCode::TOO_MANY_REQUESTS => limited += 1,
+            other => panic!("client {i}: {other}"),
+        }
+    }
+    // Full after at most two housekeeping periods; from then on five more for everyone new.
+    assert!((1024..=2048 + 5).contains(&ok), "{ok} allowed");
+    assert_eq!(ok + limited, 3000);
+    assert!(limited >= 3000 - 2048 - 5, "{limited} limited");
+    for i in 5000..5010 {
+        let r = svc.clone().oneshot(request("/", &peer(i))).await.unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::TOO_MANY_REQUESTS,
+            "overflow budget spent"
+        );
+    }
+    let r = svc.clone().oneshot(request("/", &peer(0))).await.unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "a known client keeps its own budget"
+    );
 }
 
 #[tokio::test]

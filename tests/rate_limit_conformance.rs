@@ -37,6 +37,17 @@ async fn run_suite<St: RateLimitStore>(store: &St) -> Vec<Decision> {
     out.push(store.check(&other, &a, 1).await.unwrap());
     // More than the burst is never allowed.
     out.push(store.check(&other, &b, 5).await.unwrap());
+    // Refunds: 2 units back of the 4 used, then more than is used: whole, never more; a
+    // refund on a key never charged gives nothing; a refunded key is charged as usual.
+    out.push(store.refund(&other, &a, 2).await.unwrap());
+    out.push(store.refund(&other, &a, 9).await.unwrap());
+    out.push(
+        store
+            .refund(&limiter, &RateKey::bytes(b"never").unwrap(), 1)
+            .await
+            .unwrap(),
+    );
+    out.push(store.check(&other, &a, 4).await.unwrap());
     out
 }
 
@@ -55,6 +66,10 @@ fn expected() -> Vec<(bool, u32)> {
         (false, 1),
         (true, 0),
         (false, 4),
+        (true, 2),
+        (true, 4),
+        (true, 5),
+        (true, 0),
     ]
 }
 

@@ -20,6 +20,15 @@ async fn store(url: &str, prefix: &str) -> RedisStore {
     RedisStore::builder(conn).prefix(prefix).build().unwrap()
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_only_reserves_before_the_inner_service() {
+    let Some(url) = redis_url("count_only_reserves_before_the_inner_service") else {
+        return;
+    };
+    rate_limit_support::count_only_is_exact_under_concurrency(store(&url, &unique_prefix()).await)
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn exactness_across_two_instances() {
     let Some(url) = redis_url("exactness_across_two_instances") else {

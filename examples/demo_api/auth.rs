@@ -4,8 +4,10 @@
 //! blocking pool. A failed sign-in is one fixed 401 whether the email is unknown or the
 //! password wrong, and the unknown-email path verifies against a dummy hash so both take the
 //! same time. Failed sign-ins are limited per client IP + email (policy `login_failures`,
-//! 5 per 900 s): the email is in the body, so the handler asks the rate-limit store itself,
-//! refusing with 429 *before* verifying once the budget is spent and charging only 401s.
+//! 5 per 900 s): the email is in the body, so the handler asks the rate-limit store itself.
+//! Each attempt reserves one failure *before* verifying (429 once the budget is spent, so
+//! simultaneous guesses cannot all pass a check before any is charged) and gives it back
+//! unless the answer is the 401 of a failed sign-in.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -50,13 +52,14 @@ static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy"
 /// The failed-sign-in counter: a rate-limit store and the limiter of `login_failures`,
 /// behind a trait object so the handlers do not depend on which store runs.
 pub(crate) trait FailureCounter: Send + Sync + 'static {
-    /// Peeks (`cost` 0) or charges (`cost` 1) the key.
-    fn check(
-        &self,
-        key: &RateKey,
-        cost: u32,
-    ) -> Pin<Box<dyn Future<Output = Result<Decision, StoreError>> + Send>>;
+    /// Reserves one failure for the key.
+    fn reserve(&self, key: &RateKey) -> Pin<Box<dyn Future<Output = StoreResult> + Send>>;
+
+    /// Gives a reserved failure back (the attempt did not fail).
+    fn refund(&self, key: &RateKey) -> Pin<Box<dyn Future<Output = StoreResult> + Send>>;
 }
+
+type StoreResult = Result<Decision, StoreError>;
 
 /// [`FailureCounter`] on any rate-limit store.
 pub(crate) struct StoreCounter<St: RateLimitStore> {
@@ -72,12 +75,12 @@ impl<St: RateLimitStore> StoreCounter<St> {
 }
 
 impl<St: RateLimitStore> FailureCounter for StoreCounter<St> {
-    fn check(
-        &self,
-        key: &RateKey,
-        cost: u32,
-    ) -> Pin<Box<dyn Future<Output = Result<Decision, StoreError>> + Send>> {
-        Box::pin(self.store.check(&self.limiter, key, cost))
+    fn reserve(&self, key: &RateKey) -> Pin<Box<dyn Future<Output = StoreResult> + Send>> {
+        Box::pin(self.store.check(&self.limiter, key, 1))
+    }
+
+    fn refund(&self, key: &RateKey) -> Pin<Box<dyn Future<Output = StoreResult> + Send>> {
+        Box::pin(self.store.refund(&self.limiter, key, 1))
     }
 }
 
@@ -263,8 +266,8 @@ pub(crate) async fn login(
     let Some(key) = failure_key(&ip, &email) else {
         return Refusal::new(&ProblemType::BAD_REQUEST).build(&headers, &extensions);
     };
-    // Spent budget: refused before any hash work.
-    let peek = match state.login_failures.check(&key, 0).await {
+    // One failure reserved before any hash work; a spent budget is refused here.
+    let reserved = match state.login_failures.reserve(&key).await {
         Ok(decision) if !decision.allowed => {
             let refusal = Refusal::new(&ProblemType::RATE_LIMITED).with_header(
                 header::RETRY_AFTER,
@@ -275,36 +278,49 @@ pub(crate) async fn login(
         Ok(decision) => decision,
         Err(_) => return unavailable(&headers, &extensions),
     };
-
-    let Ok(user) = state.store.user_by_email(&email).await else {
-        return unavailable(&headers, &extensions);
+    let response = match sign_in(&state, &email, body.password).await {
+        SignIn::Failed => {
+            // The reservation is the charge.
+            let refusal = Refusal::new(&INVALID_CREDENTIALS)
+                .with_header(header::WWW_AUTHENTICATE, CHALLENGE.clone());
+            return with_failure_fields(refusal.build(&headers, &extensions), &reserved);
+        }
+        SignIn::Ok(pair) => token_response(&state, &pair),
+        SignIn::Unavailable => unavailable(&headers, &extensions),
     };
-    // Unknown email: verify against the dummy hash, so the answer takes as long.
+    // Not a failed sign-in: the reservation is given back, and the answer reports the
+    // budget left after it.
+    let left = state.login_failures.refund(&key).await.unwrap_or(reserved);
+    with_failure_fields(response, &left)
+}
+
+enum SignIn {
+    Ok(TokenPair),
+    Failed,
+    Unavailable,
+}
+
+/// Checks the password (against the dummy hash for an unknown email, so the answer takes as
+/// long) and issues the tokens.
+async fn sign_in(state: &AppState, email: &str, password: String) -> SignIn {
+    let Ok(user) = state.store.user_by_email(email).await else {
+        return SignIn::Unavailable;
+    };
     let (phc, user) = match user {
         Some(user) => (Arc::<str>::from(user.password_hash.as_str()), Some(user)),
         None => (state.dummy_hash.clone(), None),
     };
-    let password_ok = verify_password(body.password, phc).await;
-    let user = match user {
-        Some(user) if password_ok => user,
-        _ => {
-            let Ok(decision) = state.login_failures.check(&key, 1).await else {
-                return unavailable(&headers, &extensions);
-            };
-            let refusal = Refusal::new(&INVALID_CREDENTIALS)
-                .with_header(header::WWW_AUTHENTICATE, CHALLENGE.clone());
-            return with_failure_fields(refusal.build(&headers, &extensions), &decision);
-        }
+    let password_ok = verify_password(password, phc).await;
+    let Some(user) = user.filter(|_| password_ok) else {
+        return SignIn::Failed;
     };
-
     match state
         .tokens
         .issue_pair(&user.id.to_string(), &user.role, &())
         .await
     {
-        // A successful sign-in is not charged; it reports the budget left.
-        Ok(pair) => with_failure_fields(token_response(&state, &pair), &peek),
-        Err(_) => unavailable(&headers, &extensions),
+        Ok(pair) => SignIn::Ok(pair),
+        Err(_) => SignIn::Unavailable,
     }
 }
 

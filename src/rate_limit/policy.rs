@@ -158,10 +158,16 @@ impl Policy {
         self
     }
 
-    /// Count-only-failures mode: only responses with one of these statuses are charged
-    /// (e.g. `[401]` for failed logins). Before the inner service runs, the key is only
-    /// looked at, not charged: once it is exhausted, requests are refused before the inner
-    /// service runs.
+    /// Count-only-failures mode: only answers meaning one of these statuses are charged
+    /// (e.g. `[401]` for failed logins).
+    ///
+    /// Exact under concurrency: each request *reserves* its cost before the inner service
+    /// runs (refused with 429 when the budget cannot cover it) and the reservation is given
+    /// back atomically when the answer is not counted, so N simultaneous failures against a
+    /// budget of 5 reach the inner service at most 5 times. A counted answer costs one store
+    /// call (the reservation), an uncounted one two. What counts is what the answer means
+    /// ([`status_meant`](crate::refusal::status_meant)), not its form: a refusal rendered
+    /// for a gRPC client (HTTP 200, `grpc-status: 16`) counts as a 401.
     pub fn count_only(mut self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
         self.count_only = Some(statuses.into_iter().collect());
         self

@@ -18,7 +18,7 @@ use super::store::{Decision, FailurePolicy, RateLimitStore};
 use crate::body::ShieldBody;
 use crate::client_ip::ClientIp;
 use crate::error::StoreError;
-use crate::refusal::{ProblemType, Refusal, number_value};
+use crate::refusal::{ProblemType, Refusal, number_value, status_meant};
 
 /// What the rate limiter decided for a request, in its extensions (for handlers and logs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,15 +99,16 @@ impl<St: RateLimitStore> Scope<'_, St> {
     }
 }
 
-/// What the future needs when the decision or a charge is still to come (a store that
+/// What the future needs when the decision or a refund is still to come (a store that
 /// answers asynchronously, or count-only mode).
 struct Ctx<St: RateLimitStore> {
     config: Arc<Config<St>>,
     policy: usize,
     tier: TierChoice,
     key: RateKey,
-    /// Count-only mode: the cost to charge when the response status is in the set.
-    charge: u32,
+    /// Count-only mode: the cost reserved before the handler, given back unless the answer
+    /// means a status in the set (0: nothing reserved).
+    reserved: u32,
 }
 
 impl<St: RateLimitStore> Ctx<St> {
@@ -198,19 +199,19 @@ where
         {
             return ResponseFuture::ready(response);
         }
-        // What the future keeps when the decision or a charge is still to come.
-        let ctx = |key, charge| Ctx {
+        // What the future keeps when the decision or a refund is still to come.
+        let ctx = |key, reserved| Ctx {
             config: self.config.clone(),
             policy: index,
             tier,
             key,
-            charge,
+            reserved,
         };
-        // Count-only mode peeks first (cost 0) and charges after the response.
-        let charge = if policy.count_only.is_some() { cost } else { 0 };
-        let cost = if charge > 0 { 0 } else { cost };
+        // Count-only mode reserves the cost now (so concurrent requests cannot all pass
+        // before any is charged) and gives it back after an answer that does not count.
+        let reserve = if policy.count_only.is_some() { cost } else { 0 };
         // A store that answers synchronously (memory) is decided here: no inner-service clone,
-        // no request parked in the future, and (unless a charge follows) no context kept.
+        // no request parked in the future, and (unless a refund may follow) no context kept.
         if let Some(result) = config.store.check_now(limiter, &key, cost) {
             let mut request = Request::from_parts(parts, body);
             let pass = match on_decision(&scope, result, &mut request) {
@@ -218,8 +219,8 @@ where
                 Verdict::Refuse(response) => return ResponseFuture::ready(response),
             };
             insert(request.extensions_mut());
-            let charge = if pass.store_failed { 0 } else { charge };
-            let ctx = (charge > 0).then(|| Box::new(ctx(key, charge)));
+            let reserved = if pass.charged { reserve } else { 0 };
+            let ctx = (reserved > 0).then(|| Box::new(ctx(key, reserved)));
             return ResponseFuture {
                 state: State::Calling {
                     fut: self.inner.call(request),
@@ -230,7 +231,7 @@ where
         }
         let check = config.store.check(limiter, &key, cost);
         insert(&mut parts.extensions);
-        let ctx = ctx(key, charge);
+        let ctx = ctx(key, reserve);
         self.wait_for_store(check, ctx, Request::from_parts(parts, body))
     }
 }
@@ -310,13 +311,14 @@ fn locked_out<St: RateLimitStore, B>(
     ))
 }
 
-/// A request the store let through (or that goes on despite a store failure).
+/// A request the store let through (or that goes on despite a store failure or, in shadow
+/// mode, a refusal).
 struct Pass {
     /// The fields to add to the response.
     fields: Option<Fields>,
-    /// The store failed and the request goes on (fail open, or shadow mode): nothing is
-    /// charged after the response either.
-    store_failed: bool,
+    /// Whether the store charged the request (not when it failed, nor for a refusal let
+    /// through in shadow mode): only a charge can be given back.
+    charged: bool,
 }
 
 /// What a store answer means for the request.
@@ -338,6 +340,7 @@ fn on_decision<St: RateLimitStore, R, B>(
         Ok(decision) => decision,
         Err(err) => return on_store_error(scope, &err, request),
     };
+    let charged = decision.allowed;
     if decision.allowed {
         Stats::bump(&config.stats.allowed);
         if let Some(penalties) = scope.penalties() {
@@ -353,10 +356,7 @@ fn on_decision<St: RateLimitStore, R, B>(
             decision,
         });
     }
-    Verdict::Pass(Pass {
-        fields,
-        store_failed: false,
-    })
+    Verdict::Pass(Pass { fields, charged })
 }
 
 /// A store failure: the layer's failure policy (out of line, as every path but the allowed
@@ -381,7 +381,7 @@ fn on_store_error<St: RateLimitStore, R, B>(
     Stats::bump(&config.stats.failed_open);
     Verdict::Pass(Pass {
         fields: None,
-        store_failed: true,
+        charged: false,
     })
 }
 
@@ -469,7 +469,7 @@ pin_project! {
         state: State<S, ReqBody, ResBody, St>,
         // The fields to add to the response, once decided.
         fields: Option<Fields>,
-        // Only while a decision or a charge is still to come.
+        // Only while a decision or a refund is still to come.
         ctx: Option<Box<Ctx<St>>>,
     }
 }
@@ -486,7 +486,7 @@ pin_project! {
         // trip), so that the future a synchronous store's requests carry stays small.
         Checking { #[pin] check: St::Future, parked: Option<Box<(S, Request<ReqBody>)>> },
         Calling { #[pin] fut: S::Future },
-        Charging { #[pin] check: St::Future, response: Option<Box<Response<ResBody>>> },
+        Refunding { #[pin] refund: St::Future, response: Option<Box<Response<ResBody>>> },
     }
 }
 
@@ -550,8 +550,8 @@ where
     match on_decision(&ctx.scope(), result, &mut request) {
         Verdict::Pass(pass) => {
             *fields = pass.fields;
-            if pass.store_failed {
-                ctx.charge = 0;
+            if !pass.charged {
+                ctx.reserved = 0;
             }
         }
         Verdict::Refuse(response) => {
@@ -565,10 +565,11 @@ where
     }
 }
 
-/// Count-only mode, after the response: the charge to wait for when its status is counted,
-/// else the response back.
+/// Count-only mode, after the response: the refund to wait for when the answer does not
+/// mean a counted status (what it means, not how it is rendered: a gRPC refusal sent as
+/// HTTP 200 counts as its 401), else the response back with the reservation kept.
 #[inline(never)]
-fn charge<S, ReqBody, ResBody, St>(
+fn settle<S, ReqBody, ResBody, St>(
     ctx: &Ctx<St>,
     response: Response<ResBody>,
 ) -> Result<State<S, ReqBody, ResBody, St>, Response<ResBody>>
@@ -581,34 +582,27 @@ where
             .policy
             .count_only
             .as_ref()
-            .is_some_and(|set| set.contains(&response.status()))
+            .is_some_and(|set| set.contains(&status_meant(&response)))
     });
-    match ctx.scope().limiter().filter(|_| counted) {
-        Some(limiter) => Ok(State::Charging {
-            check: ctx.config.store.check(limiter, &ctx.key, ctx.charge),
+    match ctx.scope().limiter().filter(|_| !counted) {
+        Some(limiter) => Ok(State::Refunding {
+            refund: ctx.config.store.refund(limiter, &ctx.key, ctx.reserved),
             response: Some(Box::new(response)),
         }),
         None => Err(response),
     }
 }
 
-/// Count-only mode: the charge's answer (a strike when refused, the fields of the new state).
+/// Count-only mode: the refund's answer (the fields of the key's state after it).
 #[inline(never)]
-fn charged<St: RateLimitStore>(
+fn refunded<St: RateLimitStore>(
     ctx: &Ctx<St>,
     result: Result<Decision, StoreError>,
     fields: &mut Option<Fields>,
 ) {
     let scope = ctx.scope();
     match result {
-        Ok(decision) => {
-            if !decision.allowed
-                && let Some(penalties) = scope.penalties()
-            {
-                penalties.strike(&ctx.key, ctx.config.now_nanos());
-            }
-            *fields = scope.fields(&decision);
-        }
+        Ok(decision) => *fields = scope.fields(&decision),
         Err(err) => store_failed(&scope, &err),
     }
 }
@@ -641,11 +635,11 @@ where
                 StateProj::Calling { fut } => {
                     let response = ready!(fut.poll(cx))?;
                     if let Some(ctx) = this.ctx.as_ref()
-                        && ctx.charge > 0
+                        && ctx.reserved > 0
                     {
-                        match charge(ctx, response) {
-                            Ok(charging) => {
-                                this.state.set(charging);
+                        match settle(ctx, response) {
+                            Ok(refunding) => {
+                                this.state.set(refunding);
                                 continue;
                             }
                             Err(response) => return Poll::Ready(Ok(finish(response, this.fields))),
@@ -653,13 +647,13 @@ where
                     }
                     return Poll::Ready(Ok(finish(response, this.fields)));
                 }
-                StateProj::Charging { check, response } => {
-                    let result = ready!(check.poll(cx));
+                StateProj::Refunding { refund, response } => {
+                    let result = ready!(refund.poll(cx));
                     let Some(response) = response.take() else {
                         return Poll::Pending;
                     };
                     if let Some(ctx) = this.ctx.as_ref() {
-                        charged(ctx, result, this.fields);
+                        refunded(ctx, result, this.fields);
                     }
                     return Poll::Ready(Ok(finish(*response, this.fields)));
                 }

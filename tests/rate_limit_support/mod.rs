@@ -86,3 +86,106 @@ pub fn unique_prefix() -> String {
 
 #[path = "../common/redis_server.rs"]
 pub mod redis_server;
+
+/// A count-only policy (5 failures per minute) on `store`: 30 simultaneous failing requests
+/// from one client reach the inner service 5 times, the rest are 429; afterwards successes
+/// are not charged and a refund never lifts the budget past its burst.
+pub async fn count_only_is_exact_under_concurrency<St>(store: St)
+where
+    St: tower_shield::rate_limit::RateLimitStore,
+{
+    use tower::{Layer, ServiceExt};
+    use tower_shield::rate_limit::{Policy, Quota, RateLimitLayer};
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let inner = tower::service_fn(move |req: Request<Body>| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            // Held long enough that every request has been decided before any answers.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let status = req
+                .headers()
+                .get("x-status")
+                .and_then(|v| v.to_str().ok()?.parse::<u16>().ok())
+                .and_then(|v| StatusCode::from_u16(v).ok())
+                .unwrap_or(StatusCode::OK);
+            let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
+            *response.status_mut() = status;
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let svc = RateLimitLayer::builder(store)
+        .policy(
+            Policy::named("login_failures")
+                .quota(Quota::per_minute(5))
+                .count_only([StatusCode::UNAUTHORIZED]),
+        )
+        .build()
+        .unwrap()
+        .layer(inner);
+    let with_status = |peer: &str, status: &str| {
+        let mut req = request("/auth/login", peer);
+        req.headers_mut()
+            .insert("x-status", http::HeaderValue::from_str(status).unwrap());
+        req
+    };
+
+    let tasks: Vec<_> = (0..30)
+        .map(|_| {
+            let svc = svc.clone();
+            let req = with_status("192.0.2.80:1", "401");
+            tokio::spawn(async move { svc.oneshot(req).await.unwrap().status() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    let unauthorized = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let limited = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(calls.load(Ordering::SeqCst), 5, "{statuses:?}");
+    assert_eq!((unauthorized, limited), (5, 25), "{statuses:?}");
+
+    // Another client: successes cost nothing and never lift the budget past 5.
+    let remaining = |r: &Response<_>| {
+        r.headers()["ratelimit"]
+            .to_str()
+            .unwrap()
+            .split(";r=")
+            .nth(1)
+            .and_then(|rest| rest.split(';').next())
+            .and_then(|r| r.parse::<u32>().ok())
+            .unwrap()
+    };
+    for _ in 0..8 {
+        let r = svc
+            .clone()
+            .oneshot(with_status("192.0.2.81:1", "200"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(remaining(&r), 5, "{:?}", r.headers());
+    }
+    for left in [4, 3, 2, 1, 0] {
+        let r = svc
+            .clone()
+            .oneshot(with_status("192.0.2.81:1", "401"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(remaining(&r), left);
+    }
+    let r = svc
+        .clone()
+        .oneshot(with_status("192.0.2.81:1", "200"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+}

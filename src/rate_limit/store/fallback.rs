@@ -190,4 +190,15 @@ where
             fallback.check(&fallback_limiter, &key, cost).await
         })
     }
+
+    /// Given back to the store that decides now: the fallback while degraded, else the
+    /// primary (a reservation made just before a switch is given back to the other store,
+    /// which at worst leaves one unit spent there until it refills).
+    fn refund(&self, limiter: &Self::Limiter, key: &RateKey, cost: u32) -> Self::Future {
+        if self.state.degraded.load(Ordering::Acquire) {
+            Box::pin(self.fallback.refund(&limiter.1, key, cost))
+        } else {
+            Box::pin(self.primary.refund(&limiter.0, key, cost))
+        }
+    }
 }

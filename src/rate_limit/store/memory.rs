@@ -10,10 +10,11 @@ use std::time::Duration;
 use governor::clock::{Clock as GovClock, DefaultClock, Reference};
 use governor::nanos::Nanos;
 use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
-use governor::state::{NotKeyed, StateStore};
+use governor::state::{InMemoryState, NotKeyed, StateStore};
 
 use super::{Decision, Gcra, RateLimitStore};
 use crate::error::StoreError;
+use crate::log_gate::LogGate;
 use crate::rate_limit::key::{PrehashedKey, RateKey, hash_material};
 use crate::rate_limit::quota::Quota;
 
@@ -46,10 +47,13 @@ const HOUSEKEEPING_EVERY: u64 = 1024;
 ///   last sweep (one plain load), and the first call past the interval sweeps;
 /// - whenever it holds `max_keys` keys: every 1024 calls with a key it does not hold (the
 ///   only calls that add keys) it looks at its size. If it still holds `max_keys` keys after
-///   a sweep (every key is active), **new** keys get [`StoreError::Unavailable`] until a
-///   sweep frees room, and the layer applies its [`FailurePolicy`](super::FailurePolicy)
-///   (fail closed by default). Known keys keep working. The map may overshoot `max_keys` by
-///   at most one housekeeping period (1024 new keys) before this takes effect.
+///   a sweep (every key is active), **new** keys share one *overflow bucket* of the
+///   limiter's quota until a sweep frees room: all of them together get one client's
+///   budget. Coarser limiting, still limiting: a flood of fresh keys (spoofed addresses,
+///   made-up API keys) can neither lock every new client out (as an error would, under a
+///   fail-closed policy) nor go unlimited. A warning is logged once per burst. Known keys
+///   keep their own budgets. The map may overshoot `max_keys` by at most one housekeeping
+///   period (1024 new keys) before this takes effect.
 ///
 /// A call with a key the limiter holds does no other bookkeeping: no shared counter is
 /// written (only the key's own state).
@@ -173,6 +177,10 @@ pub struct MemoryLimiter {
     new_key_calls: AtomicU64,
     last_sweep: AtomicU64,
     full: AtomicBool,
+    /// The budget every new key shares while the map is full.
+    overflow: InMemoryState,
+    /// One warning per burst of overflow decisions.
+    overflow_log: LogGate,
 }
 
 impl fmt::Debug for MemoryLimiter {
@@ -270,17 +278,44 @@ where
             None => {
                 self.new_key(limiter, now);
                 if limiter.full.load(Ordering::Relaxed) && !limiter.state.contains_key(&hashed) {
-                    return Err(StoreError::Unavailable(
-                        "the memory rate-limit store is full".to_owned(),
-                    ));
+                    overflowed(limiter, now);
+                    StateStore::measure_and_replace(&limiter.overflow, &NotKeyed::NonKey, step)
+                } else {
+                    limiter.state.measure_and_replace(&hashed, step)
                 }
-                limiter.state.measure_and_replace(&hashed, step)
             }
         };
         let step = match result {
             Ok(step) | Err(step) => step,
         };
         Ok(step.decision(gcra.limit, Duration::from_nanos))
+    }
+
+    /// Gives back `cost` units charged to `key` (see [`RateLimitStore::refund`]); a key the
+    /// map does not hold has nothing to give back, unless the map is full (its charge went to
+    /// the overflow bucket).
+    pub fn give_back(&self, limiter: &MemoryLimiter, key: &RateKey, cost: u32) -> Decision {
+        let now = self.now();
+        let hashed = hash_material(limiter.hasher.build_hasher(), key);
+        let gcra = limiter.gcra;
+        let step = |stored: Option<Nanos>| {
+            let step = gcra.refund(stored.map(Nanos::as_u64), now, cost);
+            match step.new_tat {
+                Some(tat) => Ok((step, Nanos::new(tat))),
+                None => Err(step),
+            }
+        };
+        let result = match limiter.state.get(&hashed) {
+            Some(state) => StateStore::measure_and_replace(&*state, &NotKeyed::NonKey, step),
+            None if limiter.full.load(Ordering::Relaxed) => {
+                StateStore::measure_and_replace(&limiter.overflow, &NotKeyed::NonKey, step)
+            }
+            None => Err(gcra.refund(None, now, cost)),
+        };
+        let step = match result {
+            Ok(step) | Err(step) => step,
+        };
+        step.decision(gcra.limit, Duration::from_nanos)
     }
 
     /// A call with a key the map did not hold (the only calls that grow it): the map's size
@@ -290,6 +325,19 @@ where
         if calls.is_multiple_of(HOUSEKEEPING_EVERY) {
             self.housekeeping(limiter, now);
         }
+    }
+}
+
+/// A decision made on the overflow bucket: a warning, once per burst.
+#[cold]
+fn overflowed(limiter: &MemoryLimiter, now: u64) {
+    if let Some(suppressed) = limiter.overflow_log.should_log(now) {
+        tracing::warn!(
+            target: "tower_shield::rate_limit",
+            keys = limiter.len(),
+            suppressed,
+            "memory rate-limit store full: new keys share one overflow budget until idle keys expire"
+        );
     }
 }
 
@@ -309,11 +357,17 @@ where
             new_key_calls: AtomicU64::new(1),
             last_sweep: AtomicU64::new(self.now()),
             full: AtomicBool::new(false),
+            overflow: InMemoryState::default(),
+            overflow_log: LogGate::new(),
         })
     }
 
     fn check(&self, limiter: &Self::Limiter, key: &RateKey, cost: u32) -> Self::Future {
         ready(self.decide(limiter, key, cost))
+    }
+
+    fn refund(&self, limiter: &Self::Limiter, key: &RateKey, cost: u32) -> Self::Future {
+        ready(Ok(self.give_back(limiter, key, cost)))
     }
 
     fn check_now(

@@ -61,6 +61,13 @@ pub trait RateLimitStore: Clone + Send + Sync + 'static {
     /// Decides on one request of `cost` units for `key` (0: peek without charging).
     fn check(&self, limiter: &Self::Limiter, key: &RateKey, cost: u32) -> Self::Future;
 
+    /// Gives back `cost` units that an allowed [`check`](Self::check) charged to `key`,
+    /// atomically: count-only policies reserve a request's cost before the handler runs and
+    /// give it back when the answer is not a counted failure. The budget never grows past
+    /// its burst (a refund of more than was used leaves the key whole). Answers the key's
+    /// state after the refund, as an allowed [`Decision`].
+    fn refund(&self, limiter: &Self::Limiter, key: &RateKey, cost: u32) -> Self::Future;
+
     /// The same decision, synchronously, for stores that never wait (the memory store):
     /// the layer then decides inside `call`, without parking the request in its future.
     /// `None` (the default) means "use [`check`](Self::check)".
@@ -167,6 +174,26 @@ impl Gcra {
     }
 }
 
+impl Gcra {
+    /// A refund of `cost` units: the key's use shrinks by `cost` emission intervals, never
+    /// below zero (a whole budget). `new_tat` is `None` when nothing was stored (nothing to
+    /// give back) and `Some(now)` when the key is whole again. The same as `GCRA_SCRIPT`
+    /// with a negative cost.
+    #[inline]
+    pub(crate) fn refund(&self, stored_tat: Option<u64>, now: u64, cost: u32) -> Step {
+        let t = self.t.max(1);
+        let used = stored_tat.map_or(0, |tat| tat.saturating_sub(now));
+        let new_used = used.saturating_sub(t.saturating_mul(u64::from(cost)));
+        Step {
+            allowed: true,
+            remaining: u32::try_from(self.cap.saturating_sub(new_used) / t).unwrap_or(u32::MAX),
+            reset: new_used,
+            retry_after: 0,
+            new_tat: stored_tat.map(|_| now + new_used),
+        }
+    }
+}
+
 impl Step {
     #[inline]
     pub(crate) fn decision(&self, limit: u32, unit: fn(u64) -> Duration) -> Decision {
@@ -211,5 +238,27 @@ mod tests {
         let two = g.step(None, 0, 2);
         assert!(two.allowed);
         assert_eq!(two.remaining, 0);
+    }
+
+    #[test]
+    fn gcra_refunds_never_exceed_the_burst() {
+        let g = Gcra::nanos(&Quota::per_second(2));
+        let spent = g.step(g.step(None, 0, 1).new_tat, 0, 1);
+        assert_eq!(spent.remaining, 0);
+        let back = g.refund(spent.new_tat, 0, 1);
+        assert!(back.allowed);
+        assert_eq!((back.remaining, back.new_tat), (1, Some(500_000_000)));
+        // More than was used: whole again, not more.
+        let whole = g.refund(back.new_tat, 0, 5);
+        assert_eq!(
+            (whole.remaining, whole.reset, whole.new_tat),
+            (2, 0, Some(0))
+        );
+        // Time has refilled part of it meanwhile.
+        let later = g.refund(spent.new_tat, 400_000_000, 1);
+        assert_eq!(later.new_tat, Some(500_000_000));
+        // Nothing stored: nothing to give back.
+        assert_eq!(g.refund(None, 7, 1).new_tat, None);
+        assert_eq!(g.refund(None, 7, 1).remaining, 2);
     }
 }

@@ -20,9 +20,10 @@ use crate::redis::{KeyPrefix, RedisConnection};
 /// Redis 7).
 ///
 /// `KEYS[1]` holds the key's theoretical arrival time; `ARGV` is the emission interval (µs),
-/// the burst, and the cost (0: peek without charging). It answers
-/// `{allowed, remaining, reset_us, retry_after_us}` and sets the key with a TTL equal to the
-/// time until its budget is whole again, so idle keys vanish.
+/// the burst, and the cost (0: peek without charging; negative: a refund of that many
+/// units, never past a whole budget). It answers `{allowed, remaining, reset_us,
+/// retry_after_us}` and sets the key with a TTL equal to the time until its budget is whole
+/// again, so idle keys vanish.
 pub const GCRA_SCRIPT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -40,6 +41,15 @@ end
 if cost == 0 then
   if used + T <= cap then return {1, remaining(used), used, 0} end
   return {0, remaining(used), used, used + T - cap}
+end
+if cost < 0 then
+  local left = used + T * cost
+  if left <= 0 then
+    if used > 0 then redis.call('DEL', KEYS[1]) end
+    return {1, remaining(0), 0, 0}
+  end
+  redis.call('SET', KEYS[1], string.format('%.0f', now + left), 'PX', math.ceil(left / 1000) + 1)
+  return {1, remaining(left), left, 0}
 end
 local inc = T * cost
 if inc > cap then return {0, remaining(used), used, cap} end
@@ -330,6 +340,22 @@ impl RateLimitStore for RedisStore {
             }
             self.inner.deny.remove_if(&id, |_, until| *until <= now);
         }
+        self.run(limiter, key, id, i64::from(cost))
+    }
+
+    fn refund(&self, limiter: &Self::Limiter, key: &RateKey, cost: u32) -> Self::Future {
+        let id = keyed_hash(&self.inner.hasher, limiter.scope_id, key);
+        // Budget is back: no local refusal until Redis says otherwise.
+        if self.inner.deny_max > 0 {
+            self.inner.deny.remove(&id);
+        }
+        self.run(limiter, key, id, -i64::from(cost))
+    }
+}
+
+impl RedisStore {
+    /// One script round trip: a decision (`cost` ≥ 0) or a refund (`cost` < 0).
+    fn run(&self, limiter: &RedisLimiter, key: &RateKey, id: u64, cost: i64) -> RedisCheck {
         let name = self.key_name(limiter, key);
         let (limit, t_micros, burst) = (limiter.limit, limiter.t_micros, limiter.burst);
         let this = self.clone();
