@@ -394,7 +394,10 @@ async fn session_claim_is_checked_and_revocable() {
     .unwrap();
     refused(&format!("{message}.{sig}")).await;
 
-    let store = MemoryRevocationStore::new().clock(clock());
+    let store = MemoryRevocationStore::builder()
+        .clock(clock())
+        .build()
+        .unwrap();
     let layer = builder()
         .revocation(store.clone())
         .cache(16)
@@ -716,13 +719,11 @@ async fn scheme_is_case_insensitive_and_must_be_bearer() {
             "{scheme}"
         );
     }
+    // Malformed bearer credentials: 401 `invalid_token`.
     for value in [
-        format!("Basic {t}"),
-        format!("Bearer{t}"),
         "Bearer".to_owned(),
         "Bearer ".to_owned(),
         format!("Bearer {t} extra"),
-        format!("Bearer\t{t}"),
     ] {
         let req = Request::get("/")
             .header(header::AUTHORIZATION, value)
@@ -730,6 +731,79 @@ async fn scheme_is_case_insensitive_and_must_be_bearer() {
             .unwrap();
         assert_invalid(call_with(&layer, req).await, &t).await;
     }
+    // Another scheme presents no bearer token: the challenge names no error (RFC 6750
+    // §3.1), exactly as when the header is missing.
+    for value in [
+        format!("Basic {t}"),
+        "Basic dXNlcjpwYXNzd29yZA==".to_owned(),
+        "Digest username=\"a\", realm=\"api\"".to_owned(),
+        format!("Token {t}"),
+        format!("Bearer{t}"),
+        format!("Bearer\t{t}"),
+    ] {
+        let req = Request::get("/")
+            .header(header::AUTHORIZATION, &value)
+            .body(Full::default())
+            .unwrap();
+        let response = call_with(&layer, req).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{value:.40}");
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"api\"",
+            "{value:.40}"
+        );
+        assert_problem(response, "unauthorized", &t).await;
+    }
+}
+
+/// RFC 9068 §2.2: an access token (`typ: at+jwt`) carries `iss`, `exp`, `aud`, `sub`, `iat`
+/// and `jti`; one without any of them is refused (a token without `jti` could not be revoked
+/// by its id), unless the check is turned off.
+#[tokio::test]
+async fn access_tokens_lacking_a_required_claim_are_refused() {
+    let k = test_keys();
+    // Without configured issuers or audiences, the claims must still be there.
+    let open = JwtAuthLayer::builder(keyset())
+        .clock(clock())
+        .build()
+        .unwrap();
+    for claim in ["iss", "aud", "iat", "jti", "sub", "exp"] {
+        let mut claims = claims();
+        claims.as_object_mut().unwrap().remove(claim);
+        let t = sign_raw(&k.es, &header_for(&k.es), &claims);
+        assert_invalid(run(&t).await, &t).await;
+        assert_invalid(call_with(&open, bearer(&t)).await, &t).await;
+        // Empty strings and empty audience lists are missing too.
+        if matches!(claim, "iss" | "jti" | "aud") {
+            let mut claims = self::claims();
+            claims[claim] = if claim == "aud" { json!([]) } else { json!("") };
+            let t = sign_raw(&k.es, &header_for(&k.es), &claims);
+            assert_invalid(call_with(&open, bearer(&t)).await, &t).await;
+        }
+    }
+    // Turned off: `exp` and `sub` are still required, the others not.
+    let lax = JwtAuthLayer::builder(keyset())
+        .clock(clock())
+        .require_access_token_claims(false)
+        .build()
+        .unwrap();
+    let minimal = json!({ "sub": "user_1", "exp": NOW + 300 });
+    let t = sign_raw(&k.es, &header_for(&k.es), &minimal);
+    assert_eq!(call_with(&lax, bearer(&t)).await.status(), StatusCode::OK);
+    assert_invalid(call_with(&open, bearer(&t)).await, &t).await;
+    // Another token type than at+jwt: the RFC 9068 profile does not apply.
+    let id_tokens = JwtAuthLayer::builder(keyset())
+        .clock(clock())
+        .expect_type(TokenType::header_typ(["JWT"]))
+        .build()
+        .unwrap();
+    let mut header = header_for(&k.es);
+    header["typ"] = json!("JWT");
+    let t = sign_raw(&k.es, &header, &minimal);
+    assert_eq!(
+        call_with(&id_tokens, bearer(&t)).await.status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -964,7 +1038,10 @@ fn cached_with_store(
     clock: &ManualClock,
     capacity: usize,
 ) -> (JwtAuthLayer, MemoryRevocationStore) {
-    let store = MemoryRevocationStore::new().clock(clock.clone());
+    let store = MemoryRevocationStore::builder()
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     let layer = JwtAuthLayer::builder(keyset())
         .clock(clock.clone())
         .cache(capacity)
@@ -1329,7 +1406,10 @@ async fn rotation_and_revocation_hold_under_parallel_requests() {
     let clock = clock();
     let old = Key::generate(Algorithm::ES256).unwrap();
     let ring = KeyRing::new(KeySet::new().with(old.clone()).unwrap());
-    let store = MemoryRevocationStore::new().clock(clock.clone());
+    let store = MemoryRevocationStore::builder()
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     let layer = JwtAuthLayer::builder(ring.clone())
         .clock(clock.clone())
         .cache(64)

@@ -152,9 +152,14 @@ impl RefreshCookie {
 
     /// The refresh token from a request's `Cookie` headers: every line is read (at most 32,
     /// each at most 8 KiB; longer ones are skipped), malformed pairs are ignored, and the
-    /// first value under this name that is a well-formed refresh token is returned.
+    /// value under this name is returned when it is a well-formed refresh token.
+    ///
+    /// Two or more cookies of this name (whatever their values) give `None`: which one is
+    /// meant cannot be known. A sibling subdomain can set a cookie of the same name for the
+    /// parent domain ("cookie tossing"), and browsers send both; taking either one could
+    /// refresh the victim into the attacker's session.
     pub fn read(&self, headers: &HeaderMap) -> Option<RefreshToken> {
-        headers
+        let mut named = headers
             .get_all(header::COOKIE)
             .iter()
             .take(MAX_COOKIE_LINES)
@@ -162,8 +167,12 @@ impl RefreshCookie {
             .filter_map(|line| line.to_str().ok())
             .flat_map(Cookie::split_parse)
             .filter_map(Result::ok)
-            .filter(|c| c.name() == self.name && c.value().len() == REFRESH_TOKEN_LEN)
-            .find_map(|c| RefreshToken::from_presented(c.value()))
+            .filter(|c| c.name() == self.name);
+        let only = named.next()?;
+        if named.next().is_some() || only.value().len() != REFRESH_TOKEN_LEN {
+            return None;
+        }
+        RefreshToken::from_presented(only.value())
     }
 }
 
@@ -241,6 +250,41 @@ mod tests {
         h.append(
             header::COOKIE,
             HeaderValue::from_str(&format!("a=1; refresh_token={}", token())).unwrap(),
+        );
+        assert_eq!(c.read(&h).unwrap().as_str(), token());
+    }
+
+    #[test]
+    fn two_cookies_of_the_name_are_refused() {
+        let c = RefreshCookie::new();
+        let other = format!("rt_{}", "c".repeat(64));
+        let cases = [
+            vec![format!("refresh_token={}; refresh_token={other}", token())],
+            vec![
+                format!("refresh_token={}", token()),
+                format!("refresh_token={other}"),
+            ],
+            vec![format!(
+                "refresh_token={}; refresh_token={}",
+                token(),
+                token()
+            )],
+            vec![format!("refresh_token={}; refresh_token=junk", token())],
+            vec![format!("refresh_token=junk; refresh_token={}", token())],
+        ];
+        for lines in cases {
+            let mut h = HeaderMap::new();
+            for line in &lines {
+                h.append(header::COOKIE, HeaderValue::from_str(line).unwrap());
+            }
+            assert!(c.read(&h).is_none(), "{lines:?}");
+        }
+        // Another cookie beside one refresh token is fine.
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("refresh_token_x=1; refresh_token={}", token()))
+                .unwrap(),
         );
         assert_eq!(c.read(&h).unwrap().as_str(), token());
     }

@@ -304,7 +304,10 @@ impl Key {
                         .map_err(|_| key_err(name, "not an RSA private key"))?;
                     (pair, pkcs1.as_slice())
                 };
-                check_rsa_len(name, pair.public_modulus_len())?;
+                check_rsa(
+                    name,
+                    &RsaPublicKeyComponents::<Vec<u8>>::from(pair.public_key()),
+                )?;
                 let decoding = DecodingKey::from_rsa_der(pair.public_key().as_ref());
                 let encoding = EncodingKey::from_rsa_der(pkcs1_der);
                 Self::assemble(alg, decoding, Some(encoding), None)
@@ -345,8 +348,7 @@ impl Key {
             AlgorithmFamily::Rsa => {
                 let public = RsaSubjectPublicKey::from_der(der)
                     .map_err(|_| key_err(name, "not an RSA public key"))?;
-                let components = RsaPublicKeyComponents::<Vec<u8>>::from(&public);
-                check_rsa_len(name, significant_len(&components.n))?;
+                check_rsa(name, &RsaPublicKeyComponents::<Vec<u8>>::from(&public))?;
                 let decoding = DecodingKey::from_rsa_der(public.as_ref());
                 Self::assemble(alg, decoding, None, None)
             }
@@ -429,10 +431,7 @@ impl Key {
                     .ok_or_else(|| key_err(label.clone(), "JWK `n` is not base64url"))?;
                 let e = b64::decode_url(p.e.as_bytes())
                     .ok_or_else(|| key_err(label.clone(), "JWK `e` is not base64url"))?;
-                check_rsa_len(&label, significant_len(&n))?;
-                if e.is_empty() || e.len() > 8 {
-                    return Err(key_err(label, "JWK `e` out of range"));
-                }
+                check_rsa(&label, &RsaPublicKeyComponents { n: &n, e: &e })?;
                 let decoding = DecodingKey::from_rsa_raw_components(&n, &e);
                 Self::assemble(alg, decoding, None, kid)
             }
@@ -582,7 +581,21 @@ fn significant_len(n: &[u8]) -> usize {
     n.iter().position(|&b| b != 0).map_or(0, |i| n.len() - i)
 }
 
-fn check_rsa_len(name: &str, modulus_bytes: usize) -> Result<(), ConfigError> {
+/// An RSA public key we verify with: 2048 to 8192 bits, public exponent 65537.
+///
+/// Other exponents are refused: a small one (e = 3) is what signature-forgery attacks on
+/// lax PKCS#1 v1.5 verifiers rely on, no mainstream issuer uses anything but 65537, and
+/// refusing it at load time costs nothing per token.
+fn check_rsa<B: AsRef<[u8]>>(
+    name: &str,
+    key: &RsaPublicKeyComponents<B>,
+) -> Result<(), ConfigError> {
+    let modulus_bytes = significant_len(key.n.as_ref());
+    let e = key.e.as_ref();
+    let exponent = e.get(e.len() - significant_len(e)..).unwrap_or_default();
+    if exponent != [0x01, 0x00, 0x01] {
+        return Err(key_err(name, "RSA public exponent is not 65537"));
+    }
     if modulus_bytes < RSA_MIN_BYTES {
         return Err(key_err(name, "RSA key shorter than 2048 bits"));
     }
@@ -1082,6 +1095,74 @@ mod tests {
         assert_eq!(a.kid(), b.kid(), "same key material, same thumbprint");
         assert!(Key::from_pem(Algorithm::RS256, "not pem").is_err());
         assert!(Key::from_pem(Algorithm::RS256, pem_wrap("CERTIFICATE", &pkcs1_public)).is_err());
+    }
+
+    /// A DER length.
+    fn der_len(len: usize) -> Vec<u8> {
+        match len {
+            0..=127 => vec![len as u8],
+            128..=255 => vec![0x81, len as u8],
+            _ => vec![0x82, (len >> 8) as u8, len as u8],
+        }
+    }
+
+    /// A DER INTEGER of an unsigned big-endian number.
+    fn der_uint(bytes: &[u8]) -> Vec<u8> {
+        let mut value = bytes.to_vec();
+        if value.first().is_some_and(|b| b & 0x80 != 0) {
+            value.insert(0, 0);
+        }
+        let mut out = vec![0x02];
+        out.extend(der_len(value.len()));
+        out.extend(value);
+        out
+    }
+
+    #[test]
+    fn rsa_exponents_other_than_65537_are_refused() {
+        let pair = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let n = RsaPublicKeyComponents::<Vec<u8>>::from(pair.public_key()).n;
+        for e in [
+            &[3u8][..],
+            &[0x01, 0x00, 0x00, 0x01],
+            &[1],
+            &[0x01, 0x00, 0x01, 0x00],
+        ] {
+            // PKCS#1 RSAPublicKey: SEQUENCE { n, e }.
+            let mut body = der_uint(&n);
+            body.extend(der_uint(e));
+            let mut der = vec![0x30];
+            der.extend(der_len(body.len()));
+            der.extend(body);
+            // aws-lc itself refuses some (e = 1); the others are refused here.
+            let error = Key::from_public_der(Algorithm::RS256, &der).err();
+            assert!(error.is_some(), "{e:?}");
+            if e == [3] {
+                assert!(error.is_some_and(|e| e.to_string().contains("65537")));
+            }
+            let jwk: Jwk = serde_json::from_value(serde_json::json!({
+                "kty": "RSA", "alg": "RS256", "kid": "k", "use": "sig",
+                "n": b64::encode_url(&n), "e": b64::encode_url(e),
+            }))
+            .unwrap();
+            assert!(Key::from_jwk(&jwk).is_err(), "{e:?}");
+        }
+        // A JWK's `e` with leading zeros is the same number: e = 3 is still refused.
+        let jwk: Jwk = serde_json::from_value(serde_json::json!({
+            "kty": "RSA", "alg": "RS256", "kid": "k", "use": "sig",
+            "n": b64::encode_url(&n), "e": b64::encode_url(&[0, 0, 3]),
+        }))
+        .unwrap();
+        assert!(Key::from_jwk(&jwk).is_err());
+        // 65537, with or without a leading zero byte, loads.
+        for e in [&[0x01, 0x00, 0x01][..], &[0, 0x01, 0x00, 0x01]] {
+            let jwk: Jwk = serde_json::from_value(serde_json::json!({
+                "kty": "RSA", "alg": "RS256", "kid": "k", "use": "sig",
+                "n": b64::encode_url(&n), "e": b64::encode_url(e),
+            }))
+            .unwrap();
+            assert!(Key::from_jwk(&jwk).is_ok(), "{e:?}");
+        }
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub struct JwtAuthBuilder<C = Claims> {
     max_token_len: usize,
     token_source: TokenSource,
     token_type: TokenType,
+    rfc9068_claims: bool,
     optional: bool,
     revocation: Option<Arc<dyn RevocationStore>>,
     cache: Option<usize>,
@@ -89,6 +90,7 @@ impl<C> JwtAuthBuilder<C> {
             max_token_len: self.max_token_len,
             token_source: self.token_source,
             token_type: self.token_type,
+            rfc9068_claims: self.rfc9068_claims,
             optional: self.optional,
             revocation: self.revocation,
             cache: self.cache,
@@ -137,8 +139,20 @@ impl<C> JwtAuthBuilder<C> {
         self
     }
 
+    /// Whether an RFC 9068 access token must carry every claim §2.2 requires: `iss`, `exp`,
+    /// `aud`, `sub`, `iat` and `jti` (default `true`; only in effect when
+    /// [`expect_type`](Self::expect_type) asks for `typ: at+jwt`, as by default). `exp`
+    /// and `sub` are required either way. Turn it off only for an issuer that marks its
+    /// tokens `at+jwt` without following the profile: a token without `jti` cannot be
+    /// revoked by its id.
+    pub fn require_access_token_claims(mut self, required: bool) -> Self {
+        self.rfc9068_claims = required;
+        self
+    }
+
     /// Lets requests without a token through (without claims); an invalid token is still
-    /// refused, and so is an `Authorization` header that is not a single `Bearer` token.
+    /// refused, and so is an `Authorization` header that is not a single `Bearer` token
+    /// (another scheme: 401 without `error`).
     pub fn optional(mut self) -> Self {
         self.optional = true;
         self
@@ -224,6 +238,7 @@ impl<C> JwtAuthBuilder<C> {
                     leeway: self.leeway.as_secs(),
                     issuers: self.issuers,
                     audiences: self.audiences,
+                    rfc9068_claims: self.rfc9068_claims && self.token_type.is_rfc9068(),
                     token_type: self.token_type,
                 },
                 source: self.source,
@@ -267,9 +282,10 @@ pub(crate) fn challenges(realm: &str) -> Result<(HeaderValue, HeaderValue), Conf
 /// it (see [`validation`](super) for the order of checks), asks the revocation store, and
 /// puts [`Verified<C>`], [`Principal`] and [`Scopes`] into the request extensions.
 ///
-/// Refuses with 401 problem+json and `WWW-Authenticate: Bearer realm="…"` when the token is
-/// missing (`ProblemType::UNAUTHORIZED`), or with `error="invalid_token"` when it is not
-/// valid (`ProblemType::INVALID_TOKEN`); 503 (`ProblemType::UNAVAILABLE`) when the revocation
+/// Refuses with 401 problem+json and `WWW-Authenticate: Bearer realm="…"` when no bearer
+/// token is presented (`ProblemType::UNAUTHORIZED`: no `Authorization`, or one of another
+/// scheme such as `Basic`; RFC 6750 §3.1 gives such a challenge no `error`), or with
+/// `error="invalid_token"` when the token is not valid (`ProblemType::INVALID_TOKEN`); 503 (`ProblemType::UNAVAILABLE`) when the revocation
 /// store cannot answer. gRPC calls get `UNAUTHENTICATED` / `UNAVAILABLE`.
 ///
 /// ```
@@ -348,6 +364,7 @@ impl JwtAuthLayer {
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
             token_source: TokenSource::Bearer,
             token_type: TokenType::access(),
+            rfc9068_claims: true,
             optional: false,
             revocation: None,
             cache: None,
@@ -526,6 +543,9 @@ pub(crate) enum Outcome<C> {
 
 enum Extracted<'a> {
     Absent,
+    /// An `Authorization` header of another scheme (`Basic`, `Digest`, `Bearerabc`): no
+    /// bearer token was presented, so the 401 names no `error` (RFC 6750 §3.1).
+    OtherScheme,
     /// The token, and the header value it was read from.
     Token(&'a [u8], &'a HeaderValue),
     Malformed,
@@ -547,7 +567,9 @@ where
         let token = match self.extract(headers) {
             Extracted::Token(token, _) => token,
             Extracted::Absent if self.optional => return Outcome::Anonymous,
-            Extracted::Absent => return Outcome::Refuse(&ProblemType::UNAUTHORIZED),
+            Extracted::Absent | Extracted::OtherScheme => {
+                return Outcome::Refuse(&ProblemType::UNAUTHORIZED);
+            }
             Extracted::Malformed => return self.invalid(Invalid::Malformed),
             Extracted::TooLong => return self.invalid(Invalid::TooLong),
         };
@@ -689,6 +711,10 @@ where
             TokenSource::Cookie(name) => self.cookie(headers, name),
             TokenSource::BearerOrCookie(name) => match self.bearer(headers) {
                 Extracted::Absent => self.cookie(headers, name),
+                Extracted::OtherScheme => match self.cookie(headers, name) {
+                    Extracted::Absent => Extracted::OtherScheme,
+                    other => other,
+                },
                 other => other,
             },
         };
@@ -709,16 +735,20 @@ where
             return Extracted::Malformed;
         }
         let bytes = value.as_bytes();
+        // The scheme is everything before the first space: another one presents no bearer
+        // token at all.
+        let scheme_len = scheme_len_of(bytes);
+        if !bytes
+            .get(..scheme_len)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer"))
+        {
+            return Extracted::OtherScheme;
+        }
         // "Bearer" + at least one space + the token; anything longer is refused unread.
         if bytes.len() > self.policy.max_token_len + 16 {
             return Extracted::Malformed;
         }
-        let Some((scheme, rest)) = bytes.split_at_checked(6) else {
-            return Extracted::Malformed;
-        };
-        if !scheme.eq_ignore_ascii_case(b"bearer") || rest.first() != Some(&b' ') {
-            return Extracted::Malformed;
-        }
+        let rest = bytes.get(scheme_len..).unwrap_or_default();
         let token = trim_ascii_spaces(rest);
         if token.is_empty() {
             return Extracted::Malformed;
@@ -772,6 +802,11 @@ fn probe<C>(cache: &TokenCache<C>, token: &[u8]) -> Result<Found<C>, TokenKey> {
         .ok_or(key)
 }
 
+/// The index of the first space (the length of an `Authorization` scheme), or the length.
+fn scheme_len_of(bytes: &[u8]) -> usize {
+    bytes.iter().position(|&b| b == b' ').unwrap_or(bytes.len())
+}
+
 fn trim_ascii_spaces(mut bytes: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = bytes {
         bytes = rest;
@@ -795,6 +830,45 @@ mod tests {
     }
 
     #[test]
+    fn another_scheme_presents_no_token() {
+        let keys = KeySet::new()
+            .with(Key::generate(Algorithm::ES256).unwrap())
+            .unwrap();
+        let layer = JwtAuthLayer::builder(keys.clone()).build().unwrap();
+        let optional = JwtAuthLayer::builder(keys).optional().build().unwrap();
+        let long_basic = format!("Basic {}", "QQ".repeat(20_000));
+        for other in [
+            "Basic dXNlcjpwYXNz",
+            "Digest username=\"a\"",
+            "Token abc",
+            "Bearerabc",
+            "Bearer\tabc",
+            "ApiKey api_x",
+            long_basic.as_str(),
+        ] {
+            for layer in [&layer, &optional] {
+                assert!(
+                    matches!(
+                        layer.shared.authenticate(&headers(other), None),
+                        Outcome::Refuse(p) if p == &ProblemType::UNAUTHORIZED
+                    ),
+                    "{other}"
+                );
+            }
+        }
+        // A bearer without a token, or two: still malformed bearer credentials.
+        for bad in ["Bearer", "bearer  ", "BEARER a b"] {
+            assert!(
+                matches!(
+                    layer.shared.authenticate(&headers(bad), None),
+                    Outcome::Refuse(p) if p == &ProblemType::INVALID_TOKEN
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn a_space_inside_the_token_is_refused_with_and_without_the_cache() {
         let keys = KeySet::new()
             .with(Key::generate(Algorithm::ES256).unwrap())
@@ -804,7 +878,9 @@ mod tests {
         jose.kid = Some(signing.kid.to_owned());
         jose.typ = Some("at+jwt".to_owned());
         let now = jsonwebtoken::get_current_timestamp();
-        let claims = serde_json::json!({ "sub": "user_1", "exp": now + 60 });
+        let claims = serde_json::json!({
+            "iss": "i", "aud": "a", "sub": "user_1", "iat": now, "exp": now + 60, "jti": "j",
+        });
         let token = encode(&jose, &claims, signing.key).unwrap();
         let (head, rest) = token.split_at(10);
         for cache in [None, Some(16)] {

@@ -97,7 +97,9 @@ pub use extract::AuthRejection;
 pub use guard::{GuardFuture, GuardService, RequireRoleLayer, RequireScopeLayer};
 pub use keys::{Key, KeyRing, KeySet, KeySetVersion, KeySource, SigningKey, algorithm_name};
 pub use layer::{DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, JwtAuthBuilder, JwtAuthLayer, TokenSource};
-pub use revocation::{MemoryRevocationStore, RevocationStore, StoreFuture, TokenRef};
+pub use revocation::{
+    MemoryRevocationStore, MemoryRevocationStoreBuilder, RevocationStore, StoreFuture, TokenRef,
+};
 pub use service::{JwtAuthService, ResponseFuture};
 pub use validation::TokenType;
 

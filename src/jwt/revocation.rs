@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 use dashmap::DashMap;
 
 use crate::clock::{Clock, SystemClock};
-use crate::error::StoreError;
+use crate::error::{ConfigError, StoreError};
 
 /// What a revocation check needs to know about a verified token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,6 +262,44 @@ impl fmt::Debug for MemoryRevocationStore {
     }
 }
 
+/// Builds a [`MemoryRevocationStore`].
+#[must_use]
+pub struct MemoryRevocationStoreBuilder {
+    capacity: usize,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for MemoryRevocationStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryRevocationStoreBuilder")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryRevocationStoreBuilder {
+    /// The most entries kept (tokens, sessions and subjects together; default 1,000,000).
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// The clock that decides which entries have expired (default: the system clock;
+    /// share the layer's clock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The store; a capacity of 0 is an error.
+    pub fn build(self) -> Result<MemoryRevocationStore, ConfigError> {
+        if self.capacity == 0 {
+            return Err(ConfigError::invalid("capacity", "must be at least 1"));
+        }
+        Ok(MemoryRevocationStore::from_parts(self.capacity, self.clock))
+    }
+}
+
 impl Default for MemoryRevocationStore {
     fn default() -> Self {
         Self::new()
@@ -275,34 +313,44 @@ impl MemoryRevocationStore {
     }
 
     /// A store of up to `capacity` entries (tokens, sessions and subjects together; at least
-    /// 1).
+    /// 1) on the system clock.
     pub fn with_capacity(capacity: usize) -> Self {
+        Self::from_parts(capacity.max(1), Arc::new(SystemClock))
+    }
+
+    /// A builder, for another capacity or clock.
+    ///
+    /// The clock is chosen when the store is made, so every clone of a store shares one set
+    /// of entries, whatever was configured: a clone handed to a layer sees every revocation.
+    ///
+    /// ```
+    /// use tower_shield::clock::ManualClock;
+    /// use tower_shield::jwt::MemoryRevocationStore;
+    ///
+    /// let clock = ManualClock::at(std::time::UNIX_EPOCH);
+    /// let store = MemoryRevocationStore::builder()
+    ///     .capacity(10_000)
+    ///     .clock(clock.clone())
+    ///     .build()?;
+    /// # Ok::<(), tower_shield::ConfigError>(())
+    /// ```
+    pub fn builder() -> MemoryRevocationStoreBuilder {
+        MemoryRevocationStoreBuilder {
+            capacity: 1_000_000,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    fn from_parts(capacity: usize, clock: Arc<dyn Clock>) -> Self {
         Self {
             inner: Arc::new(MemoryInner {
                 tokens: DashMap::new(),
                 sessions: DashMap::new(),
                 subjects: DashMap::new(),
                 generation: AtomicU64::new(0),
-                capacity: capacity.max(1),
+                capacity,
                 writes: AtomicUsize::new(0),
-                clock: Arc::new(SystemClock),
-            }),
-        }
-    }
-
-    /// Uses this clock to decide which entries have expired (share the layer's clock).
-    #[must_use]
-    pub fn clock(self, clock: impl Clock) -> Self {
-        let inner = &self.inner;
-        Self {
-            inner: Arc::new(MemoryInner {
-                tokens: inner.tokens.clone(),
-                sessions: inner.sessions.clone(),
-                subjects: inner.subjects.clone(),
-                generation: AtomicU64::new(0),
-                capacity: inner.capacity,
-                writes: AtomicUsize::new(0),
-                clock: Arc::new(clock),
+                clock,
             }),
         }
     }
@@ -452,10 +500,54 @@ mod tests {
         }
     }
 
+    /// The clock is chosen at construction: every clone, made before or after, shares the
+    /// entries and the generation (a clone handed to a layer never stops seeing revocations).
+    #[tokio::test]
+    async fn clones_share_revocations_whatever_the_clock() {
+        let clock = ManualClock::at(UNIX_EPOCH + Duration::from_secs(1_000));
+        let store = MemoryRevocationStore::builder()
+            .capacity(100)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let handed_to_a_layer = store.clone();
+        store.revoke_token("a", 1_010).await.unwrap();
+        assert!(
+            handed_to_a_layer
+                .check(tok(Some("a"), "s", Some(1)))
+                .await
+                .unwrap()
+        );
+        assert_eq!(handed_to_a_layer.generation(), store.generation());
+        handed_to_a_layer.revoke_session("f", 1_010).await.unwrap();
+        let session = TokenRef {
+            session: Some("f"),
+            ..tok(Some("b"), "s", Some(1))
+        };
+        assert!(store.check(session).await.unwrap());
+        // The clock is shared too.
+        clock.advance(Duration::from_secs(10));
+        assert!(
+            !handed_to_a_layer
+                .check(tok(Some("a"), "s", Some(1)))
+                .await
+                .unwrap()
+        );
+        assert!(
+            MemoryRevocationStore::builder()
+                .capacity(0)
+                .build()
+                .is_err()
+        );
+    }
+
     #[tokio::test]
     async fn jti_denied_until_it_expires() {
         let clock = ManualClock::at(UNIX_EPOCH + Duration::from_secs(1_000));
-        let store = MemoryRevocationStore::new().clock(clock.clone());
+        let store = MemoryRevocationStore::builder()
+            .clock(clock.clone())
+            .build()
+            .unwrap();
         store.revoke_token("a", 1_010).await.unwrap();
         store.revoke_token("a", 1_005).await.unwrap(); // never shortens
         assert!(store.check(tok(Some("a"), "s", Some(1))).await.unwrap());
@@ -469,7 +561,10 @@ mod tests {
     #[tokio::test]
     async fn session_denied_until_it_expires_and_only_its_own_tokens() {
         let clock = ManualClock::at(UNIX_EPOCH + Duration::from_secs(1_000));
-        let store = MemoryRevocationStore::new().clock(clock.clone());
+        let store = MemoryRevocationStore::builder()
+            .clock(clock.clone())
+            .build()
+            .unwrap();
         let in_session = |jti, sid| TokenRef {
             session: sid,
             ..tok(Some(jti), "u", Some(990))
@@ -496,7 +591,10 @@ mod tests {
     #[tokio::test]
     async fn subject_watermark_is_strict_and_only_moves_forward() {
         let clock = ManualClock::at(UNIX_EPOCH + Duration::from_secs(1_000));
-        let store = MemoryRevocationStore::new().clock(clock);
+        let store = MemoryRevocationStore::builder()
+            .clock(clock)
+            .build()
+            .unwrap();
         store.revoke_subject("u", 900, 2_000).await.unwrap();
         store.revoke_subject("u", 800, 2_000).await.unwrap();
         assert!(store.check(tok(None, "u", Some(899))).await.unwrap());
@@ -511,7 +609,11 @@ mod tests {
     #[tokio::test]
     async fn every_accepted_write_and_nothing_else_changes_the_generation() {
         let clock = ManualClock::at(UNIX_EPOCH + Duration::from_secs(1_000));
-        let store = MemoryRevocationStore::with_capacity(2).clock(clock.clone());
+        let store = MemoryRevocationStore::builder()
+            .capacity(2)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
         let mut last = store.generation().unwrap();
         let mut changed = |store: &MemoryRevocationStore| {
             let now = store.generation().unwrap();
@@ -543,7 +645,11 @@ mod tests {
     #[tokio::test]
     async fn full_store_refuses_instead_of_forgetting() {
         let clock = ManualClock::at(UNIX_EPOCH + Duration::from_secs(1_000));
-        let store = MemoryRevocationStore::with_capacity(2).clock(clock.clone());
+        let store = MemoryRevocationStore::builder()
+            .capacity(2)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
         store.revoke_token("a", 1_001).await.unwrap();
         store.revoke_token("b", 5_000).await.unwrap();
         assert!(store.revoke_token("c", 5_000).await.is_err());

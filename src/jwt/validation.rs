@@ -11,8 +11,9 @@
 //!    exactly one key of that algorithm exists; a retired key past its grace is refused;
 //! 4. token type (`typ` header, or a claim, see [`TokenType`]);
 //! 5. payload: strict base64url, JSON object, registered claims well typed and not
-//!    duplicated; `exp` and `sub` present; `exp`, `nbf`, `iat` against the clock with leeway;
-//!    `iss`/`aud` when configured;
+//!    duplicated; `exp` and `sub` present, and for RFC 9068 access tokens (`typ: at+jwt`
+//!    required, unless turned off) `iss`, `aud`, `iat` and `jti` too; `exp`, `nbf`, `iat`
+//!    against the clock with leeway; `iss`/`aud` when configured;
 //! 6. signature: `jsonwebtoken::crypto::verify` with the key's algorithm (HMAC: aws-lc-rs's
 //!    `hmac::verify`, which that function calls, with the key prepared when it was loaded);
 //! 7. the claims type `C` from the same decoded payload.
@@ -45,6 +46,8 @@ pub(crate) enum Invalid {
     KeyRetired,
     TokenType,
     Payload,
+    /// A claim RFC 9068 requires of an access token is missing.
+    MissingClaim,
     Expired,
     NotYetValid,
     IssuedInFuture,
@@ -68,6 +71,7 @@ impl Invalid {
             Self::KeyRetired => "key retired",
             Self::TokenType => "wrong token type",
             Self::Payload => "malformed payload",
+            Self::MissingClaim => "a required claim is missing",
             Self::Expired => "expired",
             Self::NotYetValid => "not yet valid",
             Self::IssuedInFuture => "issued in the future",
@@ -145,6 +149,14 @@ impl TokenType {
     pub(crate) fn is_empty_rule(&self) -> bool {
         matches!(&self.0, TypeRule::Header(v) if v.is_empty())
     }
+
+    /// Whether this rule asks for RFC 9068 access tokens (`typ` `at+jwt`, alone or among
+    /// others).
+    pub(crate) fn is_rfc9068(&self) -> bool {
+        matches!(&self.0, TypeRule::Header(v) if v.iter().any(|t| {
+            t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+        }))
+    }
 }
 
 /// The validated verification policy.
@@ -155,6 +167,9 @@ pub(crate) struct Policy {
     pub(crate) issuers: Vec<String>,
     pub(crate) audiences: Vec<String>,
     pub(crate) token_type: TokenType,
+    /// Every claim RFC 9068 §2.2 requires of an access token (`iss`, `exp`, `aud`, `sub`,
+    /// `iat`, `jti`) must be present.
+    pub(crate) rfc9068_claims: bool,
 }
 
 /// What validation learnt about an accepted token.
@@ -614,6 +629,14 @@ pub(crate) fn check_registered(
     let exp = r.exp.ok_or(Invalid::Payload)?;
     if r.sub.as_deref().is_none_or(str::is_empty) {
         return Err(Invalid::Payload);
+    }
+    if policy.rfc9068_claims
+        && (r.iss.as_deref().is_none_or(str::is_empty)
+            || r.aud.is_empty()
+            || r.iat.is_none()
+            || r.jti.as_deref().is_none_or(str::is_empty))
+    {
+        return Err(Invalid::MissingClaim);
     }
     check_times(exp, r.nbf, r.iat, policy.leeway, now)?;
     if !policy.issuers.is_empty() {
