@@ -148,8 +148,18 @@ async fn register_validates_its_input() {
             json!({ "email": "", "password": "" }),
             vec!["email", "password"],
         ),
-        (json!({ "email": 5, "password": PASSWORD }), vec!["body"]),
-        (json!({ "email": "bob@example.com" }), vec!["body"]),
+        // A type error or a missing member names the member, not `body`.
+        (json!({ "email": 5, "password": PASSWORD }), vec!["email"]),
+        (
+            json!({ "email": null, "password": PASSWORD }),
+            vec!["email"],
+        ),
+        (
+            json!({ "email": "bob@example.com", "password": [1] }),
+            vec!["password"],
+        ),
+        (json!({ "email": "bob@example.com" }), vec!["password"]),
+        (json!({}), vec!["email"]),
     ];
     for (n, (body, fields)) in cases.into_iter().enumerate() {
         let r = demo
@@ -403,6 +413,28 @@ async fn api_me_and_bearer_refusals() {
         .send()
         .await;
     assert_eq!(r.status, StatusCode::OK);
+    // The cap comes before any layer that parses headers: a preflight with 60 KB of
+    // Access-Control-Request-Headers is a 431, not a CORS 403; so is a 60 KB Origin.
+    let r = demo
+        .call(http::Method::OPTIONS, "/api/items")
+        .client("192.0.2.13")
+        .header("origin", "http://localhost:5173")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "x-a,".repeat(12 * 1024))
+        .send()
+        .await;
+    r.assert_problem(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert!(r.header("x-request-id").is_some(), "{r:?}");
+    let r = demo
+        .get("/health")
+        .client("192.0.2.13")
+        .header(
+            "origin",
+            format!("http://{}.example", "a".repeat(60 * 1024)),
+        )
+        .send()
+        .await;
+    r.assert_problem(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     // Many small header lines: hyper itself refuses more than 100 (a bodiless 431, before
     // any layer runs); 90 are fine.
     let mut call = demo.get("/health").client("192.0.2.14");
@@ -616,6 +648,18 @@ async fn admin_routes_need_the_admin_role() {
         .send()
         .await
         .assert_problem(StatusCode::UNPROCESSABLE_ENTITY);
+    // JSON type errors name the member.
+    for body in [json!({ "role": null }), json!({ "role": 1 }), json!({})] {
+        let problem = demo
+            .put(&format!("/api/admin/users/{user}/role"))
+            .client(ip)
+            .bearer(&ta)
+            .json(&body)
+            .send()
+            .await
+            .assert_problem(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(problem["errors"][0]["field"], "role", "{body}");
+    }
     demo.put("/api/admin/users/bob/role")
         .client(ip)
         .bearer(&ta)

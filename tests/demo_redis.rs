@@ -369,3 +369,85 @@ async fn a_redis_outage_is_503_for_revocation_state_and_memory_limits_for_the_re
         "{r:?}"
     );
 }
+
+/// The status of `/api/me` with this token.
+async fn me(demo: &Demo, token: &str) -> StatusCode {
+    demo.get("/api/me")
+        .client("10.9.5.2")
+        .bearer(token)
+        .send()
+        .await
+        .status
+}
+
+/// Seeding `DEMO_ADMIN_EMAIL` onto an account someone already registered (a first deploy, a
+/// changed admin address) ends every session of that account first: its holder cannot keep
+/// its access token or refresh into an admin token. A restart with the same seed logs nobody
+/// out; a changed seeded password ends the sessions again.
+#[tokio::test]
+async fn seeding_the_admin_onto_an_existing_account_ends_its_sessions() {
+    let Some(url) = redis_url("seeding_the_admin_onto_an_existing_account_ends_its_sessions").await
+    else {
+        return;
+    };
+    let key = ed25519_key_file();
+    let prefix = unique_prefix();
+    let base = [
+        ("STORE_URL", url.as_str()),
+        ("STORE_PREFIX", prefix.as_str()),
+        ("JWT_ALGORITHM", "EdDSA"),
+        ("JWT_PRIVATE_KEY_FILE", key.to_str().unwrap()),
+    ];
+    let email = "future-admin@example.com";
+    let seeded = "the seeded admin password";
+    let with_seed = |password: &'static str| {
+        let mut env = base.to_vec();
+        env.extend([
+            ("DEMO_ADMIN_EMAIL", email),
+            ("DEMO_ADMIN_PASSWORD", password),
+        ]);
+        env
+    };
+
+    let a = Demo::start(&base).await;
+    a.register("10.9.5.1", email, PASSWORD).await;
+    let (token, refresh) = a.login("10.9.5.1", email, PASSWORD).await;
+    assert_eq!(me(&a, &token).await, StatusCode::OK);
+
+    // A second process seeds that address as the admin's.
+    let b = Demo::start(&with_seed(seeded)).await;
+    for demo in [&a, &b] {
+        assert_eq!(me(demo, &token).await, StatusCode::UNAUTHORIZED);
+    }
+    a.post("/auth/refresh")
+        .client("10.9.5.1")
+        .cookie(&refresh)
+        .send()
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED);
+    // The old password is gone; the seeded one signs in as admin (the sessions' watermark
+    // covers the second of the seeding).
+    login(&b, "10.9.5.3", email, PASSWORD)
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (admin, _) = b.login("10.9.5.3", email, seeded).await;
+    let stats = a
+        .get("/api/admin/stats")
+        .client("10.9.5.3")
+        .bearer(&admin)
+        .send()
+        .await;
+    assert_eq!(stats.status, StatusCode::OK, "{stats:?}");
+
+    // The same seed again (a restart, a third process): the admin stays signed in.
+    let c = Demo::start(&with_seed(seeded)).await;
+    assert_eq!(me(&c, &admin).await, StatusCode::OK);
+    // A changed seeded password ends the admin's sessions too.
+    let d = Demo::start(&with_seed("a new admin password after a leak")).await;
+    for demo in [&a, &d] {
+        assert_eq!(me(demo, &admin).await, StatusCode::UNAUTHORIZED);
+    }
+    drop((a, b, c, d));
+    let _ = std::fs::remove_file(&key);
+}

@@ -300,3 +300,37 @@ async fn an_expired_refresh_token_is_refused() {
         .await
         .assert_problem(StatusCode::UNAUTHORIZED);
 }
+
+/// Two `refresh_token` cookies (one tossed in from a sibling subdomain, say): which one is
+/// meant cannot be known, so the refresh is refused, in one `Cookie` line or two, and
+/// neither family is touched.
+#[tokio::test]
+async fn two_refresh_cookies_are_refused() {
+    let demo = Demo::start(&[]).await;
+    demo.register(&ip(40), "lou@example.com", PASSWORD).await;
+    demo.register(&ip(41), "mal@example.com", PASSWORD).await;
+    let (_, victim) = demo.login(&ip(42), "lou@example.com", PASSWORD).await;
+    let (_, attacker) = demo.login(&ip(43), "mal@example.com", PASSWORD).await;
+    let one_line = demo
+        .post("/auth/refresh")
+        .client(&ip(44))
+        .header(
+            "cookie",
+            format!("refresh_token={attacker}; refresh_token={victim}"),
+        )
+        .send()
+        .await;
+    one_line.assert_problem(StatusCode::UNAUTHORIZED);
+    assert!(one_line.refresh_cookie().is_none());
+    let two_lines = demo
+        .post("/auth/refresh")
+        .client(&ip(45))
+        .header("cookie", format!("refresh_token={attacker}"))
+        .header("cookie", format!("refresh_token={victim}"))
+        .send()
+        .await;
+    two_lines.assert_problem(StatusCode::UNAUTHORIZED);
+    // Both tokens are still good on their own.
+    assert_eq!(refresh(&demo, 46, &victim).await.status, StatusCode::OK);
+    assert_eq!(refresh(&demo, 47, &attacker).await.status, StatusCode::OK);
+}

@@ -200,14 +200,9 @@ async fn finish<St: RateLimitStore>(
         .await
         .ok_or_else(|| ConfigError::invalid("argon2", "cannot hash"))?;
     if let Some(admin) = &config.admin {
-        let hash = auth::hash_password(admin.password.clone())
+        auth::seed_admin(&backends.store, &tokens, &admin.email, &admin.password)
             .await
-            .ok_or_else(|| ConfigError::invalid("argon2", "cannot hash"))?;
-        backends
-            .store
-            .upsert_user(&admin.email, &hash, "admin")
-            .await
-            .map_err(|_| env_error("STORE_URL", "cannot seed the admin account"))?;
+            .map_err(|reason| env_error("DEMO_ADMIN_EMAIL", reason))?;
     }
 
     let state = Arc::new(Shared {
@@ -325,10 +320,14 @@ pub(crate) fn app<St: RateLimitStore>(
                 .trusted_proxies(config.trusted_proxies.clone())
                 .build()?,
         )
+        // Request headers over 16 KiB: 431, before any layer parses a header a client
+        // controls at length (CORS reads Origin and Access-Control-Request-Headers, the rate
+        // limiter the forwarding header, JwtAuth the token). The two layers above read no
+        // such header (the request id is made here, X-Forwarded-Proto only counts from a
+        // trusted proxy), so the 431 still carries the request id and security headers.
+        .layer(HeaderLimitLayer)
         // 3. CORS (CORS_ALLOWED_ORIGINS), outside the refusing layers below.
         .layer(cors(config)?)
-        // Request headers over 16 KiB: 431, before any other work.
-        .layer(HeaderLimitLayer)
         // 4. RateLimit by client IP (policies `auth`, `anonymous`, `default`).
         .layer(ip_limit);
     // 5. JwtAuth and 6. RateLimit by user (`api`) wrap the /api routes above.

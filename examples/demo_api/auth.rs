@@ -27,7 +27,7 @@ use serde_json::json;
 use tower::{Layer, ServiceExt, service_fn};
 use tower_shield::StoreError;
 use tower_shield::client_ip::ClientIp;
-use tower_shield::jwt::{Claims, RefreshError, TokenPair, Verified};
+use tower_shield::jwt::{Claims, RefreshError, RefreshStore, RefreshTokens, TokenPair, Verified};
 use tower_shield::rate_limit::headers::retry_after_secs;
 use tower_shield::rate_limit::{Decision, Quota, RateKey, RateLimitStore};
 use tower_shield::refusal::{ProblemType, Refusal};
@@ -100,6 +100,69 @@ pub(crate) async fn hash_password(password: String) -> Option<String> {
     .await
     .ok()
     .flatten()
+}
+
+/// Seeds the admin account of `DEMO_ADMIN_EMAIL` / `DEMO_ADMIN_PASSWORD`.
+///
+/// A new account is created as admin. An existing one that is not yet admin, or whose
+/// password is not the seeded one, first loses every session (its refresh families revoked,
+/// its access tokens refused from this second): someone who registered the address before it
+/// was made the admin's, or who holds a session from before the password was changed, must
+/// not keep (or refresh into) admin rights. An admin account with the seeded password is left
+/// as it is, so restarting (or starting a second process) logs nobody out.
+pub(crate) async fn seed_admin(
+    store: &crate::store::Store,
+    tokens: &RefreshTokens<Arc<dyn RefreshStore>>,
+    email: &str,
+    password: &str,
+) -> Result<(), &'static str> {
+    const ADMIN: &str = "admin";
+    let hash = || async {
+        hash_password(password.to_owned())
+            .await
+            .ok_or("cannot hash the admin password")
+    };
+    let existing = match store.user_by_email(email).await {
+        Ok(Some(user)) => user,
+        Ok(None) => {
+            let created = store
+                .create_user(email, &hash().await?, ADMIN)
+                .await
+                .map_err(|_| "cannot create the admin account")?;
+            match created {
+                Some(_) => return Ok(()),
+                // Another process created the account meanwhile: check it as existing.
+                None => store
+                    .user_by_email(email)
+                    .await
+                    .ok()
+                    .flatten()
+                    .ok_or("the admin account vanished")?,
+            }
+        }
+        Err(_) => return Err("cannot read the admin account"),
+    };
+    let same_password = verify_password(
+        password.to_owned(),
+        Arc::from(existing.password_hash.as_str()),
+    )
+    .await;
+    if existing.role == ADMIN && same_password {
+        return Ok(());
+    }
+    tokens
+        .logout_everywhere(&existing.id.to_string())
+        .await
+        .map_err(|_| "cannot revoke the sessions of the account to seed")?;
+    let mut user = existing;
+    if !same_password {
+        user.password_hash = hash().await?;
+    }
+    user.role = ADMIN.to_owned();
+    store
+        .save_user(&user)
+        .await
+        .map_err(|_| "cannot seed the admin account")
 }
 
 /// Verifies a password against a PHC string on the blocking pool.

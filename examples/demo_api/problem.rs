@@ -155,18 +155,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         let Ok(bytes) = axum::body::to_bytes(Body::new(body), MAX_JSON_BODY).await else {
             return Err(refuse(&BODY_TOO_LARGE));
         };
-        match serde_json::from_slice::<T>(&bytes) {
-            Ok(value) => Ok(Self(value)),
-            Err(error) => match error.classify() {
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
+            // Anything after the value (`{…} x`) is malformed.
+            Ok(value) => match deserializer.end() {
+                Ok(()) => Ok(Self(value)),
+                Err(_) => Err(refuse(&MALFORMED_JSON)),
+            },
+            Err(error) => match error.inner().classify() {
                 serde_json::error::Category::Data => {
                     // Missing member or wrong type; duplicate and unknown members are
                     // syntax-level problems of the object (400).
-                    let text = error.to_string();
+                    let text = error.inner().to_string();
                     if text.starts_with("duplicate field") || text.starts_with("unknown field") {
                         Err(refuse(&MALFORMED_JSON))
                     } else {
                         Err(invalid(
-                            vec![field("body", "a member is missing or has the wrong type")],
+                            vec![member_error(&error)],
                             &parts.headers,
                             &parts.extensions,
                         ))
@@ -175,6 +180,41 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 _ => Err(refuse(&MALFORMED_JSON)),
             },
         }
+    }
+}
+
+/// The 422 entry of a member that is missing or has the wrong type, naming the member: the
+/// path `serde_path_to_error` found (a wrong type), or for a missing member the name serde
+/// reports. Only a plain member name is ever echoed (the structs name their members; an
+/// unknown member is a 400 before this), else the field is `body`.
+fn member_error(error: &serde_path_to_error::Error<serde_json::Error>) -> FieldError {
+    let plain = |name: &str| {
+        (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+    };
+    let from_path = error
+        .path()
+        .iter()
+        .next()
+        .and_then(|segment| match segment {
+            serde_path_to_error::Segment::Map { key } if plain(key) => Some(key.clone()),
+            _ => None,
+        });
+    let text = error.inner().to_string();
+    let missing = text
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(name, _)| name)
+        .filter(|name| plain(name));
+    match (from_path, missing) {
+        (Some(name), _) => FieldError {
+            field: name.into(),
+            message: "has the wrong type".into(),
+        },
+        (None, Some(name)) => FieldError {
+            field: name.to_owned().into(),
+            message: "is missing".into(),
+        },
+        (None, None) => field("body", "a member is missing or has the wrong type"),
     }
 }
 

@@ -130,29 +130,15 @@ impl Store {
         }
     }
 
-    /// Seeds (or resets) an account with this role and password.
-    pub(crate) async fn upsert_user(
-        &self,
-        email: &str,
-        password_hash: &str,
-        role: &str,
-    ) -> Result<User, StoreError> {
-        if let Some(user) = self.create_user(email, password_hash, role).await? {
-            return Ok(user);
-        }
-        let mut user = self
-            .user_by_email(email)
-            .await?
-            .ok_or_else(|| StoreError::Protocol("the seeded account vanished".to_owned()))?;
-        user.password_hash = password_hash.to_owned();
-        user.role = role.to_owned();
+    /// Writes an account's password hash and role (the seeded admin).
+    pub(crate) async fn save_user(&self, user: &User) -> Result<(), StoreError> {
         match self {
             Self::Memory(memory) => {
                 Self::lock(memory).users.insert(user.id, user.clone());
             }
-            Self::Redis { conn, prefix } => write_user(conn, prefix, &user).await?,
+            Self::Redis { conn, prefix } => write_user(conn, prefix, user).await?,
         }
-        Ok(user)
+        Ok(())
     }
 
     pub(crate) async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
