@@ -761,6 +761,20 @@ async fn bad_configuration_exits_2_naming_the_variable() {
         "-out",
         rsa1024.to_str().unwrap(),
     ]);
+    // An RSA key of the right size whose public exponent is 3.
+    let rsa_e3 = dir.join("rsa-e3.pem");
+    let have_e3 = have_openssl
+        && openssl(&[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-pkeyopt",
+            "rsa_keygen_pubexp:3",
+            "-out",
+            rsa_e3.to_str().unwrap(),
+        ]);
     let garbage = dir.join("garbage.pem");
     std::fs::write(&garbage, "not a key").unwrap();
 
@@ -872,6 +886,14 @@ async fn bad_configuration_exits_2_naming_the_variable() {
             vec![("JWT_PRIVATE_KEY_FILE", rsa1024.display().to_string())],
             "JWT_PRIVATE_KEY_FILE",
         ));
+        if have_e3 {
+            cases.push((
+                vec![("JWT_PRIVATE_KEY_FILE", rsa_e3.display().to_string())],
+                "JWT_PRIVATE_KEY_FILE",
+            ));
+        } else {
+            println!("openssl cannot make an e = 3 RSA key: that case is skipped");
+        }
     } else {
         println!("openssl not found: the key-mismatch cases are skipped");
     }
