@@ -37,9 +37,12 @@ const MAX_COOKIE_LINE: usize = 8 * 1024;
 /// );
 ///
 /// let mut headers = HeaderMap::new();
-/// headers.append(header::COOKIE, "theme=dark; refresh_token=bogus".parse().unwrap());
+/// headers.append(header::COOKIE, "theme=dark".parse().unwrap());
 /// headers.append(header::COOKIE, format!("refresh_token={token}").parse().unwrap());
 /// assert_eq!(cookie.read(&headers).unwrap().as_str(), token);
+/// // Two cookies of the name: which one is meant cannot be known.
+/// headers.append(header::COOKIE, "refresh_token=bogus".parse().unwrap());
+/// assert!(cookie.read(&headers).is_none());
 /// assert!(cookie.clear_cookie().to_str().unwrap().contains("Max-Age=0"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -302,7 +302,11 @@ pub(crate) fn challenges(realm: &str) -> Result<(HeaderValue, HeaderValue), Conf
 /// header.kid = Some(signing.kid.to_owned());
 /// header.typ = Some("at+jwt".to_owned());
 /// let now = jsonwebtoken::get_current_timestamp();
-/// let claims = serde_json::json!({ "sub": "user_1", "exp": now + 60, "iss": "https://issuer" });
+/// // The claims RFC 9068 asks of an access token: iss, aud, sub, iat, exp, jti.
+/// let claims = serde_json::json!({
+///     "iss": "https://issuer", "aud": "api", "sub": "user_1",
+///     "iat": now, "exp": now + 60, "jti": "tok_1",
+/// });
 /// let token = encode(&header, &claims, signing.key)?;
 ///
 /// let service = ServiceBuilder::new()

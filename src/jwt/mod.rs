@@ -20,8 +20,9 @@
 //! `x5c` refused) → key by `kid`, whose bound algorithm must equal `alg` (no `kid`: only when
 //! exactly one key has that algorithm; a retired key only within its grace) → `typ`
 //! (`at+jwt`, RFC 9068, so a refresh or ID token is refused) → claims (`sub` and `exp`
-//! required; `exp`, `nbf`, `iat` against the injected clock with 30 s leeway; `iss`/`aud`
-//! when configured) → the signature (`jsonwebtoken`, aws-lc-rs) → the claims type `C` →
+//! required, and for `at+jwt` tokens every claim RFC 9068 requires: `iss`, `aud`, `iat`,
+//! `jti`; `exp`, `nbf`, `iat` against the injected clock with 30 s leeway; `iss`/`aud`
+//! values when configured) → the signature (`jsonwebtoken`, aws-lc-rs) → the claims type `C` →
 //! the revocation store. With [`JwtAuthBuilder::cache`], a token seen before skips straight
 //! to the time, key and revocation checks.
 //!
@@ -40,8 +41,11 @@
 //! let mut header = Header::new(signing.alg);
 //! header.kid = Some(signing.kid.to_owned());
 //! header.typ = Some("at+jwt".to_owned());
-//! let exp = jsonwebtoken::get_current_timestamp() + 300;
-//! let claims = serde_json::json!({ "sub": "user_1", "role": "user", "exp": exp, "aud": "api" });
+//! let now = jsonwebtoken::get_current_timestamp();
+//! let claims = serde_json::json!({
+//!     "iss": "https://issuer", "aud": "api", "sub": "user_1", "role": "user",
+//!     "iat": now, "exp": now + 300, "jti": "tok_1",
+//! });
 //! let token = encode(&header, &claims, signing.key)?;
 //!
 //! let admin_only = ServiceBuilder::new()
