@@ -70,7 +70,7 @@ fn pyjwt_sign(key_file: &Path, alg: &str, kid: &str) -> String {
         r#"
 import jwt, sys
 key = open(sys.argv[1]).read()
-claims = {{"sub": "py_user", "iat": {iat}, "exp": {exp}, "jti": "py_1", "iss": "python"}}
+claims = {{"sub": "py_user", "iat": {iat}, "exp": {exp}, "jti": "py_1", "iss": "python", "aud": "api"}}
 print(jwt.encode(claims, key, algorithm=sys.argv[2], headers={{"kid": sys.argv[3], "typ": "at+jwt"}}))
 "#,
         iat = NOW - 5,
