@@ -442,6 +442,9 @@ impl ClientIpResolver {
             return ClientIp::with_peer(peer, peer, self.ipv6_prefix);
         }
         let lines = headers.get_all(self.header.name());
+        if lines.iter().next().is_none() {
+            self.warn_other_header(headers);
+        }
         let client = match self.header {
             ForwardedHeader::XForwardedFor => {
                 self.walk(peer, lines.iter().rev(), Syntax::XForwardedFor)
@@ -450,6 +453,27 @@ impl ClientIpResolver {
             ForwardedHeader::SingleIp(_) => single_ip(peer, lines),
         };
         ClientIp::with_peer(client, peer, self.ipv6_prefix)
+    }
+
+    /// A trusted proxy sent no configured header but another forwarding header: the
+    /// configuration likely names the wrong one (every client would then share the proxy's
+    /// address). Logged once per process.
+    #[cold]
+    fn warn_other_header(&self, headers: &http::HeaderMap) {
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        let other = [&X_FORWARDED_FOR, &http::header::FORWARDED]
+            .into_iter()
+            .find(|name| *name != self.header.name() && headers.contains_key(*name));
+        if let Some(other) = other
+            && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(
+                target: "tower_shield::client_ip",
+                configured = %self.header.name(),
+                received = %other,
+                "a trusted proxy sends another forwarding header than the one configured, which is ignored: the client address is the proxy's (see ClientIpResolver::header)"
+            );
+        }
     }
 
     /// Walks header lines (given right-most first), returning the first untrusted address,

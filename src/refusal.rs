@@ -208,9 +208,13 @@ pub struct RefusedAs(pub StatusCode);
 
 /// What an answer means, whatever form it was rendered in: the status in its [`RefusedAs`]
 /// extension (a tower-shield refusal rendered for gRPC); else, for a gRPC trailers-only
-/// answer (HTTP 200 with a `grpc-status` header, as tonic sends a handler's `Status`), the
-/// HTTP status of that gRPC code (16 → 401, 7 → 403, 8 → 429, 3 → 400, 5 → 404, 14 → 503,
-/// ...); else the response status itself.
+/// answer (HTTP 200, an `application/grpc…` content type and a `grpc-status` header, as
+/// tonic sends a handler's `Status`), the HTTP status of that gRPC code (16 → 401,
+/// 7 → 403, 8 → 429, 3 → 400, 5 → 404, 14 → 503, ...); else the response status itself.
+///
+/// A gRPC status sent in the trailers after a streamed body is not seen here (the answer is
+/// decided before its body is read): a count-only limit on such a streaming method counts
+/// only refusals sent trailers-only, as tower-shield's own and tonic's unary errors are.
 ///
 /// ```
 /// use http::{Request, Response, StatusCode, header};
@@ -226,7 +230,7 @@ pub fn status_meant<B>(response: &Response<B>) -> StatusCode {
         return *status;
     }
     let status = response.status();
-    if status != StatusCode::OK {
+    if status != StatusCode::OK || !Refusal::is_grpc(response.headers()) {
         return status;
     }
     match response
@@ -580,6 +584,44 @@ fn percent_encode(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_meant_reads_grpc_answers_only() {
+        let answer = |content_type: &'static str, grpc_status: Option<&'static str>| {
+            let mut response = Response::new(());
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+            if let Some(code) = grpc_status {
+                response
+                    .headers_mut()
+                    .insert(GRPC_STATUS.clone(), HeaderValue::from_static(code));
+            }
+            status_meant(&response)
+        };
+        assert_eq!(
+            answer("application/grpc", Some("16")),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            answer("application/grpc+proto", Some("8")),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(answer("application/grpc", Some("0")), StatusCode::OK);
+        assert_eq!(answer("application/grpc", None), StatusCode::OK);
+        assert_eq!(
+            answer("application/grpc", Some("99")),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        // A REST answer that passes an upstream's grpc-status through means its status.
+        assert_eq!(answer("application/json", Some("16")), StatusCode::OK);
+        let mut refused = Response::new(());
+        *refused.status_mut() = StatusCode::NOT_FOUND;
+        refused
+            .extensions_mut()
+            .insert(RefusedAs(StatusCode::UNAUTHORIZED));
+        assert_eq!(status_meant(&refused), StatusCode::UNAUTHORIZED);
+    }
 
     fn request_with_id(id: &'static str) -> http::Request<()> {
         let mut request = http::Request::new(());

@@ -779,6 +779,13 @@ async fn access_tokens_lacking_a_required_claim_are_refused() {
             claims[claim] = if claim == "aud" { json!([]) } else { json!("") };
             let t = sign_raw(&k.es, &header_for(&k.es), &claims);
             assert_invalid(call_with(&open, bearer(&t)).await, &t).await;
+            if claim == "aud" {
+                for empty in [json!(""), json!([""]), json!(["", ""])] {
+                    claims[claim] = empty;
+                    let t = sign_raw(&k.es, &header_for(&k.es), &claims);
+                    assert_invalid(call_with(&open, bearer(&t)).await, &t).await;
+                }
+            }
         }
     }
     // Turned off: `exp` and `sub` are still required, the others not.

@@ -39,14 +39,11 @@ async fn run_suite<St: RateLimitStore>(store: &St) -> Vec<Decision> {
     out.push(store.check(&other, &b, 5).await.unwrap());
     // Refunds: 2 units back of the 4 used, then more than is used: whole, never more; a
     // refund on a key never charged gives nothing; a refunded key is charged as usual.
-    out.push(store.refund(&other, &a, 2).await.unwrap());
-    out.push(store.refund(&other, &a, 9).await.unwrap());
-    out.push(
-        store
-            .refund(&limiter, &RateKey::bytes(b"never").unwrap(), 1)
-            .await
-            .unwrap(),
-    );
+    let charged = out[out.len() - 2];
+    out.push(store.refund(&other, &a, 2, &charged).await.unwrap());
+    out.push(store.refund(&other, &a, 9, &charged).await.unwrap());
+    let never = RateKey::bytes(b"never").unwrap();
+    out.push(store.refund(&limiter, &never, 1, &charged).await.unwrap());
     out.push(store.check(&other, &a, 4).await.unwrap());
     out
 }

@@ -55,8 +55,13 @@ pub(crate) trait FailureCounter: Send + Sync + 'static {
     /// Reserves one failure for the key.
     fn reserve(&self, key: &RateKey) -> Pin<Box<dyn Future<Output = StoreResult> + Send>>;
 
-    /// Gives a reserved failure back (the attempt did not fail).
-    fn refund(&self, key: &RateKey) -> Pin<Box<dyn Future<Output = StoreResult> + Send>>;
+    /// Gives a reserved failure back (the attempt did not fail); `charged` is what
+    /// [`reserve`](Self::reserve) answered.
+    fn refund(
+        &self,
+        key: &RateKey,
+        charged: &Decision,
+    ) -> Pin<Box<dyn Future<Output = StoreResult> + Send>>;
 }
 
 type StoreResult = Result<Decision, StoreError>;
@@ -79,8 +84,12 @@ impl<St: RateLimitStore> FailureCounter for StoreCounter<St> {
         Box::pin(self.store.check(&self.limiter, key, 1))
     }
 
-    fn refund(&self, key: &RateKey) -> Pin<Box<dyn Future<Output = StoreResult> + Send>> {
-        Box::pin(self.store.refund(&self.limiter, key, 1))
+    fn refund(
+        &self,
+        key: &RateKey,
+        charged: &Decision,
+    ) -> Pin<Box<dyn Future<Output = StoreResult> + Send>> {
+        Box::pin(self.store.refund(&self.limiter, key, 1, charged))
     }
 }
 
@@ -150,10 +159,9 @@ pub(crate) async fn seed_admin(
     if existing.role == ADMIN && same_password {
         return Ok(());
     }
-    tokens
-        .logout_everywhere(&existing.id.to_string())
-        .await
-        .map_err(|_| "cannot revoke the sessions of the account to seed")?;
+    // The new credentials first, then the sessions: a sign-in that checked the old password
+    // before the save and issues its tokens after the revocation finds the account changed
+    // and revokes what it issued (see `sign_in`).
     let mut user = existing;
     if !same_password {
         user.password_hash = hash().await?;
@@ -162,7 +170,12 @@ pub(crate) async fn seed_admin(
     store
         .save_user(&user)
         .await
-        .map_err(|_| "cannot seed the admin account")
+        .map_err(|_| "cannot seed the admin account")?;
+    tokens
+        .logout_everywhere(&user.id.to_string())
+        .await
+        .map_err(|_| "cannot revoke the sessions of the account to seed")?;
+    Ok(())
 }
 
 /// Verifies a password against a PHC string on the blocking pool.
@@ -353,7 +366,11 @@ pub(crate) async fn login(
     };
     // Not a failed sign-in: the reservation is given back, and the answer reports the
     // budget left after it.
-    let left = state.login_failures.refund(&key).await.unwrap_or(reserved);
+    let left = state
+        .login_failures
+        .refund(&key, &reserved)
+        .await
+        .unwrap_or(reserved);
     with_failure_fields(response, &left)
 }
 
@@ -377,13 +394,28 @@ async fn sign_in(state: &AppState, email: &str, password: String) -> SignIn {
     let Some(user) = user.filter(|_| password_ok) else {
         return SignIn::Failed;
     };
-    match state
+    let Ok(pair) = state
         .tokens
         .issue_pair(&user.id.to_string(), &user.role, &())
         .await
-    {
-        Ok(pair) => SignIn::Ok(pair),
-        Err(_) => SignIn::Unavailable,
+    else {
+        return SignIn::Unavailable;
+    };
+    // The account as it is now: its password or role changed while this sign-in ran (the
+    // admin seeding of another process), so the session just issued may predate a "log out
+    // everywhere" it should have been part of. It is revoked, and the sign-in fails.
+    match state.store.user(user.id).await {
+        Ok(Some(now)) if now.password_hash == user.password_hash && now.role == user.role => {
+            SignIn::Ok(pair)
+        }
+        Ok(_) => match state.tokens.logout(pair.refresh_token.as_str()).await {
+            Ok(_) => SignIn::Failed,
+            Err(_) => SignIn::Unavailable,
+        },
+        Err(_) => {
+            let _ = state.tokens.logout(pair.refresh_token.as_str()).await;
+            SignIn::Unavailable
+        }
     }
 }
 

@@ -153,29 +153,48 @@ impl RefreshCookie {
             .unwrap_or_else(|_| HeaderValue::from_static("refresh_token=; Max-Age=0"))
     }
 
-    /// The refresh token from a request's `Cookie` headers: every line is read (at most 32,
-    /// each at most 8 KiB; longer ones are skipped), malformed pairs are ignored, and the
-    /// value under this name is returned when it is a well-formed refresh token.
+    /// The refresh token from a request's `Cookie` headers: the value of the one cookie of
+    /// this name, when it is a well-formed refresh token. Malformed pairs of other cookies
+    /// are ignored.
     ///
-    /// Two or more cookies of this name (whatever their values) give `None`: which one is
-    /// meant cannot be known. A sibling subdomain can set a cookie of the same name for the
-    /// parent domain ("cookie tossing"), and browsers send both; taking either one could
-    /// refresh the victim into the attacker's session.
+    /// Anything that makes *which* cookie is meant uncertain gives `None`:
+    ///
+    /// - two or more cookies of this name, whatever their values. A sibling subdomain can set
+    ///   a cookie of the same name for the parent domain ("cookie tossing"), and browsers
+    ///   send both; taking either one could refresh the victim into the attacker's session;
+    /// - more than 32 `Cookie` lines, a line over 8 KiB, or a line that is not UTF-8 but
+    ///   holds the name: a second cookie could hide where it is not read (a tossed cookie
+    ///   with a longer `Path` is sent first, and over HTTP/2 each cookie may be its own line).
+    ///
+    /// A name with the `__Secure-` prefix (see [`with_name`](Self::with_name)) also stops a
+    /// sibling subdomain served over plain HTTP from tossing one in.
     pub fn read(&self, headers: &HeaderMap) -> Option<RefreshToken> {
-        let mut named = headers
-            .get_all(header::COOKIE)
-            .iter()
-            .take(MAX_COOKIE_LINES)
-            .filter(|line| line.len() <= MAX_COOKIE_LINE)
-            .filter_map(|line| line.to_str().ok())
-            .flat_map(Cookie::split_parse)
-            .filter_map(Result::ok)
-            .filter(|c| c.name() == self.name);
-        let only = named.next()?;
-        if named.next().is_some() || only.value().len() != REFRESH_TOKEN_LEN {
+        let mut found = None;
+        for (n, line) in headers.get_all(header::COOKIE).iter().enumerate() {
+            if n >= MAX_COOKIE_LINES || line.len() > MAX_COOKIE_LINE {
+                return None;
+            }
+            let Ok(text) = line.to_str() else {
+                if line
+                    .as_bytes()
+                    .windows(self.name.len())
+                    .any(|w| w == self.name.as_bytes())
+                {
+                    return None;
+                }
+                continue;
+            };
+            for cookie in Cookie::split_parse(text).filter_map(Result::ok) {
+                if cookie.name() == self.name && found.replace(cookie).is_some() {
+                    return None;
+                }
+            }
+        }
+        let value = found?.value().to_owned();
+        if value.len() != REFRESH_TOKEN_LEN {
             return None;
         }
-        RefreshToken::from_presented(only.value())
+        RefreshToken::from_presented(&value)
     }
 }
 
@@ -239,7 +258,7 @@ mod tests {
         h.append(header::COOKIE, HeaderValue::from_str(&long).unwrap());
         assert!(
             c.read(&h).is_none(),
-            "non-UTF-8, malformed, oversized lines ignored"
+            "a non-UTF-8 or oversized line holding the name: refused"
         );
         for _ in 0..40 {
             h.append(header::COOKIE, HeaderValue::from_static("a=b"));
@@ -248,7 +267,7 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_str(&format!("refresh_token={}", token())).unwrap(),
         );
-        assert!(c.read(&h).is_none(), "only the first 32 lines are read");
+        assert!(c.read(&h).is_none(), "more than 32 lines: refused");
         let mut h = HeaderMap::new();
         h.append(
             header::COOKIE,
@@ -282,6 +301,46 @@ mod tests {
             }
             assert!(c.read(&h).is_none(), "{lines:?}");
         }
+        // A second cookie hidden past the lines that are read, or in an oversized line.
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("refresh_token={}", token())).unwrap(),
+        );
+        for n in 0..31 {
+            h.append(
+                header::COOKIE,
+                HeaderValue::from_str(&format!("j{n}=1")).unwrap(),
+            );
+        }
+        assert_eq!(c.read(&h).unwrap().as_str(), token(), "32 lines are read");
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("refresh_token={other}")).unwrap(),
+        );
+        assert!(
+            c.read(&h).is_none(),
+            "a 33rd line could hide a second cookie"
+        );
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("refresh_token={}", token())).unwrap(),
+        );
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("x={}; refresh_token={other}", "a".repeat(9000)))
+                .unwrap(),
+        );
+        assert!(c.read(&h).is_none());
+        // A non-UTF-8 line without the name is ignored.
+        h.remove(header::COOKIE);
+        h.append(header::COOKIE, HeaderValue::from_bytes(b"x=\xff").unwrap());
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("refresh_token={}", token())).unwrap(),
+        );
+        assert_eq!(c.read(&h).unwrap().as_str(), token());
         // Another cookie beside one refresh token is fine.
         let mut h = HeaderMap::new();
         h.append(

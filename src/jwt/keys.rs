@@ -431,8 +431,11 @@ impl Key {
                     .ok_or_else(|| key_err(label.clone(), "JWK `n` is not base64url"))?;
                 let e = b64::decode_url(p.e.as_bytes())
                     .ok_or_else(|| key_err(label.clone(), "JWK `e` is not base64url"))?;
-                check_rsa(&label, &RsaPublicKeyComponents { n: &n, e: &e })?;
-                let decoding = DecodingKey::from_rsa_raw_components(&n, &e);
+                // Leading zero bytes (not canonical, but seen) are dropped before the key is
+                // checked and built, so what is checked is what verifies.
+                let (n, e) = (unsigned(&n), unsigned(&e));
+                check_rsa(&label, &RsaPublicKeyComponents { n, e })?;
+                let decoding = DecodingKey::from_rsa_raw_components(n, e);
                 Self::assemble(alg, decoding, None, kid)
             }
             (AlgorithmParameters::EllipticCurve(p), AlgorithmFamily::Ec) => {
@@ -577,6 +580,11 @@ impl Key {
     }
 }
 
+/// A big-endian unsigned number without its leading zero bytes.
+fn unsigned(n: &[u8]) -> &[u8] {
+    n.get(n.len() - significant_len(n)..).unwrap_or_default()
+}
+
 fn significant_len(n: &[u8]) -> usize {
     n.iter().position(|&b| b != 0).map_or(0, |i| n.len() - i)
 }
@@ -591,9 +599,7 @@ fn check_rsa<B: AsRef<[u8]>>(
     key: &RsaPublicKeyComponents<B>,
 ) -> Result<(), ConfigError> {
     let modulus_bytes = significant_len(key.n.as_ref());
-    let e = key.e.as_ref();
-    let exponent = e.get(e.len() - significant_len(e)..).unwrap_or_default();
-    if exponent != [0x01, 0x00, 0x01] {
+    if unsigned(key.e.as_ref()) != [0x01, 0x00, 0x01] {
         return Err(key_err(name, "RSA public exponent is not 65537"));
     }
     if modulus_bytes < RSA_MIN_BYTES {
@@ -1154,14 +1160,37 @@ mod tests {
         }))
         .unwrap();
         assert!(Key::from_jwk(&jwk).is_err());
-        // 65537, with or without a leading zero byte, loads.
-        for e in [&[0x01, 0x00, 0x01][..], &[0, 0x01, 0x00, 0x01]] {
+        // 65537, with or without leading zero bytes (in `e` and `n`), loads and verifies
+        // what the private key signs.
+        let pkcs8: Pkcs8V1Der<'static> = pair.as_der().unwrap();
+        let signer = Key::from_private_der(Algorithm::RS256, pkcs8.as_ref()).unwrap();
+        let message = b"header.payload";
+        let signature =
+            jsonwebtoken::crypto::sign(message, signer.encoding_key().unwrap(), Algorithm::RS256)
+                .unwrap();
+        let mut padded_n = vec![0, 0];
+        padded_n.extend_from_slice(&n);
+        for (e, n) in [
+            (&[0x01, 0x00, 0x01][..], &n[..]),
+            (&[0, 0x01, 0x00, 0x01], &n),
+            (&[0, 0, 0, 0x01, 0x00, 0x01], &padded_n),
+        ] {
             let jwk: Jwk = serde_json::from_value(serde_json::json!({
                 "kty": "RSA", "alg": "RS256", "kid": "k", "use": "sig",
-                "n": b64::encode_url(&n), "e": b64::encode_url(e),
+                "n": b64::encode_url(n), "e": b64::encode_url(e),
             }))
             .unwrap();
-            assert!(Key::from_jwk(&jwk).is_ok(), "{e:?}");
+            let key = Key::from_jwk(&jwk).unwrap();
+            assert!(
+                jsonwebtoken::crypto::verify(
+                    &signature,
+                    message,
+                    key.decoding_key(),
+                    Algorithm::RS256
+                )
+                .unwrap(),
+                "{e:?}"
+            );
         }
     }
 

@@ -632,7 +632,7 @@ pub(crate) fn check_registered(
     }
     if policy.rfc9068_claims
         && (r.iss.as_deref().is_none_or(str::is_empty)
-            || r.aud.is_empty()
+            || r.aud.iter().all(|a| a.is_empty())
             || r.iat.is_none()
             || r.jti.as_deref().is_none_or(str::is_empty))
     {

@@ -169,13 +169,13 @@ mod tests {
         let values =
             |secs, prefix: &[u8], d: &Decision| (number_value(secs), status_member(prefix, d));
         let prefix = status_prefix("ip");
-        let mut d = Decision {
-            allowed: false,
-            limit: 10,
-            remaining: 0,
-            reset: Duration::from_millis(5_500),
-            retry_after: Duration::from_millis(500),
-        };
+        let mut d = Decision::new(
+            false,
+            10,
+            0,
+            Duration::from_millis(5_500),
+            Duration::from_millis(500),
+        );
         let (retry, status) = values(1, &prefix, &d);
         assert_eq!(retry, "1");
         assert_eq!(status.unwrap(), "\"ip\";r=0;t=6");
@@ -193,13 +193,7 @@ mod tests {
 
     #[test]
     fn fields_follow_the_draft_syntax() {
-        let d = Decision {
-            allowed: true,
-            limit: 100,
-            remaining: 57,
-            reset: Duration::from_millis(25_400),
-            retry_after: Duration::ZERO,
-        };
+        let d = Decision::new(true, 100, 57, Duration::from_millis(25_400), Duration::ZERO);
         let mut headers = HeaderMap::new();
         Fields::new(
             HeaderMode::IetfAndLegacy,

@@ -109,6 +109,8 @@ struct Ctx<St: RateLimitStore> {
     /// Count-only mode: the cost reserved before the handler, given back unless the answer
     /// means a status in the set (0: nothing reserved).
     reserved: u32,
+    /// The decision that charged the reservation (which store, for a refund).
+    charged: Option<Decision>,
 }
 
 impl<St: RateLimitStore> Ctx<St> {
@@ -200,12 +202,13 @@ where
             return ResponseFuture::ready(response);
         }
         // What the future keeps when the decision or a refund is still to come.
-        let ctx = |key, reserved| Ctx {
+        let ctx = |key, reserved, charged| Ctx {
             config: self.config.clone(),
             policy: index,
             tier,
             key,
             reserved,
+            charged,
         };
         // Count-only mode reserves the cost now (so concurrent requests cannot all pass
         // before any is charged) and gives it back after an answer that does not count.
@@ -219,8 +222,10 @@ where
                 Verdict::Refuse(response) => return ResponseFuture::ready(response),
             };
             insert(request.extensions_mut());
-            let reserved = if pass.charged { reserve } else { 0 };
-            let ctx = (reserved > 0).then(|| Box::new(ctx(key, reserved)));
+            let ctx = match pass.charged {
+                Some(charged) if reserve > 0 => Some(Box::new(ctx(key, reserve, Some(charged)))),
+                _ => None,
+            };
             return ResponseFuture {
                 state: State::Calling {
                     fut: self.inner.call(request),
@@ -231,7 +236,7 @@ where
         }
         let check = config.store.check(limiter, &key, cost);
         insert(&mut parts.extensions);
-        let ctx = ctx(key, reserve);
+        let ctx = ctx(key, reserve, None);
         self.wait_for_store(check, ctx, Request::from_parts(parts, body))
     }
 }
@@ -292,13 +297,7 @@ fn locked_out<St: RateLimitStore, B>(
     let config = scope.config;
     penalties.locked_for(scope.key, config.now_nanos())?;
     let locked = penalties.strike(scope.key, config.now_nanos());
-    let decision = Decision {
-        allowed: false,
-        limit: 0,
-        remaining: 0,
-        reset: locked,
-        retry_after: locked,
-    };
+    let decision = Decision::new(false, 0, 0, locked, locked);
     if config.shadow {
         return None;
     }
@@ -316,9 +315,9 @@ fn locked_out<St: RateLimitStore, B>(
 struct Pass {
     /// The fields to add to the response.
     fields: Option<Fields>,
-    /// Whether the store charged the request (not when it failed, nor for a refusal let
-    /// through in shadow mode): only a charge can be given back.
-    charged: bool,
+    /// The decision, when the store charged the request (not when it failed, nor for a
+    /// refusal let through in shadow mode): only a charge can be given back.
+    charged: Option<Decision>,
 }
 
 /// What a store answer means for the request.
@@ -340,7 +339,7 @@ fn on_decision<St: RateLimitStore, R, B>(
         Ok(decision) => decision,
         Err(err) => return on_store_error(scope, &err, request),
     };
-    let charged = decision.allowed;
+    let charged = decision.allowed.then_some(decision);
     if decision.allowed {
         Stats::bump(&config.stats.allowed);
         if let Some(penalties) = scope.penalties() {
@@ -381,7 +380,7 @@ fn on_store_error<St: RateLimitStore, R, B>(
     Stats::bump(&config.stats.failed_open);
     Verdict::Pass(Pass {
         fields: None,
-        charged: false,
+        charged: None,
     })
 }
 
@@ -550,7 +549,8 @@ where
     match on_decision(&ctx.scope(), result, &mut request) {
         Verdict::Pass(pass) => {
             *fields = pass.fields;
-            if !pass.charged {
+            ctx.charged = pass.charged;
+            if ctx.charged.is_none() {
                 ctx.reserved = 0;
             }
         }
@@ -564,6 +564,15 @@ where
         fut: service.call(request),
     }
 }
+
+/// What `settle` passes when no decision was kept (never, while a reservation is held).
+const NOTHING_CHARGED: Decision = Decision::new(
+    false,
+    0,
+    0,
+    std::time::Duration::ZERO,
+    std::time::Duration::ZERO,
+);
 
 /// Count-only mode, after the response: the refund to wait for when the answer does not
 /// mean a counted status (what it means, not how it is rendered: a gRPC refusal sent as
@@ -586,7 +595,12 @@ where
     });
     match ctx.scope().limiter().filter(|_| !counted) {
         Some(limiter) => Ok(State::Refunding {
-            refund: ctx.config.store.refund(limiter, &ctx.key, ctx.reserved),
+            refund: ctx.config.store.refund(
+                limiter,
+                &ctx.key,
+                ctx.reserved,
+                ctx.charged.as_ref().unwrap_or(&NOTHING_CHARGED),
+            ),
             response: Some(Box::new(response)),
         }),
         None => Err(response),

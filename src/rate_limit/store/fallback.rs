@@ -154,6 +154,15 @@ impl State {
     }
 }
 
+/// A decision with this level's choice in the lowest bit of its route (the levels inside
+/// shifted up).
+fn routed(decision: Decision, by_fallback: bool) -> Decision {
+    Decision {
+        route: (decision.route << 1) | u8::from(by_fallback),
+        ..decision
+    }
+}
+
 impl<P, F> RateLimitStore for FallbackStore<P, F>
 where
     P: RateLimitStore,
@@ -181,24 +190,34 @@ where
                 match primary.await {
                     Ok(decision) => {
                         state.recover();
-                        return Ok(decision);
+                        return Ok(routed(decision, false));
                     }
                     Err(err) => state.degrade(&err),
                 }
             }
             state.fallback_decisions.fetch_add(1, Ordering::Relaxed);
-            fallback.check(&fallback_limiter, &key, cost).await
+            let decision = fallback.check(&fallback_limiter, &key, cost).await?;
+            Ok(routed(decision, true))
         })
     }
 
-    /// Given back to the store that decides now: the fallback while degraded, else the
-    /// primary (a reservation made just before a switch is given back to the other store,
-    /// which at worst leaves one unit spent there until it refills).
-    fn refund(&self, limiter: &Self::Limiter, key: &RateKey, cost: u32) -> Self::Future {
-        if self.state.degraded.load(Ordering::Acquire) {
-            Box::pin(self.fallback.refund(&limiter.1, key, cost))
+    /// Given back to the store that charged (the decision says which), whichever decides
+    /// now: a refund never lifts a budget the other store kept.
+    fn refund(
+        &self,
+        limiter: &Self::Limiter,
+        key: &RateKey,
+        cost: u32,
+        charged: &Decision,
+    ) -> Self::Future {
+        let inner = Decision {
+            route: charged.route >> 1,
+            ..*charged
+        };
+        if charged.route & 1 == 1 {
+            Box::pin(self.fallback.refund(&limiter.1, key, cost, &inner))
         } else {
-            Box::pin(self.primary.refund(&limiter.0, key, cost))
+            Box::pin(self.primary.refund(&limiter.0, key, cost, &inner))
         }
     }
 }

@@ -21,6 +21,9 @@ use crate::rate_limit::quota::Quota;
 /// The default maximum number of keys one limiter keeps (one million).
 pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
 
+/// How many shared budgets the keys a full limiter cannot hold are spread over (by hash).
+pub const OVERFLOW_BUCKETS: usize = 64;
+
 /// How often (in calls with a key a limiter does not hold) its key count is looked at.
 const HOUSEKEEPING_EVERY: u64 = 1024;
 
@@ -47,12 +50,14 @@ const HOUSEKEEPING_EVERY: u64 = 1024;
 ///   last sweep (one plain load), and the first call past the interval sweeps;
 /// - whenever it holds `max_keys` keys: every 1024 calls with a key it does not hold (the
 ///   only calls that add keys) it looks at its size. If it still holds `max_keys` keys after
-///   a sweep (every key is active), **new** keys share one *overflow bucket* of the
-///   limiter's quota until a sweep frees room: all of them together get one client's
-///   budget. Coarser limiting, still limiting: a flood of fresh keys (spoofed addresses,
-///   made-up API keys) can neither lock every new client out (as an error would, under a
-///   fail-closed policy) nor go unlimited. A warning is logged once per burst. Known keys
-///   keep their own budgets. The map may overshoot `max_keys` by at most one housekeeping
+///   a sweep (every key is active), **new** keys are spread by their hash over
+///   [`OVERFLOW_BUCKETS`] shared *overflow budgets* of the limiter's quota until a sweep
+///   frees room. Coarser limiting, still limiting: a flood of fresh keys (spoofed
+///   addresses, made-up API keys) cannot make new clients unlimited, and it does not turn
+///   into a 503 for every new client (as a store error would, under a fail-closed policy).
+///   With a small quota (a few failures per quarter hour) a determined flood can still keep
+///   all the shared budgets spent, so new clients get 429 until idle keys expire; known keys
+///   always keep their own budgets. A warning is logged once per burst. The map may overshoot `max_keys` by at most one housekeeping
 ///   period (1024 new keys) before this takes effect.
 ///
 /// A call with a key the limiter holds does no other bookkeeping: no shared counter is
@@ -177,8 +182,8 @@ pub struct MemoryLimiter {
     new_key_calls: AtomicU64,
     last_sweep: AtomicU64,
     full: AtomicBool,
-    /// The budget every new key shares while the map is full.
-    overflow: InMemoryState,
+    /// The budgets new keys share (by hash) while the map is full.
+    overflow: [InMemoryState; OVERFLOW_BUCKETS],
     /// One warning per burst of overflow decisions.
     overflow_log: LogGate,
 }
@@ -193,6 +198,12 @@ impl fmt::Debug for MemoryLimiter {
 }
 
 impl MemoryLimiter {
+    /// The shared budget of a key the full map cannot hold.
+    fn overflow(&self, hashed: u64) -> &InMemoryState {
+        // The low bits of a SipHash: uniform, and always in range.
+        &self.overflow[(hashed as usize) % OVERFLOW_BUCKETS]
+    }
+
     /// The number of keys held.
     pub fn len(&self) -> usize {
         ShrinkableKeyedStateStore::len(&self.state)
@@ -279,7 +290,11 @@ where
                 self.new_key(limiter, now);
                 if limiter.full.load(Ordering::Relaxed) && !limiter.state.contains_key(&hashed) {
                     overflowed(limiter, now);
-                    StateStore::measure_and_replace(&limiter.overflow, &NotKeyed::NonKey, step)
+                    StateStore::measure_and_replace(
+                        limiter.overflow(hashed),
+                        &NotKeyed::NonKey,
+                        step,
+                    )
                 } else {
                     limiter.state.measure_and_replace(&hashed, step)
                 }
@@ -308,7 +323,7 @@ where
         let result = match limiter.state.get(&hashed) {
             Some(state) => StateStore::measure_and_replace(&*state, &NotKeyed::NonKey, step),
             None if limiter.full.load(Ordering::Relaxed) => {
-                StateStore::measure_and_replace(&limiter.overflow, &NotKeyed::NonKey, step)
+                StateStore::measure_and_replace(limiter.overflow(hashed), &NotKeyed::NonKey, step)
             }
             None => Err(gcra.refund(None, now, cost)),
         };
@@ -357,7 +372,7 @@ where
             new_key_calls: AtomicU64::new(1),
             last_sweep: AtomicU64::new(self.now()),
             full: AtomicBool::new(false),
-            overflow: InMemoryState::default(),
+            overflow: std::array::from_fn(|_| InMemoryState::default()),
             overflow_log: LogGate::new(),
         })
     }
@@ -366,7 +381,13 @@ where
         ready(self.decide(limiter, key, cost))
     }
 
-    fn refund(&self, limiter: &Self::Limiter, key: &RateKey, cost: u32) -> Self::Future {
+    fn refund(
+        &self,
+        limiter: &Self::Limiter,
+        key: &RateKey,
+        cost: u32,
+        _charged: &Decision,
+    ) -> Self::Future {
         ready(Ok(self.give_back(limiter, key, cost)))
     }
 

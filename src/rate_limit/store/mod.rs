@@ -21,15 +21,18 @@ mod memory;
 mod redis;
 
 pub use fallback::{FallbackStats, FallbackStore};
-pub use memory::{DEFAULT_MAX_KEYS, MemoryLimiter, MemoryStore, MemoryStoreBuilder};
+pub use memory::{
+    DEFAULT_MAX_KEYS, MemoryLimiter, MemoryStore, MemoryStoreBuilder, OVERFLOW_BUCKETS,
+};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::{
     DEFAULT_DENY_CACHE, GCRA_SCRIPT, RedisCheck, RedisLimiter, RedisStore, RedisStoreBuilder,
 };
 
-/// One rate-limit decision.
+/// One rate-limit decision. Stores make one with [`Decision::new`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Decision {
     /// Whether the request may go on (and was charged).
     pub allowed: bool,
@@ -41,6 +44,29 @@ pub struct Decision {
     pub reset: Duration,
     /// When refused: how long until the same request would be allowed (zero when allowed).
     pub retry_after: Duration,
+    /// Which store of a [`FallbackStore`] chain made the decision, one bit per level (0:
+    /// the primary), so that a refund goes back to the store that charged.
+    pub(crate) route: u8,
+}
+
+impl Decision {
+    /// A decision, as a store answers it.
+    pub const fn new(
+        allowed: bool,
+        limit: u32,
+        remaining: u32,
+        reset: Duration,
+        retry_after: Duration,
+    ) -> Self {
+        Self {
+            allowed,
+            limit,
+            remaining,
+            reset,
+            retry_after,
+            route: 0,
+        }
+    }
 }
 
 /// A place that keeps rate-limit state.
@@ -63,10 +89,18 @@ pub trait RateLimitStore: Clone + Send + Sync + 'static {
 
     /// Gives back `cost` units that an allowed [`check`](Self::check) charged to `key`,
     /// atomically: count-only policies reserve a request's cost before the handler runs and
-    /// give it back when the answer is not a counted failure. The budget never grows past
-    /// its burst (a refund of more than was used leaves the key whole). Answers the key's
-    /// state after the refund, as an allowed [`Decision`].
-    fn refund(&self, limiter: &Self::Limiter, key: &RateKey, cost: u32) -> Self::Future;
+    /// give it back when the answer is not a counted failure. `charged` is the decision of
+    /// that check (a store made of others, like [`FallbackStore`], reads from it which one
+    /// charged). The budget never grows past its burst (a refund of more than was used
+    /// leaves the key whole). Answers the key's state after the refund, as an allowed
+    /// [`Decision`].
+    fn refund(
+        &self,
+        limiter: &Self::Limiter,
+        key: &RateKey,
+        cost: u32,
+        charged: &Decision,
+    ) -> Self::Future;
 
     /// The same decision, synchronously, for stores that never wait (the memory store):
     /// the layer then decides inside `call`, without parking the request in its future.
@@ -197,18 +231,18 @@ impl Gcra {
 impl Step {
     #[inline]
     pub(crate) fn decision(&self, limit: u32, unit: fn(u64) -> Duration) -> Decision {
-        Decision {
-            allowed: self.allowed,
+        Decision::new(
+            self.allowed,
             limit,
-            remaining: self.remaining,
-            reset: unit(self.reset),
+            self.remaining,
+            unit(self.reset),
             // Zero whenever allowed: no conversion on the common path.
-            retry_after: if self.retry_after == 0 {
+            if self.retry_after == 0 {
                 Duration::ZERO
             } else {
                 unit(self.retry_after)
             },
-        }
+        )
     }
 }
 

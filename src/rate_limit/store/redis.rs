@@ -320,18 +320,13 @@ impl RateLimitStore for RedisStore {
             let now = Instant::now();
             if until > now {
                 let retry_after = until - now;
-                let decision = Decision {
-                    allowed: false,
-                    limit: limiter.limit,
-                    remaining: 0,
-                    reset: retry_after
-                        + Duration::from_micros(
-                            limiter
-                                .t_micros
-                                .saturating_mul(u64::from(limiter.burst.saturating_sub(1))),
-                        ),
-                    retry_after,
-                };
+                let reset = retry_after
+                    + Duration::from_micros(
+                        limiter
+                            .t_micros
+                            .saturating_mul(u64::from(limiter.burst.saturating_sub(1))),
+                    );
+                let decision = Decision::new(false, limiter.limit, 0, reset, retry_after);
                 return RedisCheck {
                     state: CheckState::Ready {
                         decision: Some(Ok(decision)),
@@ -343,12 +338,14 @@ impl RateLimitStore for RedisStore {
         self.run(limiter, key, id, i64::from(cost))
     }
 
-    fn refund(&self, limiter: &Self::Limiter, key: &RateKey, cost: u32) -> Self::Future {
+    fn refund(
+        &self,
+        limiter: &Self::Limiter,
+        key: &RateKey,
+        cost: u32,
+        _charged: &Decision,
+    ) -> Self::Future {
         let id = keyed_hash(&self.inner.hasher, limiter.scope_id, key);
-        // Budget is back: no local refusal until Redis says otherwise.
-        if self.inner.deny_max > 0 {
-            self.inner.deny.remove(&id);
-        }
         self.run(limiter, key, id, -i64::from(cost))
     }
 }
@@ -366,14 +363,18 @@ impl RedisStore {
             let reply: (i64, i64, i64, i64) = this.inner.conn.run_script(&invocation).await?;
             let (allowed, remaining, reset, retry) = reply;
             let micros = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
-            let decision = Decision {
-                allowed: allowed == 1,
+            let decision = Decision::new(
+                allowed == 1,
                 limit,
-                remaining: u32::try_from(remaining).unwrap_or(0),
-                reset: micros(reset),
-                retry_after: micros(retry),
-            };
-            if !decision.allowed && decision.remaining == 0 {
+                u32::try_from(remaining).unwrap_or(0),
+                micros(reset),
+                micros(retry),
+            );
+            if cost < 0 {
+                // Budget is back: no local refusal until Redis says otherwise (removed after
+                // the refund, so a refusal that raced it cannot outlive it).
+                this.inner.deny.remove(&id);
+            } else if !decision.allowed && decision.remaining == 0 {
                 // Refused locally until a request of cost 1 would pass.
                 // Saturating: a valid quota (a long period, a large burst) can exceed u64 µs.
                 let cap = t_micros.saturating_mul(u64::from(burst));
