@@ -200,8 +200,13 @@ impl fmt::Debug for MemoryLimiter {
 impl MemoryLimiter {
     /// The shared budget of a key the full map cannot hold.
     fn overflow(&self, hashed: u64) -> &InMemoryState {
-        // The low bits of a SipHash: uniform, and always in range.
-        &self.overflow[(hashed as usize) % OVERFLOW_BUCKETS]
+        // The low bits of a SipHash pick one; bucket 0 is `first` (the array is never empty).
+        let [first, rest @ ..] = &self.overflow;
+        let index = usize::try_from(hashed % OVERFLOW_BUCKETS as u64).unwrap_or(0);
+        index
+            .checked_sub(1)
+            .and_then(|i| rest.get(i))
+            .unwrap_or(first)
     }
 
     /// The number of keys held.
