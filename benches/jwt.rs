@@ -55,8 +55,9 @@ use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 
 use support::{drive, drive_fn, medians, run_batched};
 use tower_shield::ShieldBody;
+use tower_shield::jwt::keys::algorithm_name;
 use tower_shield::jwt::{
-    Claims, JwtAuthLayer, Key, KeySet, MemoryRevocationStore, RevocationStore, algorithm_name,
+    Claims, JwtAuthLayer, Key, KeySet, MemoryRevocationStore, RevocationStore,
 };
 
 fn inner() -> impl Service<
@@ -433,7 +434,7 @@ fn bench(c: &mut Criterion) {
         let key = Key::generate(alg).expect("key");
         let kid = key.kid().to_owned();
         let token = sign(&key, &kid);
-        let name = tower_shield::jwt::algorithm_name(alg);
+        let name = tower_shield::jwt::keys::algorithm_name(alg);
 
         let decoding = key.decoding_key().clone();
         let validation = validation(alg);

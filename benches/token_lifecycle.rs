@@ -24,11 +24,11 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, Header, encode};
 use tokio::runtime::Runtime;
 use tower_shield::clock::ManualClock;
-use tower_shield::jwt::{
-    Key, KeyRing, KeySet, MemoryRefreshStore, MemoryRevocationStore, RedisRefreshStore,
-    RedisRevocationStore, RefreshStore, RefreshTokens, TokenIssuer,
-};
+use tower_shield::jwt::revocation::RedisRevocationStore;
+use tower_shield::jwt::{Key, KeyRing, KeySet, MemoryRevocationStore};
 use tower_shield::redis::{KeyPrefix, RedisConnection};
+use tower_shield::tokens::store::{MemoryRefreshStore, RedisRefreshStore, RefreshStore};
+use tower_shield::tokens::{RefreshTokens, TokenIssuer};
 
 const CONCURRENCY: usize = 32;
 

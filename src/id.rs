@@ -157,24 +157,8 @@ impl<P: IdPrefix> Id<P> {
         }
         let hex = rest.get(1..).unwrap_or_default();
         let mut out = [0u8; 16];
-        for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
-            let (Some(high), Some(low)) = (
-                pair.first().copied().and_then(hex_value),
-                pair.get(1).copied().and_then(hex_value),
-            ) else {
-                return Err(IdError::NotLowercaseHex);
-            };
-            *byte = (high << 4) | low;
-        }
+        crate::hex::decode_into(hex, &mut out).ok_or(IdError::NotLowercaseHex)?;
         Ok(Self::from_bytes(out))
-    }
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        _ => None,
     }
 }
 

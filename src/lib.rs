@@ -32,10 +32,11 @@
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //! use tower_shield::{
 //!     cors::CorsLayer,
-//!     jwt::{JwtAuthLayer, Key, KeyRing, KeySet, MemoryRevocationStore, TokenIssuer},
+//!     jwt::{JwtAuthLayer, Key, KeyRing, KeySet, MemoryRevocationStore},
 //!     rate_limit::{Key as RateKey, MemoryStore, Policy, Quota, RateLimitLayer},
 //!     request_id::RequestIdLayer,
 //!     security_headers::SecurityHeadersLayer,
+//!     tokens::TokenIssuer,
 //! };
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -111,6 +112,14 @@ pub mod client_ip;
 pub mod clock;
 pub mod error;
 pub mod extensions;
+#[cfg(any(
+    feature = "tokens",
+    feature = "id",
+    all(feature = "redis", feature = "rate-limit")
+))]
+mod hex;
+#[cfg(feature = "id")]
+#[cfg_attr(docsrs, doc(cfg(feature = "id")))]
 pub mod id;
 #[cfg(any(feature = "jwt", feature = "rate-limit"))]
 mod log_gate;
@@ -134,6 +143,9 @@ pub mod request_id;
 #[cfg(feature = "security-headers")]
 #[cfg_attr(docsrs, doc(cfg(feature = "security-headers")))]
 pub mod security_headers;
+#[cfg(feature = "tokens")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokens")))]
+pub mod tokens;
 
 pub use body::ShieldBody;
 pub use error::{ConfigError, StoreError};

@@ -1,3 +1,4 @@
+#![cfg(feature = "id")]
 //! Prefixed UUID ids: text form, strict parsing, serde, bytes, and property tests.
 
 use std::collections::HashSet;

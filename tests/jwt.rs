@@ -14,10 +14,11 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_shield::clock::ManualClock;
+use tower_shield::jwt::keys::{KeySetVersion, KeySource};
+use tower_shield::jwt::revocation::{StoreFuture, TokenRef};
 use tower_shield::jwt::{
-    Claims, JwtAuthBuilder, JwtAuthLayer, Key, KeyRing, KeySet, KeySetVersion, KeySource,
-    MemoryRevocationStore, RequireRoleLayer, RequireScopeLayer, RevocationStore, Scopes,
-    StoreFuture, TokenRef, TokenSource, TokenType, Verified,
+    Claims, JwtAuthBuilder, JwtAuthLayer, Key, KeyRing, KeySet, MemoryRevocationStore,
+    RequireRoleLayer, RequireScopeLayer, RevocationStore, Scopes, TokenSource, TokenType, Verified,
 };
 use tower_shield::{Principal, ShieldBody, StoreError};
 
@@ -86,7 +87,7 @@ fn claims() -> Value {
 }
 
 fn header_for(key: &Key) -> Value {
-    json!({ "alg": tower_shield::jwt::algorithm_name(key.algorithm()), "kid": key.kid(), "typ": "at+jwt" })
+    json!({ "alg": tower_shield::jwt::keys::algorithm_name(key.algorithm()), "kid": key.kid(), "typ": "at+jwt" })
 }
 
 /// Signs arbitrary header and claims JSON with `key` (jsonwebtoken's signer).

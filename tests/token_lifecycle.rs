@@ -14,10 +14,11 @@ use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_shield::StoreError;
 use tower_shield::clock::{Clock, ManualClock};
 use tower_shield::jwt::{
-    Claims, IssueError, JwtAuthLayer, Key, KeyRing, KeySet, MemoryRefreshStore,
-    MemoryRevocationStore, RefreshCookie, RefreshError, RefreshTokens, TokenIssuer, Verified,
+    Claims, JwtAuthLayer, Key, KeyRing, KeySet, MemoryRevocationStore, Verified,
 };
 use tower_shield::refusal::ProblemType;
+use tower_shield::tokens::store::MemoryRefreshStore;
+use tower_shield::tokens::{IssueError, RefreshCookie, RefreshError, RefreshTokens, TokenIssuer};
 
 fn decode_part(part: &str) -> Value {
     let mut bytes = Vec::new();
@@ -105,7 +106,7 @@ async fn issued_tokens_verify_with_the_layer_for_each_algorithm() {
         let (head, claims) = header_and_claims(token.as_str());
         assert_eq!(head["typ"], "at+jwt");
         assert_eq!(head["kid"], ring.snapshot().signing_key().unwrap().kid);
-        assert_eq!(head["alg"], tower_shield::jwt::algorithm_name(alg));
+        assert_eq!(head["alg"], tower_shield::jwt::keys::algorithm_name(alg));
         assert_eq!(claims["sub"], "user_1");
         assert_eq!(claims["role"], "admin");
         assert_eq!(claims["iss"], "https://auth.test");
@@ -312,7 +313,7 @@ async fn store_chosen_at_runtime() {
             .with(Key::generate(Algorithm::EdDSA).unwrap())
             .unwrap(),
     );
-    let store: std::sync::Arc<dyn tower_shield::jwt::RefreshStore> =
+    let store: std::sync::Arc<dyn tower_shield::tokens::store::RefreshStore> =
         std::sync::Arc::new(MemoryRefreshStore::new());
     let tokens = RefreshTokens::builder(issuer_for(&ring, &clock), store)
         .revocation(MemoryRevocationStore::new())
@@ -398,7 +399,7 @@ fn refusals_map_lifecycle_errors() {
         (
             RefreshError::Reused {
                 subject: "user_1".into(),
-                family: tower_shield::jwt::FamilyId::from_bytes([1; 16]),
+                family: tower_shield::tokens::store::FamilyId::from_bytes([1; 16]),
             },
             401,
             "refresh_token_reused",
@@ -435,7 +436,7 @@ fn refusals_map_lifecycle_errors() {
 mod hostile {
     use super::*;
     use proptest::prelude::*;
-    use tower_shield::jwt::RefreshToken;
+    use tower_shield::tokens::RefreshToken;
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]

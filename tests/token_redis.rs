@@ -21,11 +21,11 @@ use http::{Request, Response, StatusCode, header};
 use jsonwebtoken::Algorithm;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_shield::clock::ManualClock;
-use tower_shield::jwt::{
-    JwtAuthLayer, Key, KeyRing, KeySet, RedisRefreshStore, RedisRevocationStore, RefreshError,
-    RefreshTokens, RevocationStore, TokenIssuer,
-};
+use tower_shield::jwt::revocation::RedisRevocationStore;
+use tower_shield::jwt::{JwtAuthLayer, Key, KeyRing, KeySet, RevocationStore};
 use tower_shield::redis::{KeyPrefix, RedisConnection, RedisOptions};
+use tower_shield::tokens::store::RedisRefreshStore;
+use tower_shield::tokens::{RefreshError, RefreshTokens, TokenIssuer};
 
 use redis_server::OwnRedis;
 

@@ -13,12 +13,14 @@ use http::{Request, Response, StatusCode, header};
 use jsonwebtoken::Algorithm;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_shield::clock::{Clock, ManualClock};
+use tower_shield::jwt::revocation::{RedisRevocationStore, TokenRef};
 use tower_shield::jwt::{
-    FamilyId, JwtAuthLayer, Key, KeyRing, KeySet, MemoryRefreshStore, MemoryRevocationStore,
-    REFRESH_TOKEN_REUSED, RedisRefreshStore, RedisRevocationStore, RefreshError, RefreshStore,
-    RefreshTokens, RevocationStore, TokenIssuer, TokenPair, TokenRef,
+    JwtAuthLayer, Key, KeyRing, KeySet, MemoryRevocationStore, RevocationStore,
 };
 use tower_shield::redis::{KeyPrefix, RedisConnection};
+use tower_shield::tokens::refresh::REFRESH_TOKEN_REUSED;
+use tower_shield::tokens::store::{FamilyId, MemoryRefreshStore, RedisRefreshStore, RefreshStore};
+use tower_shield::tokens::{RefreshError, RefreshTokens, TokenIssuer, TokenPair};
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
@@ -45,8 +47,8 @@ fn harness<St: RefreshStore>(
     revocation: Arc<dyn RevocationStore>,
     label: &'static str,
     configure: impl FnOnce(
-        tower_shield::jwt::RefreshTokensBuilder<St>,
-    ) -> tower_shield::jwt::RefreshTokensBuilder<St>,
+        tower_shield::tokens::RefreshTokensBuilder<St>,
+    ) -> tower_shield::tokens::RefreshTokensBuilder<St>,
 ) -> Harness<St> {
     let clock = ManualClock::now();
     let ring = KeyRing::new(KeySet::new().with(key()).unwrap());
@@ -79,8 +81,8 @@ fn harness<St: RefreshStore>(
 
 fn memory(
     configure: impl FnOnce(
-        tower_shield::jwt::RefreshTokensBuilder<MemoryRefreshStore>,
-    ) -> tower_shield::jwt::RefreshTokensBuilder<MemoryRefreshStore>,
+        tower_shield::tokens::RefreshTokensBuilder<MemoryRefreshStore>,
+    ) -> tower_shield::tokens::RefreshTokensBuilder<MemoryRefreshStore>,
 ) -> Harness<MemoryRefreshStore> {
     harness(
         MemoryRefreshStore::new(),
@@ -93,8 +95,8 @@ fn memory(
 async fn redis(
     test: &str,
     configure: impl FnOnce(
-        tower_shield::jwt::RefreshTokensBuilder<RedisRefreshStore>,
-    ) -> tower_shield::jwt::RefreshTokensBuilder<RedisRefreshStore>,
+        tower_shield::tokens::RefreshTokensBuilder<RedisRefreshStore>,
+    ) -> tower_shield::tokens::RefreshTokensBuilder<RedisRefreshStore>,
 ) -> Option<Harness<RedisRefreshStore>> {
     let Ok(url) = std::env::var("REDIS_URL") else {
         eprintln!("REDIS_URL is not set: skipping the Redis run of {test}");
@@ -661,20 +663,20 @@ fn decode_claims(token: &str) -> serde_json::Value {
 // Instantiation per store.
 
 fn default_config<St: RefreshStore>(
-    b: tower_shield::jwt::RefreshTokensBuilder<St>,
-) -> tower_shield::jwt::RefreshTokensBuilder<St> {
+    b: tower_shield::tokens::RefreshTokensBuilder<St>,
+) -> tower_shield::tokens::RefreshTokensBuilder<St> {
     b
 }
 
 fn no_grace<St: RefreshStore>(
-    b: tower_shield::jwt::RefreshTokensBuilder<St>,
-) -> tower_shield::jwt::RefreshTokensBuilder<St> {
+    b: tower_shield::tokens::RefreshTokensBuilder<St>,
+) -> tower_shield::tokens::RefreshTokensBuilder<St> {
     b.reuse_grace(Duration::ZERO)
 }
 
 fn short_family<St: RefreshStore>(
-    b: tower_shield::jwt::RefreshTokensBuilder<St>,
-) -> tower_shield::jwt::RefreshTokensBuilder<St> {
+    b: tower_shield::tokens::RefreshTokensBuilder<St>,
+) -> tower_shield::tokens::RefreshTokensBuilder<St> {
     b.family_lifetime(10 * DAY)
 }
 

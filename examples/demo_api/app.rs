@@ -24,10 +24,9 @@ use tower_shield::ConfigError;
 use tower_shield::RequestId;
 use tower_shield::client_ip::ClientIpResolver;
 use tower_shield::cors::CorsLayer;
+use tower_shield::jwt::revocation::RedisRevocationStore;
 use tower_shield::jwt::{
-    JwtAuthLayer, KeyRing, MemoryRefreshStore, MemoryRevocationStore, RedisRefreshStore,
-    RedisRevocationStore, RefreshCookie, RefreshStore, RefreshTokens, RequireRoleLayer,
-    RevocationStore, TokenIssuer,
+    JwtAuthLayer, KeyRing, MemoryRevocationStore, RequireRoleLayer, RevocationStore,
 };
 use tower_shield::rate_limit::{
     FallbackStore, Key, MemoryStore, Policy, Quota, RateLimitLayer, RateLimitStore, RedisStore,
@@ -37,6 +36,8 @@ use tower_shield::redis::{KeyPrefix, RedisConnection, RedisOptions};
 use tower_shield::refusal::{ProblemType, Refusal};
 use tower_shield::request_id::RequestIdLayer;
 use tower_shield::security_headers::SecurityHeaders;
+use tower_shield::tokens::store::{MemoryRefreshStore, RedisRefreshStore, RefreshStore};
+use tower_shield::tokens::{RefreshCookie, RefreshTokens, TokenIssuer};
 
 use crate::auth::{self, FailureCounter, REALM, StoreCounter};
 use crate::config::{Config, StoreUrl};

@@ -27,10 +27,12 @@ use serde_json::json;
 use tower::{Layer, ServiceExt, service_fn};
 use tower_shield::StoreError;
 use tower_shield::client_ip::ClientIp;
-use tower_shield::jwt::{Claims, RefreshError, RefreshStore, RefreshTokens, TokenPair, Verified};
+use tower_shield::jwt::{Claims, Verified};
 use tower_shield::rate_limit::headers::retry_after_secs;
 use tower_shield::rate_limit::{Decision, Quota, RateKey, RateLimitStore};
 use tower_shield::refusal::{ProblemType, Refusal};
+use tower_shield::tokens::store::RefreshStore;
+use tower_shield::tokens::{RefreshError, RefreshTokens, TokenPair};
 
 use crate::app::AppState;
 use crate::problem::{EMAIL_TAKEN, INVALID_CREDENTIALS, JsonBody, field, invalid};
@@ -433,7 +435,7 @@ fn refresh_refusal(error: &RefreshError, request: &Request) -> Response {
 /// role *now*, so a role change takes effect here.
 pub(crate) async fn refresh(State(state): State<AppState>, request: Request) -> Response {
     let Some(token) = state.cookie.read(request.headers()) else {
-        return Refusal::new(&tower_shield::jwt::INVALID_REFRESH_TOKEN)
+        return Refusal::new(&tower_shield::tokens::refresh::INVALID_REFRESH_TOKEN)
             .with_header(header::WWW_AUTHENTICATE, CHALLENGE.clone())
             .for_request(&request);
     };

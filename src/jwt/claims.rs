@@ -175,7 +175,7 @@ impl<C> Verified<C> {
     }
 
     /// The token's `sid` claim, when it has one: the session it was issued in (for tokens of
-    /// [`RefreshTokens`](super::RefreshTokens), the refresh-token family). Revoking the
+    /// `RefreshTokens` (feature `tokens`), the refresh-token family). Revoking the
     /// session ([`RevocationStore::revoke_session`](super::RevocationStore::revoke_session))
     /// refuses every access token of it.
     pub fn session(&self) -> Option<&str> {

@@ -126,39 +126,23 @@ fn unix_secs(time: SystemTime) -> u64 {
 
 /// Wraps DER in a PEM envelope so jsonwebtoken's own PKCS#8/SPKI extraction can be reused.
 fn pem_wrap(label: &str, der: &[u8]) -> String {
-    let body = b64::encode_std(der);
-    let mut pem = format!("-----BEGIN {label}-----\n");
-    for line in body.as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
-        pem.push('\n');
-    }
-    pem.push_str(&format!("-----END {label}-----\n"));
-    pem
+    pem::encode_config(
+        &pem::Pem::new(label, der),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
 }
 
-/// The label and DER body of the first PEM block in `input`.
+/// The label and DER body of the first PEM block in `input` (the `pem` crate, already in the
+/// tree through jsonwebtoken). Encrypted PEM (`Proc-Type`/`DEK-Info` headers) is refused.
 fn pem_parse(input: &[u8]) -> Option<(String, Vec<u8>)> {
     if input.len() > MAX_DOCUMENT {
         return None;
     }
-    let text = std::str::from_utf8(input).ok()?;
-    let start = text.find("-----BEGIN ")?;
-    let rest = text.get(start + 11..)?;
-    let label_end = rest.find("-----")?;
-    let label = rest.get(..label_end)?.to_owned();
-    let body_and_end = rest.get(label_end + 5..)?;
-    let end_marker = format!("-----END {label}-----");
-    let body_end = body_and_end.find(&end_marker)?;
-    let body: Vec<u8> = body_and_end
-        .get(..body_end)?
-        .bytes()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
-    if body.contains(&b':') {
-        // Encrypted PEM (Proc-Type/DEK-Info headers) is not supported.
+    let block = pem::parse(input).ok()?;
+    if block.headers().iter().next().is_some() {
         return None;
     }
-    Some((label, b64::decode_std(&body)?))
+    Some((block.tag().to_owned(), block.into_contents()))
 }
 
 /// One key, bound to exactly one algorithm.

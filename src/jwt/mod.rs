@@ -1,16 +1,19 @@
 //! JWT bearer authentication that resists the known JWT attacks, with revocation and a
-//! verified-token cache.
+//! verified-token cache: what a resource server needs to *verify* tokens. Issuing them,
+//! refresh-token rotation and the refresh cookie are in [`tokens`](crate::tokens) (feature
+//! `tokens`).
 //!
-//! - [`KeySet`] / [`Key`]: keys by `kid`, each bound to exactly one algorithm (RS, PS, ES,
-//!   EdDSA, HS); loaded from PEM, DER, JWK or JWKS, or generated; published with
+//! - [`keys`]: [`KeySet`] / [`Key`], keys by `kid`, each bound to exactly one algorithm (RS,
+//!   PS, ES, EdDSA, HS); loaded from PEM, DER, JWK or JWKS, or generated; published with
 //!   [`KeySet::to_jwks`]. [`KeyRing`] shares them with an issuer and rotates them at runtime.
 //! - [`JwtAuthLayer`]: reads `Authorization: Bearer` (or a cookie), refuses every malformed,
 //!   forged, expired, mistyped or revoked token with a 401 problem+json before the handler
 //!   runs, and leaves [`Verified<C>`], [`Principal`](crate::Principal) and [`Scopes`] in the
 //!   request extensions.
 //! - [`RequireRoleLayer`] / [`RequireScopeLayer`]: 403 `insufficient_scope` guards.
-//! - [`RevocationStore`]: deny a `jti`, or a subject's tokens issued before a time;
-//!   [`MemoryRevocationStore`] here, a Redis one under the `redis` feature.
+//! - [`revocation`]: [`RevocationStore`], deny a `jti`, a session, or a subject's tokens
+//!   issued before a time; [`MemoryRevocationStore`] here, a Redis one under the `redis`
+//!   feature.
 //!
 //! # What is checked, in order
 //!
@@ -77,18 +80,12 @@
 mod b64;
 mod cache;
 mod claims;
-mod cookie;
 #[cfg(feature = "axum")]
 mod extract;
 mod guard;
-mod issuer;
-mod keys;
+pub mod keys;
 mod layer;
-#[cfg(feature = "redis")]
-mod redis_store;
-mod refresh;
-mod refresh_store;
-mod revocation;
+pub mod revocation;
 mod service;
 mod validation;
 
@@ -99,33 +96,16 @@ pub use claims::{Audience, Claims, Scopes, Verified};
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use extract::AuthRejection;
 pub use guard::{GuardFuture, GuardService, RequireRoleLayer, RequireScopeLayer};
-pub use keys::{Key, KeyRing, KeySet, KeySetVersion, KeySource, SigningKey, algorithm_name};
+pub use keys::{Key, KeyRing, KeySet};
 pub use layer::{DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, JwtAuthBuilder, JwtAuthLayer, TokenSource};
-pub use revocation::{
-    MemoryRevocationStore, MemoryRevocationStoreBuilder, RevocationStore, StoreFuture, TokenRef,
-};
+pub use revocation::{MemoryRevocationStore, RevocationStore};
 pub use service::{JwtAuthService, ResponseFuture};
 pub use validation::TokenType;
 
-// Issuing and the token lifecycle.
-pub use cookie::{DEFAULT_COOKIE_NAME, DEFAULT_COOKIE_PATH, RefreshCookie};
-pub use issuer::{
-    AccessToken, DEFAULT_ACCESS_TTL, DEFAULT_ISSUER_LEEWAY, IssueError, MAX_ACCESS_TTL,
-    MIN_ACCESS_TTL, REGISTERED_CLAIMS, TokenIssuer, TokenIssuerBuilder,
-};
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use redis_store::{RedisRefreshStore, RedisRevocationStore};
-pub use refresh::{
-    DEFAULT_FAMILY_LIFETIME, DEFAULT_REFRESH_TTL, DEFAULT_REUSE_GRACE, INVALID_REFRESH_TOKEN,
-    MAX_FAMILY_LIFETIME, MAX_REFRESH_TTL, MAX_REUSE_GRACE, MAX_SIBLINGS, REFRESH_TOKEN_LEN,
-    REFRESH_TOKEN_PREFIX, REFRESH_TOKEN_REUSED, RefreshError, RefreshToken, RefreshTokens,
-    RefreshTokensBuilder, TokenPair,
-};
-pub use refresh_store::{
-    DEFAULT_MAX_SPENT, DEFAULT_MEMORY_CAPACITY, FamilyId, MemoryRefreshStore, NewFamily,
-    RefreshStore, RotateOutcome, Rotation, TokenHash,
-};
+#[cfg(feature = "tokens")]
+pub(crate) use b64::{decode_url as b64_decode_url, encode_url as b64_encode_url};
+#[cfg(feature = "tokens")]
+pub(crate) use layer::MAX_LEEWAY;
 
 /// Whether two byte strings are equal, in a time that depends only on their lengths (aws-lc's
 /// `CRYPTO_memcmp`: about 35 ns for a 700-byte token, where `subtle`'s byte-by-byte

@@ -224,30 +224,13 @@ fn key_digest(scope: &str, key: &RateKey) -> [u8; 40] {
     key.write_material(&mut |bytes| {
         for chunk in bytes.chunks(32) {
             let mut hex = [0u8; 64];
-            let len = write_hex(chunk, &mut hex);
+            let len = crate::hex::encode_into(chunk, &mut hex);
             sha.update(hex.get(..len).unwrap_or_default());
         }
     });
     let mut hex = [0u8; 40];
-    write_hex(&sha.digest().bytes(), &mut hex);
+    crate::hex::encode_into(&sha.digest().bytes(), &mut hex);
     hex
-}
-
-/// Writes `bytes` as lower-case hex (two digits a byte) into `out`; returns the length
-/// written (bytes that do not fit are left out).
-fn write_hex(bytes: &[u8], out: &mut [u8]) -> usize {
-    let mut len = 0;
-    for (&byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
-        for (digit, nibble) in pair.iter_mut().zip([byte >> 4, byte & 0x0f]) {
-            *digit = if nibble < 10 {
-                b'0' + nibble
-            } else {
-                b'a' + nibble - 10
-            };
-        }
-        len += 2;
-    }
-    len
 }
 
 /// One limiter of a [`RedisStore`].

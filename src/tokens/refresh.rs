@@ -11,9 +11,9 @@ use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 
 use super::issuer::{AccessToken, IssueError, TokenIssuer};
-use super::refresh_store::{FamilyId, NewFamily, RefreshStore, RotateOutcome, Rotation, TokenHash};
-use super::revocation::{RevocationStore, TokenRef};
+use super::store::{FamilyId, NewFamily, RefreshStore, RotateOutcome, Rotation, TokenHash};
 use crate::error::{ConfigError, StoreError};
+use crate::jwt::revocation::{RevocationStore, TokenRef};
 use crate::refusal::{ProblemType, Refusal};
 
 /// Default refresh-token lifetime: 7 days.
@@ -64,20 +64,6 @@ impl fmt::Debug for RefreshToken {
     }
 }
 
-const B64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-fn encode_b64url_48(bytes: &[u8; 48]) -> String {
-    let mut out = String::with_capacity(64);
-    for chunk in bytes.chunks_exact(3) {
-        let n = chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b));
-        for shift in [18u32, 12, 6, 0] {
-            let index = usize::try_from((n >> shift) & 0x3f).unwrap_or(0);
-            out.push(char::from(B64URL.get(index).copied().unwrap_or(b'A')));
-        }
-    }
-    out
-}
-
 impl RefreshToken {
     /// A fresh token of `family`: 256 bits from the OS random source.
     fn generate(family: FamilyId) -> Result<(Self, TokenHash), StoreError> {
@@ -87,7 +73,7 @@ impl RefreshToken {
         aws_lc_rs::rand::fill(secret)
             .map_err(|_| StoreError::Unavailable("the OS random source failed".into()))?;
         let hash = hash_raw(&raw);
-        let token = format!("{REFRESH_TOKEN_PREFIX}{}", encode_b64url_48(&raw));
+        let token = format!("{REFRESH_TOKEN_PREFIX}{}", crate::jwt::b64_encode_url(&raw));
         Ok((Self(token), hash))
     }
 
@@ -98,7 +84,9 @@ impl RefreshToken {
             return None;
         }
         let body = token.strip_prefix(REFRESH_TOKEN_PREFIX)?;
-        let raw: [u8; 48] = super::b64::decode_url(body.as_bytes())?.try_into().ok()?;
+        let raw: [u8; 48] = crate::jwt::b64_decode_url(body.as_bytes())?
+            .try_into()
+            .ok()?;
         let mut id = [0u8; 16];
         id.copy_from_slice(raw.get(..16)?);
         Some((FamilyId::from_bytes(id), hash_raw(&raw)))
@@ -246,7 +234,7 @@ impl RefreshError {
     /// ```
     /// use http::StatusCode;
     /// use tower_shield::StoreError;
-    /// use tower_shield::jwt::RefreshError;
+    /// use tower_shield::tokens::RefreshError;
     ///
     /// let refusal = RefreshError::Store(StoreError::Timeout).refusal();
     /// assert_eq!(refusal.problem().status, StatusCode::SERVICE_UNAVAILABLE);
@@ -415,10 +403,9 @@ impl<St: RefreshStore> RefreshTokensBuilder<St> {
 ///
 /// ```
 /// use jsonwebtoken::Algorithm;
-/// use tower_shield::jwt::{
-///     Key, KeySet, MemoryRefreshStore, MemoryRevocationStore, RefreshError, RefreshTokens,
-///     TokenIssuer,
-/// };
+/// use tower_shield::jwt::{Key, KeySet, MemoryRevocationStore};
+/// use tower_shield::tokens::{RefreshError, RefreshTokens, TokenIssuer};
+/// use tower_shield::tokens::store::MemoryRefreshStore;
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let issuer = TokenIssuer::builder(KeySet::new().with(Key::generate(Algorithm::EdDSA)?)?)
@@ -743,7 +730,7 @@ impl<St: RefreshStore> RefreshTokens<St> {
                         %error,
                         "revoking the session failed; retrying"
                     );
-                    tokio::task::yield_now().await;
+                    yield_once().await;
                 }
                 result => return result,
             }
@@ -812,6 +799,21 @@ impl<St: RefreshStore> RefreshTokens<St> {
     pub fn reuse_grace(&self) -> Duration {
         self.inner.reuse_grace
     }
+}
+
+/// Lets other tasks run once before a retry (`yield_now` without depending on a runtime).
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]

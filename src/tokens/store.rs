@@ -1,4 +1,5 @@
-//! Where refresh-token families live: the [`RefreshStore`] trait and [`MemoryRefreshStore`].
+//! Where refresh-token families live: the [`RefreshStore`] trait, [`MemoryRefreshStore`],
+//! and `RedisRefreshStore` (feature `redis`).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -7,8 +8,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 
-use super::revocation::StoreFuture;
 use crate::error::StoreError;
+use crate::jwt::revocation::StoreFuture;
+
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use super::redis::RedisRefreshStore;
 
 /// The id of a refresh-token family (128 random bits), shown as 32 lowercase hex digits.
 ///
@@ -31,13 +36,13 @@ impl FamilyId {
     /// Parses 32 lowercase hex digits.
     pub fn from_hex(hex: &str) -> Option<Self> {
         let mut out = [0u8; 16];
-        decode_hex(hex, &mut out)?;
+        crate::hex::decode_into(hex.as_bytes(), &mut out)?;
         Some(Self(out))
     }
 
     /// 32 lowercase hex digits.
     pub fn to_hex(&self) -> String {
-        encode_hex(&self.0)
+        crate::hex::encode(&self.0)
     }
 }
 
@@ -61,7 +66,7 @@ pub struct TokenHash([u8; 32]);
 
 impl PartialEq for TokenHash {
     fn eq(&self, other: &Self) -> bool {
-        super::constant_time_eq(&self.0, &other.0)
+        crate::jwt::constant_time_eq(&self.0, &other.0)
     }
 }
 
@@ -84,37 +89,8 @@ impl TokenHash {
 
     /// 64 lowercase hex digits (how the Redis store keeps it).
     pub fn to_hex(&self) -> String {
-        encode_hex(&self.0)
+        crate::hex::encode(&self.0)
     }
-}
-
-pub(crate) fn encode_hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        for nibble in [b >> 4, b & 0x0f] {
-            out.push(char::from(
-                HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'),
-            ));
-        }
-    }
-    out
-}
-
-fn decode_hex(hex: &str, out: &mut [u8]) -> Option<()> {
-    if hex.len() != out.len() * 2 {
-        return None;
-    }
-    let digit = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    for (slot, pair) in out.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
-        let [hi, lo] = pair else { return None };
-        *slot = (digit(*hi)? << 4) | digit(*lo)?;
-    }
-    Some(())
 }
 
 /// A new family: the first token of a sign-in.

@@ -26,7 +26,7 @@ const MAX_COOKIE_LINE: usize = 8 * 1024;
 ///
 /// ```
 /// use http::{HeaderMap, header};
-/// use tower_shield::jwt::RefreshCookie;
+/// use tower_shield::tokens::RefreshCookie;
 ///
 /// let cookie = RefreshCookie::new();
 /// let token = format!("rt_{}", "A".repeat(64));

@@ -6,7 +6,7 @@
 //! `role`, `iat`, `nbf`, `exp` and a UUID `jti` (and `sid`, the session, when issued in one:
 //! see [`TokenIssuer::issue_in_session`]), plus any claims of the caller's own (which may not
 //! replace the registered ones). Time comes from the injected
-//! [`Clock`](crate::clock::Clock), so the verifying [`JwtAuthLayer`](super::JwtAuthLayer) and
+//! [`Clock`], so the verifying [`JwtAuthLayer`](crate::jwt::JwtAuthLayer) and
 //! the issuer agree in tests.
 
 use std::fmt;
@@ -17,9 +17,9 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, Header};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::keys::{KeyRing, KeySet};
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
+use crate::jwt::keys::{KeyRing, KeySet};
 
 /// Default access-token lifetime: 15 minutes.
 pub const DEFAULT_ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
@@ -27,7 +27,7 @@ pub const DEFAULT_ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
 pub const MIN_ACCESS_TTL: Duration = Duration::from_secs(1);
 /// Longest access-token lifetime the builder accepts: 1 hour.
 pub const MAX_ACCESS_TTL: Duration = Duration::from_secs(60 * 60);
-/// Default leeway assumed for verifiers (30 s, like [`DEFAULT_LEEWAY`](super::DEFAULT_LEEWAY)).
+/// Default leeway assumed for verifiers (30 s, like [`DEFAULT_LEEWAY`](crate::jwt::DEFAULT_LEEWAY)).
 pub const DEFAULT_ISSUER_LEEWAY: Duration = Duration::from_secs(30);
 
 /// The claims the issuer sets itself; extra claims may not use these names.
@@ -60,7 +60,7 @@ pub enum IssueError {
     #[error("subject, role or session is empty, too long or contains control characters")]
     InvalidIdentity,
     /// The signed token would be longer than verifiers accept by default
-    /// ([`DEFAULT_MAX_TOKEN_LEN`](super::DEFAULT_MAX_TOKEN_LEN), 8 KiB): too many extra claims.
+    /// ([`DEFAULT_MAX_TOKEN_LEN`](crate::jwt::DEFAULT_MAX_TOKEN_LEN), 8 KiB): too many extra claims.
     #[error("the token would exceed 8 KiB")]
     TooLarge,
     /// Signing failed.
@@ -291,12 +291,13 @@ fn check_signing(keys: &KeySet, allow_hmac: bool) -> Result<Algorithm, IssueErro
 
 /// Signs access tokens with the active key of a [`KeyRing`].
 ///
-/// Cheap to clone (one `Arc`). Share the ring with [`JwtAuthLayer`](super::JwtAuthLayer) so a
+/// Cheap to clone (one `Arc`). Share the ring with [`JwtAuthLayer`](crate::jwt::JwtAuthLayer) so a
 /// rotation (new key active, old key retired with a grace time) reaches both at once.
 ///
 /// ```
 /// use jsonwebtoken::Algorithm;
-/// use tower_shield::jwt::{Key, KeyRing, KeySet, TokenIssuer};
+/// use tower_shield::jwt::{Key, KeyRing, KeySet};
+/// use tower_shield::tokens::TokenIssuer;
 ///
 /// let ring = KeyRing::new(KeySet::new().with(Key::generate(Algorithm::EdDSA)?)?);
 /// let issuer = TokenIssuer::builder(ring.clone())
@@ -382,7 +383,7 @@ impl TokenIssuer {
     }
 
     /// [`issue`](Self::issue) with a `sid` claim naming the session the token belongs to,
-    /// so that [`RevocationStore::revoke_session`](super::RevocationStore::revoke_session)
+    /// so that [`RevocationStore::revoke_session`](crate::jwt::RevocationStore::revoke_session)
     /// can refuse every access token of that session at once.
     /// [`RefreshTokens`](super::RefreshTokens) uses the refresh-token family as the session.
     pub fn issue_in_session<E: Serialize + ?Sized>(
@@ -441,7 +442,7 @@ impl TokenIssuer {
         header.kid = Some(signing.kid.to_owned());
         let token =
             jsonwebtoken::encode(&header, &claims, signing.key).map_err(|_| IssueError::Signing)?;
-        if token.len() > super::layer::DEFAULT_MAX_TOKEN_LEN {
+        if token.len() > crate::jwt::DEFAULT_MAX_TOKEN_LEN {
             return Err(IssueError::TooLarge);
         }
         Ok(AccessToken {
@@ -498,7 +499,7 @@ impl TokenIssuer {
     /// even one configured with the largest leeway a layer accepts (5 min; at least this
     /// issuer's own leeway): how long a revocation of it must be kept.
     pub(crate) fn dead_after(exp: u64) -> u64 {
-        exp.saturating_add(super::layer::MAX_LEEWAY.as_secs())
+        exp.saturating_add(crate::jwt::MAX_LEEWAY.as_secs())
             .saturating_add(1)
     }
 }
@@ -507,7 +508,7 @@ impl TokenIssuer {
 mod tests {
     use super::*;
     use crate::jwt::Key;
-    use crate::jwt::layer::MAX_LEEWAY;
+    use crate::jwt::MAX_LEEWAY;
 
     #[test]
     fn revocations_outlive_every_layer_leeway() {
