@@ -79,21 +79,8 @@ pub fn algorithm_name(alg: Algorithm) -> &'static str {
 /// The algorithm named exactly (case-sensitive) by a JWS `alg` value; `None` for `none` and
 /// anything unknown.
 pub(crate) fn algorithm_from_name(name: &str) -> Option<Algorithm> {
-    Some(match name {
-        "HS256" => Algorithm::HS256,
-        "HS384" => Algorithm::HS384,
-        "HS512" => Algorithm::HS512,
-        "ES256" => Algorithm::ES256,
-        "ES384" => Algorithm::ES384,
-        "RS256" => Algorithm::RS256,
-        "RS384" => Algorithm::RS384,
-        "RS512" => Algorithm::RS512,
-        "PS256" => Algorithm::PS256,
-        "PS384" => Algorithm::PS384,
-        "PS512" => Algorithm::PS512,
-        "EdDSA" => Algorithm::EdDSA,
-        _ => return None,
-    })
+    // jsonwebtoken's own parser: exactly the names it can verify (never `none`).
+    name.parse().ok()
 }
 
 fn hmac_min_len(alg: Algorithm) -> usize {
@@ -999,6 +986,24 @@ impl KeySource for KeyRing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn algorithm_names_are_exact() {
+        for alg in [
+            Algorithm::HS256,
+            Algorithm::ES384,
+            Algorithm::RS512,
+            Algorithm::PS256,
+            Algorithm::EdDSA,
+        ] {
+            assert_eq!(algorithm_from_name(algorithm_name(alg)), Some(alg));
+        }
+        for name in [
+            "none", "None", "NONE", "hs256", "HS256 ", "ES512", "EDDSA", "",
+        ] {
+            assert_eq!(algorithm_from_name(name), None, "{name:?}");
+        }
+    }
 
     #[test]
     fn hmac_secret_must_reach_hash_size() {
