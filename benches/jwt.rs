@@ -33,7 +33,7 @@
 //! `cache-hit-is-cached-first`, `cache-hit-lookup-first`, `forged`,
 //! `missing`, `baseline`.
 //!
-//! `TS_BENCH_RATIO=1 <bench binary> --bench`: the ratio goals in 31 paired rounds
+//! `TS_BENCH_RATIO=1 <bench binary> --bench`: the ratios to the anchor in 31 paired rounds
 //! each, steadier than two criterion medians on a busy machine: the cold layer against the
 //! `decode` service for every algorithm ("≤ 5% over the raw decode"), and cold RS256 against
 //! the cache hit ("≥ 35× cheaper"); each prints the medians and the median per-round ratio.
@@ -352,7 +352,7 @@ const ALGORITHMS: [Algorithm; 4] = [
     Algorithm::EdDSA,
 ];
 
-/// `TS_BENCH_RATIO=1`: the ratio goals, each as the median of 31 paired rounds (the
+/// `TS_BENCH_RATIO=1`: the ratios to the anchor, each as the median of 31 paired rounds (the
 /// two sides timed back to back, in alternating order), which survives a busy machine.
 fn ratio() {
     for alg in ALGORITHMS {

@@ -23,7 +23,7 @@
 //!
 //! Ratios on a busy machine: `TS_BENCH_PAIRED=1 <bench binary> --bench` times every
 //! contender back to back in 31 rounds (11 for Redis) and prints the medians of the times and
-//! of the per-round ratios the goals are stated in.
+//! of the per-round ratios, which is how the README states them.
 
 use std::convert::Infallible;
 use std::hint::black_box;

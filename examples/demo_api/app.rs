@@ -232,7 +232,7 @@ pub(crate) fn app<St: RateLimitStore>(
     limits: St,
     scale: u32,
 ) -> Result<Router, ConfigError> {
-    // 4. RateLimit by client IP, before any signature check (DEMO_API.md "Limits").
+    // 4. RateLimit by client IP, before any signature check (examples/demo_api/README.md, "Limits").
     let jwt_for_skip = state.jwt.clone();
     let ip_limit = RateLimitLayer::builder(limits.clone())
         .client_ip(
@@ -336,7 +336,7 @@ pub(crate) fn app<St: RateLimitStore>(
     Ok(routes.layer(layers))
 }
 
-/// The CORS layer of DEMO_API.md.
+/// The CORS layer of the contract (examples/demo_api/README.md, "CORS").
 fn cors(config: &Config) -> Result<CorsLayer, ConfigError> {
     CorsLayer::builder()
         .allow_origins(&config.cors_allowed_origins)

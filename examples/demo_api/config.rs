@@ -1,4 +1,4 @@
-//! The demo's configuration: every variable of `DEMO_API.md`, read from the environment and
+//! The demo's configuration: every variable of the contract (`examples/demo_api/README.md`), read from the environment and
 //! validated before the server listens. A bad value is a [`ConfigError::Env`] naming the
 //! variable (never echoing a secret); `main` turns it into exit code 2.
 

@@ -1,5 +1,5 @@
 //! The tower-shield demo API: a small axum service wired the way a production service would be
-//! (see `DEMO_API.md` for the whole contract).
+//! (see `examples/demo_api/README.md` for the whole contract).
 //!
 //! ```text
 //! cargo run --release --example demo_api

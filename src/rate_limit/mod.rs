@@ -120,6 +120,10 @@ mod quota;
 mod service;
 pub mod store;
 
+/// The `governor` crate the memory store keeps its state in, re-exported for its clocks
+/// ([`MemoryStore::with_clock`] takes a `governor::clock::Clock`, e.g. `FakeRelativeClock` in
+/// tests).
+pub use governor;
 pub use headers::HeaderMode;
 pub use key::{Key, MAX_KEY_LEN, RateKey};
 pub use layer::{RateLimitLayer, RateLimitLayerBuilder, RateLimitStats};

@@ -52,6 +52,12 @@ use ::redis::{Cmd, FromRedisValue, RedisError, ScriptInvocation};
 
 use crate::error::{ConfigError, StoreError};
 
+/// The `redis` crate this module builds on, re-exported so that the types
+/// [`RedisConnection::from_manager`], [`RedisConnection::manager`] and
+/// [`RedisConnection::query`] take and give are the very ones your code names, whatever
+/// `redis` version it depends on itself.
+pub use ::redis;
+
 /// The default bound on one Redis call (100 ms).
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_millis(100);
 
