@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load test of the demo API: /health and /api/me through the whole tower-shield stack
 # (examples/demo_api) against the same routes with no tower-shield layer at all
-# (examples/bare_api), back to back, with wrk; /health also behind only RequestId +
+# (benches/fixtures/bare_api.rs), back to back, with wrk; /health also behind only RequestId +
 # SecurityHeaders + Cors (`LAYERS=shield`) and behind tower-http's equivalent layers
 # (`LAYERS=tower-http`). Prints requests/s, latency percentiles, the server's CPU time per
 # request and the ratios to bare per route (medians of ROUNDS alternating runs).
