@@ -4,8 +4,9 @@
 //! handlers and logs. [`ClientIpResolver`] finds it:
 //!
 //! 1. A `ClientIp` already in the request extensions is kept (a layer further out resolved it).
-//! 2. Otherwise the TCP peer comes from [`peer_addr`]: a `SocketAddr` extension (plain hyper)
-//!    or axum's `ConnectInfo<SocketAddr>` (feature `axum`). No peer → [`ClientIpError::MissingPeer`]:
+//! 2. Otherwise the TCP peer comes from [`peer_addr`]: a `SocketAddr` extension (plain hyper),
+//!    axum's `ConnectInfo<SocketAddr>` (feature `axum`) or tonic's `TcpConnectInfo` (feature
+//!    `tonic`); or from your own [`PeerLookup`] ([`TrustedProxies::peer_lookup`]). No peer → [`ClientIpError::MissingPeer`]:
 //!    the layers refuse such requests (403 problem) rather than guess. It means the server
 //!    does not record peers (in axum, serve with `into_make_service_with_connect_info`).
 //! 3. Only when the peer is inside [`TrustedProxies`] is a forwarding header read, and only
@@ -58,7 +59,7 @@ mod resolver;
 #[cfg(feature = "rate-limit")]
 pub(crate) use layer::warn_missing_peer;
 pub use layer::{ClientIpFuture, ClientIpLayer, ClientIpService};
-pub use proxies::{TrustedProxies, canonical_ip, peer_addr};
+pub use proxies::{PeerLookup, TrustedProxies, canonical_ip, peer_addr};
 pub use resolver::{
     ClientIpResolver, DEFAULT_IPV6_PREFIX, ForwardedHeader, MAX_FORWARDING_HOPS,
     MAX_FORWARDING_LINE_BYTES,

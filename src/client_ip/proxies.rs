@@ -13,15 +13,70 @@ use crate::error::ConfigError;
 ///
 /// Empty by default: then the TCP peer is the client and forwarding headers change nothing.
 /// A list that would trust every address (`0.0.0.0/0`, `::/0`) is refused when built.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// It also says how a request's TCP peer is found: [`peer_addr`] by default, or your own
+/// [`PeerLookup`] ([`peer_lookup`](Self::peer_lookup)). Every layer that reads the peer
+/// through the same list agrees on it.
+#[derive(Debug, Clone)]
 pub struct TrustedProxies {
     nets: Vec<IpNet>,
+    peer: PeerLookup,
 }
+
+/// How the TCP peer of a request is read from its extensions (see
+/// [`TrustedProxies::peer_lookup`]).
+pub type PeerLookup = fn(&Extensions) -> Option<SocketAddr>;
+
+impl Default for TrustedProxies {
+    fn default() -> Self {
+        Self {
+            nets: Vec::new(),
+            peer: peer_addr,
+        }
+    }
+}
+
+impl PartialEq for TrustedProxies {
+    fn eq(&self, other: &Self) -> bool {
+        self.nets == other.nets && std::ptr::fn_addr_eq(self.peer, other.peer)
+    }
+}
+
+impl Eq for TrustedProxies {}
 
 impl TrustedProxies {
     /// No trusted proxy.
     pub fn none() -> Self {
         Self::default()
+    }
+
+    /// Reads the TCP peer with `lookup` instead of [`peer_addr`]: for a server that records
+    /// its peer as a type `peer_addr` does not know, such as axum's `ConnectInfo` of another
+    /// axum version than the one this crate was built with (a type of another version is
+    /// another type, and would silently give "no peer": every request refused with 403).
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use tower_shield::client_ip::TrustedProxies;
+    ///
+    /// #[derive(Clone)]
+    /// struct MyConnInfo(SocketAddr);
+    ///
+    /// let proxies = TrustedProxies::none()
+    ///     .peer_lookup(|extensions| extensions.get::<MyConnInfo>().map(|info| info.0));
+    /// let mut extensions = http::Extensions::new();
+    /// extensions.insert(MyConnInfo("192.0.2.9:4000".parse().unwrap()));
+    /// assert_eq!(proxies.peer(&extensions), Some("192.0.2.9:4000".parse().unwrap()));
+    /// ```
+    pub fn peer_lookup(mut self, lookup: PeerLookup) -> Self {
+        self.peer = lookup;
+        self
+    }
+
+    /// The TCP peer of a request, read by this list's [`PeerLookup`].
+    #[inline]
+    pub fn peer(&self, extensions: &Extensions) -> Option<SocketAddr> {
+        (self.peer)(extensions)
     }
 
     /// Builds the list from CIDRs (`10.0.0.0/8`) or single addresses (`192.0.2.1`).
@@ -56,7 +111,10 @@ impl TrustedProxies {
             }
             nets.push(net);
         }
-        Ok(Self { nets })
+        Ok(Self {
+            nets,
+            peer: peer_addr,
+        })
     }
 
     /// Parses a comma-separated list, as found in an environment variable.
@@ -78,11 +136,14 @@ impl TrustedProxies {
         self.nets.iter().any(|net| net.contains(&ip))
     }
 
-    /// Whether the TCP peer of a request (its [`peer_addr`], from these extensions) is a
-    /// trusted proxy: `false` when none is trusted (without looking at the extensions) or
+    /// Whether the TCP peer of a request (its [`peer`](Self::peer), from these extensions) is
+    /// a trusted proxy: `false` when none is trusted (without looking at the extensions) or
     /// the peer is unknown. What a layer asks before believing a header a proxy sets.
     pub fn trusts_peer(&self, extensions: &Extensions) -> bool {
-        !self.is_empty() && peer_addr(extensions).is_some_and(|peer| self.contains(peer.ip()))
+        !self.is_empty()
+            && self
+                .peer(extensions)
+                .is_some_and(|peer| self.contains(peer.ip()))
     }
 
     /// The trusted networks.
@@ -100,7 +161,8 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The TCP peer's address, from the request extensions: a `SocketAddr` (plain hyper), axum's
+/// The TCP peer's address, from the request extensions (the default [`PeerLookup`]): a
+/// `SocketAddr` (plain hyper), axum's
 /// `ConnectInfo<SocketAddr>` with the `axum` feature, or tonic's `TcpConnectInfo` with the
 /// `tonic` feature (what tonic's own server inserts; a tonic server that terminates TLS
 /// itself inserts `TlsConnectInfo` instead, which is not read: put a `SocketAddr` in the
@@ -127,6 +189,33 @@ pub fn peer_addr(extensions: &Extensions) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connection-info type `peer_addr` does not know (as another axum version's would be).
+    #[derive(Clone)]
+    struct OtherConnInfo(SocketAddr);
+
+    #[test]
+    fn a_peer_lookup_serves_every_layer_that_reads_the_list() {
+        let mut extensions = Extensions::new();
+        extensions.insert(OtherConnInfo("10.1.2.3:4000".parse().unwrap()));
+        let default = TrustedProxies::new(["10.0.0.0/8"]).unwrap();
+        assert_eq!(default.peer(&extensions), None, "unknown to peer_addr");
+        assert!(!default.trusts_peer(&extensions));
+        let custom = default
+            .clone()
+            .peer_lookup(|ext| ext.get::<OtherConnInfo>().map(|info| info.0));
+        assert_eq!(
+            custom.peer(&extensions),
+            Some("10.1.2.3:4000".parse().unwrap())
+        );
+        assert!(custom.trusts_peer(&extensions));
+        assert_ne!(custom, default, "the lookup is part of the configuration");
+        let resolver = super::super::ClientIpResolver::new(custom);
+        let ip = resolver
+            .resolve(&http::HeaderMap::new(), &extensions)
+            .unwrap();
+        assert_eq!(ip.ip().to_string(), "10.1.2.3");
+    }
 
     #[test]
     fn trusted_proxies_parse_cidrs_and_addresses() {

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use http::Extensions;
 
 use super::parse::{Elements, Syntax, forwarded_for, parse_node, parse_node_owned, single_ip};
-use super::{ClientIp, ClientIpError, TrustedProxies, canonical_ip, peer_addr};
+use super::{ClientIp, ClientIpError, TrustedProxies, canonical_ip};
 use crate::error::ConfigError;
 
 /// The longest part of one forwarding header line that is read (the right-most bytes).
@@ -170,7 +170,10 @@ impl ClientIpResolver {
         if let Some(ip) = extensions.get::<ClientIp>() {
             return Ok(*ip);
         }
-        let peer = peer_addr(extensions).ok_or(ClientIpError::MissingPeer)?;
+        let peer = self
+            .proxies
+            .peer(extensions)
+            .ok_or(ClientIpError::MissingPeer)?;
         Ok(self.resolve_from_peer(peer.ip(), headers))
     }
 

@@ -89,11 +89,11 @@ pub mod revocation;
 mod service;
 mod validation;
 
-pub use jsonwebtoken::Algorithm;
 /// The `jsonwebtoken` crate whose signature code checks every token, re-exported for the
 /// types [`Key`] takes and gives (`Jwk`, `JwkSet`, `DecodingKey`, `EncodingKey`), so they
 /// match whatever version your own code depends on.
 pub use jsonwebtoken;
+pub use jsonwebtoken::Algorithm;
 
 pub use claims::{Audience, Claims, Scopes, Verified};
 #[cfg(feature = "axum")]

@@ -144,7 +144,8 @@ where
         let (client_ip, insert_ip) = match req.extensions().get::<ClientIp>() {
             Some(ip) => (Some(*ip), false),
             None => (
-                crate::client_ip::peer_addr(req.extensions())
+                (config.resolver.trusted_proxies())
+                    .peer(req.extensions())
                     .map(|peer| config.resolver.resolve_from_peer(peer.ip(), req.headers())),
                 config.extensions,
             ),
