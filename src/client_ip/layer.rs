@@ -75,7 +75,7 @@ where
 {
     type Response = http::Response<crate::body::ShieldBody<ResBody>>;
     type Error = S::Error;
-    type Future = ClientIpFuture<S::Future, ResBody>;
+    type Future = ResponseFuture<S::Future, ResBody>;
 
     fn poll_ready(
         &mut self,
@@ -86,15 +86,15 @@ where
 
     fn call(&mut self, mut req: http::Request<ReqBody>) -> Self::Future {
         match self.resolver.resolve_and_insert(&mut req) {
-            Ok(_) => ClientIpFuture {
-                kind: ClientIpFutureKind::Inner {
+            Ok(_) => ResponseFuture {
+                kind: ResponseFutureKind::Inner {
                     fut: self.inner.call(req),
                 },
             },
             Err(ClientIpError::MissingPeer) => {
                 warn_missing_peer();
-                ClientIpFuture {
-                    kind: ClientIpFutureKind::Refused {
+                ResponseFuture {
+                    kind: ResponseFutureKind::Refused {
                         response: Some(
                             crate::refusal::Refusal::new(&crate::refusal::ProblemType::FORBIDDEN)
                                 .for_request(&req),
@@ -108,27 +108,27 @@ where
 
 pin_project_lite::pin_project! {
     /// The response future of [`ClientIpService`].
-    pub struct ClientIpFuture<F, B> {
+    pub struct ResponseFuture<F, B> {
         #[pin]
-        kind: ClientIpFutureKind<F, B>,
+        kind: ResponseFutureKind<F, B>,
     }
 }
 
 pin_project_lite::pin_project! {
-    #[project = ClientIpFutureProj]
-    enum ClientIpFutureKind<F, B> {
+    #[project = ResponseFutureProj]
+    enum ResponseFutureKind<F, B> {
         Inner { #[pin] fut: F },
         Refused { response: Option<http::Response<crate::body::ShieldBody<B>>> },
     }
 }
 
-impl<F, B> std::fmt::Debug for ClientIpFuture<F, B> {
+impl<F, B> std::fmt::Debug for ResponseFuture<F, B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ClientIpFuture")
+        f.write_str("ResponseFuture")
     }
 }
 
-impl<F, B, E> std::future::Future for ClientIpFuture<F, B>
+impl<F, B, E> std::future::Future for ResponseFuture<F, B>
 where
     F: std::future::Future<Output = Result<http::Response<B>, E>>,
 {
@@ -139,10 +139,10 @@ where
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
         match self.project().kind.project() {
-            ClientIpFutureProj::Inner { fut } => {
+            ResponseFutureProj::Inner { fut } => {
                 fut.poll(cx).map(|r| r.map(crate::body::ShieldBody::wrap))
             }
-            ClientIpFutureProj::Refused { response } => match response.take() {
+            ResponseFutureProj::Refused { response } => match response.take() {
                 Some(response) => std::task::Poll::Ready(Ok(response)),
                 None => std::task::Poll::Pending,
             },

@@ -58,7 +58,7 @@ mod resolver;
 
 #[cfg(feature = "rate-limit")]
 pub(crate) use layer::warn_missing_peer;
-pub use layer::{ClientIpFuture, ClientIpLayer, ClientIpService};
+pub use layer::{ClientIpLayer, ClientIpService, ResponseFuture};
 pub use proxies::{PeerLookup, TrustedProxies, canonical_ip, peer_addr};
 pub use resolver::{
     ClientIpResolver, DEFAULT_IPV6_PREFIX, ForwardedHeader, MAX_FORWARDING_HOPS,

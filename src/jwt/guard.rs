@@ -207,7 +207,7 @@ where
 {
     type Response = Response<ShieldBody<ResBody>>;
     type Error = S::Error;
-    type Future = GuardFuture<S::Future, ResBody>;
+    type Future = ResponseFuture<S::Future, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -218,8 +218,10 @@ where
             let response = Refusal::new(&ProblemType::UNAUTHORIZED)
                 .with_header(header::WWW_AUTHENTICATE, self.config.missing.clone())
                 .for_request(&req);
-            return GuardFuture::Refused {
-                response: Some(response),
+            return ResponseFuture {
+                kind: Kind::Refused {
+                    response: Some(response),
+                },
             };
         };
         let allowed = match &self.config.requirement {
@@ -237,54 +239,59 @@ where
             }
         };
         if allowed {
-            GuardFuture::Inner {
-                fut: self.inner.call(req),
+            ResponseFuture {
+                kind: Kind::Inner {
+                    fut: self.inner.call(req),
+                },
             }
         } else {
             let response = Refusal::new(&ProblemType::INSUFFICIENT_SCOPE)
                 .with_header(header::WWW_AUTHENTICATE, self.config.forbidden.clone())
                 .for_request(&req);
-            GuardFuture::Refused {
-                response: Some(response),
+            ResponseFuture {
+                kind: Kind::Refused {
+                    response: Some(response),
+                },
             }
         }
     }
 }
 
 pin_project! {
-    /// Response future of [`GuardService`].
-    #[project = GuardProj]
-    #[allow(missing_docs)]
-    pub enum GuardFuture<F, B> {
-        /// The guard refused.
+    /// The response future of [`GuardService`].
+    pub struct ResponseFuture<F, B> {
+        #[pin]
+        kind: Kind<F, B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, B> {
         Refused { response: Option<Response<ShieldBody<B>>> },
-        /// The inner service answers.
         Inner { #[pin] fut: F },
     }
 }
 
-impl<F, B> fmt::Debug for GuardFuture<F, B> {
+impl<F, B> fmt::Debug for ResponseFuture<F, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Refused { .. } => "GuardFuture::Refused",
-            Self::Inner { .. } => "GuardFuture::Inner",
-        })
+        f.write_str("guard::ResponseFuture")
     }
 }
 
-impl<F, B, E> Future for GuardFuture<F, B>
+impl<F, B, E> Future for ResponseFuture<F, B>
 where
     F: Future<Output = Result<Response<B>, E>>,
 {
     type Output = Result<Response<ShieldBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            GuardProj::Refused { response } => match response.take() {
+        match self.project().kind.project() {
+            KindProj::Refused { response } => match response.take() {
                 Some(response) => Poll::Ready(Ok(response)),
                 None => Poll::Pending,
             },
-            GuardProj::Inner { fut } => Poll::Ready(Ok(ShieldBody::wrap(ready!(fut.poll(cx))?))),
+            KindProj::Inner { fut } => Poll::Ready(Ok(ShieldBody::wrap(ready!(fut.poll(cx))?))),
         }
     }
 }

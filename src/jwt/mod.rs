@@ -82,7 +82,7 @@ mod cache;
 mod claims;
 #[cfg(feature = "axum")]
 mod extract;
-mod guard;
+pub mod guard;
 pub mod keys;
 mod layer;
 pub mod revocation;
@@ -99,7 +99,7 @@ pub use claims::{Audience, Claims, Scopes, Verified};
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use extract::AuthRejection;
-pub use guard::{GuardFuture, GuardService, RequireRoleLayer, RequireScopeLayer};
+pub use guard::{GuardService, RequireRoleLayer, RequireScopeLayer};
 pub use keys::{Key, KeyRing, KeySet};
 pub use layer::{DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, JwtAuthBuilder, JwtAuthLayer, TokenSource};
 pub use revocation::{MemoryRevocationStore, RevocationStore};
