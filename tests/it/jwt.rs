@@ -1,4 +1,3 @@
-#![cfg(feature = "jwt")]
 //! `JwtAuthLayer` against every known JWT attack, one test each, each building its hostile
 //! token itself; plus rotation, the cache, revocation, optional mode, guards, gRPC codes and
 //! the axum extractors.
