@@ -1,5 +1,5 @@
 //! The headless-Chromium CORS scenario, shared by `tests/it/cors_browser.rs` (an in-process
-//! API behind `CorsLayer`) and the demo's browser test (the demo binary).
+//! API behind `CorsLayer`) and `tests/demo/browser.rs` (the demo binary).
 //!
 //! Each page `fetch()`es the API with `credentials: 'include'` and a custom header (so the
 //! browser sends a preflight first) and writes what it could read, or the name of the error,

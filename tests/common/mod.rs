@@ -6,9 +6,9 @@
 //! clients by sending `X-Forwarded-For` (see [`Call::client`]); without it every call comes
 //! from 127.0.0.1 and shares that address's limits.
 //!
-//! Declared once by each test binary that uses it: the demo's end-to-end tests, and `tests/it`
-//! (whose `examples`, `cors_browser`, `token_redis` and rate-limit outage tests use the
-//! process, browser and Redis-server helpers).
+//! Declared once by each test binary: `tests/demo` (the demo's end-to-end tests) and
+//! `tests/it` (whose `examples`, `cors_browser`, `token_redis` and rate-limit outage tests use
+//! the process, browser and Redis-server helpers).
 // Each binary uses a different part of it.
 #![allow(dead_code)]
 

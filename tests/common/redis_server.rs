@@ -1,5 +1,5 @@
 //! A dedicated `redis-server` on a free port (never 6379), for the tests that stop, pause or
-//! restart Redis: the demo's Redis outage test, `tests/it/token_redis.rs` and
+//! restart Redis: `tests/demo/redis.rs`, `tests/it/token_redis.rs` and
 //! `tests/it/rate_limit_redis_outage.rs`.
 
 use std::net::{TcpListener, TcpStream};

@@ -4,7 +4,7 @@
 //! Run one topic with `cargo test --test it <module>::`. Two tests live in binaries of their
 //! own, because they need the process to themselves: `tests/request_id_span.rs` (tracing's
 //! process-wide callsite cache) and `tests/rate_limit_memory.rs` (the process's resident
-//! memory). The demo's end-to-end tests are `tests/demo_*.rs`.
+//! memory). The demo's end-to-end tests are `tests/demo`.
 
 #[path = "../common/mod.rs"]
 mod common;
