@@ -1,6 +1,8 @@
+//! Bytes per key of the memory store, measured from the process's resident memory. Linux only.
+//!
+//! A test binary of its own with this one test, not a module of `tests/it`: the measure is
+//! the whole process's, so nothing else may allocate (or free) meanwhile.
 #![cfg(feature = "rate-limit")]
-//! Bytes per key of the memory store, measured from the process's resident memory (its own
-//! test binary with one test, so nothing else allocates meanwhile). Linux only.
 
 use tower_shield::rate_limit::{MemoryStore, Quota, RateKey, RateLimitStore};
 

@@ -4,7 +4,8 @@
 //! the layer's span callsite (with no subscriber, so "never") while this test installs its
 //! scoped subscriber, the cached "never" can survive the rebuild and the span goes missing:
 //! the test failed now and then under load while it shared a process with other tests.
-//! Alone in its process, nothing else registers callsites concurrently: keep it to one test.
+//! Alone in its process, nothing else registers callsites concurrently: keep it to one test,
+//! in a binary of its own (not a module of `tests/it`).
 #![cfg(feature = "request-id")]
 
 use std::convert::Infallible;

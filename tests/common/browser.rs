@@ -1,12 +1,11 @@
-//! The headless-Chromium CORS scenario, shared by `tests/cors_browser.rs` (an in-process
-//! API behind `CorsLayer`) and `tests/demo_browser.rs` (the demo binary).
+//! The headless-Chromium CORS scenario, shared by `tests/it/cors_browser.rs` (an in-process
+//! API behind `CorsLayer`) and `tests/demo/browser.rs` (the demo binary).
 //!
 //! Each page `fetch()`es the API with `credentials: 'include'` and a custom header (so the
 //! browser sends a preflight first) and writes what it could read, or the name of the error,
 //! into the DOM, which `chromium --headless --dump-dom` prints. The scenario only needs the
 //! API's base URL and uses routes of the demo API contract (`GET /health`, `POST
 //! /auth/login`).
-#![allow(dead_code, unreachable_pub)]
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,7 +13,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 /// The page both page servers serve; `?api=` gives the API's base URL.
-pub const PAGE: &str = r#"<!doctype html>
+pub(crate) const PAGE: &str = r#"<!doctype html>
 <html><head><meta charset="utf-8"><title>cors browser test</title></head>
 <body><pre id="results">pending</pre>
 <script>
@@ -50,7 +49,7 @@ const fetches = [
 "#;
 
 /// The Chromium binary, if there is one.
-pub fn chromium() -> Option<PathBuf> {
+pub(crate) fn chromium() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("CHROMIUM") {
         return Some(PathBuf::from(path));
     }
@@ -69,7 +68,11 @@ pub fn chromium() -> Option<PathBuf> {
 /// Loads `page_origin/?api=api_base` in headless Chromium and returns what the page wrote:
 /// one JSON object per fetch, `{"ok":true,"status","json","request_id"}` or
 /// `{"ok":false,"error"}`.
-pub async fn run_scenario(chromium: &PathBuf, page_origin: &str, api_base: &str) -> Vec<Value> {
+pub(crate) async fn run_scenario(
+    chromium: &PathBuf,
+    page_origin: &str,
+    api_base: &str,
+) -> Vec<Value> {
     let profile = std::env::temp_dir().join(format!("ts-cors-chromium-{}", uuid::Uuid::new_v4()));
     let url = format!("{page_origin}/?api={api_base}");
     let child = tokio::process::Command::new(chromium)
@@ -126,7 +129,7 @@ fn tail(text: &str, lines: usize) -> String {
 /// What the browser must report: the allowed page reads the JSON (and the exposed
 /// `x-request-id`, and the 401 refusal's body), the disallowed page gets a `TypeError`, and
 /// a header the API does not allow is refused to both.
-pub fn assert_browser_outcome(allowed: &[Value], disallowed: &[Value]) {
+pub(crate) fn assert_browser_outcome(allowed: &[Value], disallowed: &[Value]) {
     // Allowed origin, preflighted GET: JSON read, exposed header readable.
     assert_eq!(allowed[0]["ok"], true, "{allowed:?}");
     assert_eq!(allowed[0]["status"], 200);
@@ -157,7 +160,7 @@ pub fn assert_browser_outcome(allowed: &[Value], disallowed: &[Value]) {
 
 /// The Chromium binary, or `None` after printing a skip line; panics when
 /// `TOWER_SHIELD_REQUIRE_BROWSER` is set and there is none.
-pub fn chromium_or_skip(test: &str) -> Option<PathBuf> {
+pub(crate) fn chromium_or_skip(test: &str) -> Option<PathBuf> {
     let found = chromium();
     if found.is_none() {
         if std::env::var_os("TOWER_SHIELD_REQUIRE_BROWSER").is_some() {

@@ -5,10 +5,15 @@
 //! The demo is started with `TRUSTED_PROXIES=127.0.0.1/32`, so a test can play several
 //! clients by sending `X-Forwarded-For` (see [`Call::client`]); without it every call comes
 //! from 127.0.0.1 and shares that address's limits.
-#![allow(dead_code, unreachable_pub)]
+//!
+//! Declared once by each test binary: `tests/demo` (the demo's end-to-end tests) and
+//! `tests/it` (whose `examples`, `cors_browser`, `token_redis` and rate-limit outage tests use
+//! the process, browser and Redis-server helpers).
+// Each binary uses a different part of it.
+#![allow(dead_code)]
 
-pub mod browser;
-pub mod redis_server;
+pub(crate) mod browser;
+pub(crate) mod redis_server;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,10 +31,10 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// An example binary next to this test binary (`target/<profile>/examples/<name>`).
-pub fn example_path(name: &str) -> PathBuf {
+pub(crate) fn example_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let mut dir = exe.parent().expect("test binary directory").to_path_buf();
     if dir.ends_with("deps") {
@@ -47,22 +52,26 @@ pub fn example_path(name: &str) -> PathBuf {
 }
 
 /// The demo binary next to this test binary (`target/<profile>/examples/demo_api`).
-pub fn demo_path() -> PathBuf {
+pub(crate) fn demo_path() -> PathBuf {
     example_path("demo_api")
 }
 
 /// A spawned server that printed `listening on http://ADDR` as its first stdout line.
-pub struct Listening {
-    pub child: Child,
-    pub addr: SocketAddr,
+pub(crate) struct Listening {
+    pub(crate) child: Child,
+    pub(crate) addr: SocketAddr,
     /// Every stderr line so far (collected by a background task).
-    pub stderr: Arc<Mutex<Vec<String>>>,
+    pub(crate) stderr: Arc<Mutex<Vec<String>>>,
 }
 
 /// Spawns `command` (stdout and stderr piped), waits up to `timeout` for its first stdout line
 /// `listening on http://ADDR`, then keeps collecting stderr and draining stdout so the child
 /// never blocks on a full pipe. `name` is for panic messages.
-pub async fn spawn_listening(command: &mut Command, name: &str, timeout: Duration) -> Listening {
+pub(crate) async fn spawn_listening(
+    command: &mut Command,
+    name: &str,
+    timeout: Duration,
+) -> Listening {
     let mut child = command
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
@@ -131,19 +140,19 @@ fn base_command() -> Command {
 }
 
 /// A running demo; killed when dropped.
-pub struct Demo {
+pub(crate) struct Demo {
     child: Child,
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     stderr: Arc<Mutex<Vec<String>>>,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
-pub const ADMIN_EMAIL: &str = "admin@example.com";
-pub const ADMIN_PASSWORD: &str = "admin password 1234";
+pub(crate) const ADMIN_EMAIL: &str = "admin@example.com";
+pub(crate) const ADMIN_PASSWORD: &str = "admin password 1234";
 
 impl Demo {
     /// Starts the demo with an admin account and these extra variables.
-    pub async fn start(env: &[(&str, &str)]) -> Self {
+    pub(crate) async fn start(env: &[(&str, &str)]) -> Self {
         let mut command = base_command();
         command
             .env("DEMO_ADMIN_EMAIL", ADMIN_EMAIL)
@@ -163,16 +172,16 @@ impl Demo {
         }
     }
 
-    pub fn stderr(&self) -> Vec<String> {
+    pub(crate) fn stderr(&self) -> Vec<String> {
         self.stderr.lock().unwrap().clone()
     }
 
-    pub fn base(&self) -> String {
+    pub(crate) fn base(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// A call to `path`.
-    pub fn call(&self, method: Method, path: &str) -> Call<'_> {
+    pub(crate) fn call(&self, method: Method, path: &str) -> Call<'_> {
         Call {
             demo: self,
             request: Request::builder()
@@ -182,20 +191,20 @@ impl Demo {
         }
     }
 
-    pub fn get(&self, path: &str) -> Call<'_> {
+    pub(crate) fn get(&self, path: &str) -> Call<'_> {
         self.call(Method::GET, path)
     }
 
-    pub fn post(&self, path: &str) -> Call<'_> {
+    pub(crate) fn post(&self, path: &str) -> Call<'_> {
         self.call(Method::POST, path)
     }
 
-    pub fn put(&self, path: &str) -> Call<'_> {
+    pub(crate) fn put(&self, path: &str) -> Call<'_> {
         self.call(Method::PUT, path)
     }
 
     /// Registers and returns the user id.
-    pub async fn register(&self, ip: &str, email: &str, password: &str) -> String {
+    pub(crate) async fn register(&self, ip: &str, email: &str, password: &str) -> String {
         let r = self
             .post("/auth/register")
             .client(ip)
@@ -207,7 +216,7 @@ impl Demo {
     }
 
     /// Logs in: (access token, refresh token).
-    pub async fn login(&self, ip: &str, email: &str, password: &str) -> (String, String) {
+    pub(crate) async fn login(&self, ip: &str, email: &str, password: &str) -> (String, String) {
         let r = self
             .post("/auth/login")
             .client(ip)
@@ -224,14 +233,14 @@ impl Demo {
 }
 
 /// A request being built.
-pub struct Call<'a> {
+pub(crate) struct Call<'a> {
     demo: &'a Demo,
     request: http::request::Builder,
     body: Bytes,
 }
 
 impl Call<'_> {
-    pub fn header(mut self, name: impl AsRef<str>, value: impl AsRef<str>) -> Self {
+    pub(crate) fn header(mut self, name: impl AsRef<str>, value: impl AsRef<str>) -> Self {
         self.request = self.request.header(
             HeaderName::from_bytes(name.as_ref().as_bytes()).unwrap(),
             HeaderValue::from_str(value.as_ref()).unwrap(),
@@ -240,29 +249,29 @@ impl Call<'_> {
     }
 
     /// As if the demo's trusted proxy (127.0.0.1) forwarded a request from `ip`.
-    pub fn client(self, ip: &str) -> Self {
+    pub(crate) fn client(self, ip: &str) -> Self {
         self.header("x-forwarded-for", ip)
     }
 
-    pub fn bearer(self, token: &str) -> Self {
+    pub(crate) fn bearer(self, token: &str) -> Self {
         self.header("authorization", format!("Bearer {token}"))
     }
 
-    pub fn cookie(self, refresh_token: &str) -> Self {
+    pub(crate) fn cookie(self, refresh_token: &str) -> Self {
         self.header("cookie", format!("refresh_token={refresh_token}"))
     }
 
-    pub fn json(self, value: &Value) -> Self {
+    pub(crate) fn json(self, value: &Value) -> Self {
         self.header("content-type", "application/json")
             .body(serde_json::to_vec(value).unwrap())
     }
 
-    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+    pub(crate) fn body(mut self, body: impl Into<Bytes>) -> Self {
         self.body = body.into();
         self
     }
 
-    pub async fn send(self) -> Resp {
+    pub(crate) async fn send(self) -> Resp {
         let request = self.request.body(Full::new(self.body)).unwrap();
         let response =
             tokio::time::timeout(Duration::from_secs(30), self.demo.client.request(request))
@@ -281,10 +290,10 @@ impl Call<'_> {
 }
 
 /// A response, read whole.
-pub struct Resp {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
+pub(crate) struct Resp {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
 }
 
 impl std::fmt::Debug for Resp {
@@ -300,16 +309,16 @@ impl std::fmt::Debug for Resp {
 }
 
 impl Resp {
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {self:?}"))
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(|v| v.to_str().unwrap())
     }
 
     /// The `refresh_token` value a `Set-Cookie` sets (`None` when absent or cleared).
-    pub fn refresh_cookie(&self) -> Option<String> {
+    pub(crate) fn refresh_cookie(&self) -> Option<String> {
         self.headers
             .get_all(header::SET_COOKIE)
             .iter()
@@ -320,7 +329,7 @@ impl Resp {
     }
 
     /// Asserts a problem+json body with exactly the contract's members, and returns it.
-    pub fn assert_problem(&self, status: StatusCode) -> Value {
+    pub(crate) fn assert_problem(&self, status: StatusCode) -> Value {
         assert_eq!(self.status, status, "{self:?}");
         assert_eq!(
             self.header("content-type"),
@@ -347,7 +356,7 @@ impl Resp {
     }
 
     /// The body with `request_id` removed (to compare two refusals byte for byte).
-    pub fn body_without_request_id(&self) -> String {
+    pub(crate) fn body_without_request_id(&self) -> String {
         let text = String::from_utf8(self.body.to_vec()).unwrap();
         let id = self.header("x-request-id").unwrap_or_default();
         text.replace(id, "")
@@ -355,7 +364,8 @@ impl Resp {
 }
 
 /// `REDIS_URL`, or `None` after printing a skip line; panics when set but unreachable.
-pub async fn redis_url(test: &str) -> Option<String> {
+#[cfg(feature = "redis")]
+pub(crate) async fn redis_url(test: &str) -> Option<String> {
     let Ok(url) = std::env::var("REDIS_URL") else {
         println!("skipping {test}: REDIS_URL is not set");
         return None;
@@ -374,7 +384,7 @@ pub async fn redis_url(test: &str) -> Option<String> {
 }
 
 /// Runs the demo with `env` and returns its exit code and stderr (for configuration errors).
-pub async fn start_failure(env: &[(&str, &str)]) -> (Option<i32>, String) {
+pub(crate) async fn start_failure(env: &[(&str, &str)]) -> (Option<i32>, String) {
     let mut command = base_command();
     command.envs(env.iter().copied());
     let output = tokio::time::timeout(Duration::from_secs(30), command.output())
@@ -390,7 +400,7 @@ pub async fn start_failure(env: &[(&str, &str)]) -> (Option<i32>, String) {
 const B64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /// Base64url without padding.
-pub fn b64url_encode(bytes: &[u8]) -> String {
+pub(crate) fn b64url_encode(bytes: &[u8]) -> String {
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
         let n = chunk
@@ -405,7 +415,7 @@ pub fn b64url_encode(bytes: &[u8]) -> String {
 }
 
 /// Decodes base64url without padding.
-pub fn b64url_decode(text: &str) -> Vec<u8> {
+pub(crate) fn b64url_decode(text: &str) -> Vec<u8> {
     let mut bits = 0u32;
     let mut count = 0;
     let mut out = Vec::new();
@@ -423,13 +433,14 @@ pub fn b64url_decode(text: &str) -> Vec<u8> {
 }
 
 /// The JSON of a JWT's segment (0: header, 1: claims).
-pub fn jwt_segment(token: &str, index: usize) -> Value {
+pub(crate) fn jwt_segment(token: &str, index: usize) -> Value {
     serde_json::from_slice(&b64url_decode(token.split('.').nth(index).unwrap())).unwrap()
 }
 
 /// Writes a fresh Ed25519 private key (PKCS#8 PEM) into a new temporary file, for demos that
 /// must sign with one shared key (`JWT_ALGORITHM=EdDSA`).
-pub fn ed25519_key_file() -> PathBuf {
+#[cfg(feature = "jwt")]
+pub(crate) fn ed25519_key_file() -> PathBuf {
     const STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let der = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8v1(
         &aws_lc_rs::rand::SystemRandom::new(),
@@ -461,6 +472,6 @@ pub fn ed25519_key_file() -> PathBuf {
 }
 
 /// A unique `STORE_PREFIX` for one test.
-pub fn unique_prefix() -> String {
+pub(crate) fn unique_prefix() -> String {
     format!("ts-test-{}:", uuid::Uuid::new_v4().simple())
 }

@@ -1,15 +1,14 @@
 //! A dedicated `redis-server` on a free port (never 6379), for the tests that stop, pause or
-//! restart Redis. Shared by `tests/demo_redis.rs` (through `tests/common`),
-//! `tests/token_redis.rs` and `tests/rate_limit_support` (both with `#[path]`).
-#![allow(dead_code, unreachable_pub)]
+//! restart Redis: `tests/demo/redis.rs`, `tests/it/token_redis.rs` and
+//! `tests/it/rate_limit_redis_outage.rs`.
 
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A `redis-server` of our own on 127.0.0.1; killed (after a `SIGCONT`) on drop.
-pub struct OwnRedis {
-    pub port: u16,
+pub(crate) struct OwnRedis {
+    pub(crate) port: u16,
     child: Option<Child>,
 }
 
@@ -57,7 +56,7 @@ fn launch(port: u16) -> Option<Child> {
 
 impl OwnRedis {
     /// Starts one on a free port, or `None` when `redis-server` is missing or does not start.
-    pub fn try_start() -> Option<Self> {
+    pub(crate) fn try_start() -> Option<Self> {
         let port = free_port()?;
         let child = launch(port)?;
         Some(Self {
@@ -67,12 +66,12 @@ impl OwnRedis {
     }
 
     /// Starts one on a free port; panics when it cannot.
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         Self::try_start().expect("redis-server (must be installed for this test) did not start")
     }
 
     /// Starts one on `port` (e.g. the port of a stopped one); panics when it cannot.
-    pub fn start_on(port: u16) -> Self {
+    pub(crate) fn start_on(port: u16) -> Self {
         let child = launch(port)
             .unwrap_or_else(|| panic!("redis-server did not start on 127.0.0.1:{port}"));
         Self {
@@ -81,12 +80,12 @@ impl OwnRedis {
         }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
     /// Starts it again on the same port after [`OwnRedis::stop`].
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         assert!(self.child.is_none());
         self.child = Some(
             launch(self.port)
@@ -95,7 +94,7 @@ impl OwnRedis {
     }
 
     /// Kills it (the port stays this server's, for [`OwnRedis::restart`]).
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -103,7 +102,7 @@ impl OwnRedis {
     }
 
     /// Sends `signal` (e.g. `-STOP`, `-CONT`) to the running server.
-    pub fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         let pid = self.child.as_ref().expect("running").id().to_string();
         let status = Command::new("kill").args([signal, &pid]).status().unwrap();
         assert!(status.success());

@@ -4,7 +4,7 @@
 //!
 //! The algorithm is the same everywhere (GCRA, see [`Quota`]); a store only keeps each key's
 //! *theoretical arrival time* and applies the decision atomically. Both stores return the
-//! same [`Decision`] for the same sequence of calls: `tests/rate_limit_conformance.rs` runs
+//! same [`Decision`] for the same sequence of calls: `tests/it/rate_limit_conformance.rs` runs
 //! one suite against both.
 
 use std::future::Future;

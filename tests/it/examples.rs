@@ -1,12 +1,9 @@
-#![cfg(all(feature = "request-id", feature = "security-headers"))]
 //! Starts each example binary (`hyper_server`, `tonic_grpc`, `demo_api`) on a free port, makes a
 //! real request with a hyper or tonic client, checks the headers, then stops it with SIGTERM.
 //!
 //! `cargo test` builds the examples before it runs the tests; they are looked up next to this
 //! test binary (`target/<profile>/examples/`). When running only this test target, build them
 //! first with `cargo build --examples`.
-
-mod common;
 
 use std::net::SocketAddr;
 use std::process::{ExitStatus, Stdio};
@@ -20,7 +17,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::process::{Child, Command};
 
-use common::{Listening, example_path, spawn_listening};
+use crate::common::{Listening, example_path, spawn_listening};
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -213,8 +210,8 @@ mod demo_api {
             get(running.addr, "/health", &[("x-big", "a".repeat(15 * 1024))]).await;
         assert_eq!(status, StatusCode::OK);
 
-        // HSTS when a trusted proxy says HTTPS is covered by tests/security_headers.rs; here an
-        // untrusted client's X-Forwarded-Proto changes nothing.
+        // HSTS when a trusted proxy says HTTPS is covered by tests/it/security_headers.rs; here
+        // an untrusted client's X-Forwarded-Proto changes nothing.
         let (_, headers, _) = get(
             running.addr,
             "/health",

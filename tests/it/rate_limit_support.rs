@@ -1,5 +1,4 @@
-//! Helpers shared by the rate-limit test files.
-#![allow(dead_code, unreachable_pub)]
+//! Helpers shared by the rate-limit test modules.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -10,16 +9,16 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
-pub type Body = Full<Bytes>;
+pub(crate) type Body = Full<Bytes>;
 
 /// An inner service answering 200, or the status given in `x-status`; counts its calls.
 #[derive(Clone, Default)]
-pub struct Echo {
-    pub calls: Arc<AtomicUsize>,
+pub(crate) struct Echo {
+    pub(crate) calls: Arc<AtomicUsize>,
 }
 
 impl Echo {
-    pub fn calls(&self) -> usize {
+    pub(crate) fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }
 }
@@ -52,14 +51,14 @@ impl tower::Service<Request<Body>> for Echo {
 }
 
 /// A GET request from a peer.
-pub fn request(path: &str, peer: &str) -> Request<Body> {
+pub(crate) fn request(path: &str, peer: &str) -> Request<Body> {
     let mut req = Request::get(path).body(Full::default()).unwrap();
     let addr: SocketAddr = peer.parse().unwrap();
     req.extensions_mut().insert(addr);
     req
 }
 
-pub async fn body_json<B>(response: Response<B>) -> serde_json::Value
+pub(crate) async fn body_json<B>(response: Response<B>) -> serde_json::Value
 where
     B: http_body::Body,
     B::Error: std::fmt::Debug,
@@ -69,7 +68,8 @@ where
 }
 
 /// `REDIS_URL`, or `None` (and a line saying the test is skipped) when unset.
-pub fn redis_url(test: &str) -> Option<String> {
+#[cfg(feature = "redis")]
+pub(crate) fn redis_url(test: &str) -> Option<String> {
     match std::env::var("REDIS_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
@@ -80,17 +80,15 @@ pub fn redis_url(test: &str) -> Option<String> {
 }
 
 /// A key prefix no other test uses.
-pub fn unique_prefix() -> String {
+#[cfg(feature = "redis")]
+pub(crate) fn unique_prefix() -> String {
     format!("ts:test:{}:", uuid::Uuid::new_v4().simple())
 }
-
-#[path = "../common/redis_server.rs"]
-pub mod redis_server;
 
 /// A count-only policy (5 failures per minute) on `store`: 30 simultaneous failing requests
 /// from one client reach the inner service 5 times, the rest are 429; afterwards successes
 /// are not charged and a refund never lifts the budget past its burst.
-pub async fn count_only_is_exact_under_concurrency<St>(store: St)
+pub(crate) async fn count_only_is_exact_under_concurrency<St>(store: St)
 where
     St: tower_shield::rate_limit::RateLimitStore,
 {

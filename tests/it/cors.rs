@@ -1,5 +1,4 @@
 //! Behaviour of `CorsLayer`, driven through `tower::ServiceExt::oneshot`.
-#![cfg(feature = "cors")]
 
 use std::convert::Infallible;
 use std::sync::Arc;

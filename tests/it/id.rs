@@ -1,4 +1,3 @@
-#![cfg(feature = "id")]
 //! Prefixed UUID ids: text form, strict parsing, serde, bytes, and property tests.
 
 use std::collections::HashSet;

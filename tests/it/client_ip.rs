@@ -1,14 +1,12 @@
-#![cfg(feature = "rate-limit")]
 //! ClientIp through the rate limiter: spoofing, trusted chains, IPv6 rotation, mapped
 //! addresses.
 
-mod rate_limit_support;
-
 use http::{HeaderValue, StatusCode};
-use rate_limit_support::{Echo, request};
 use tower::{Layer, ServiceExt};
 use tower_shield::client_ip::{ClientIp, ClientIpResolver, TrustedProxies};
 use tower_shield::rate_limit::{MemoryStore, Policy, Quota, RateLimitLayer};
+
+use crate::rate_limit_support::{self, Echo, request};
 
 fn svc(
     proxies: &[&str],

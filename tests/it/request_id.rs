@@ -1,7 +1,6 @@
 //! RequestIdLayer driven with `oneshot`: generation, trust rules, hostile ids, propagation to
 //! refusals and errors and the axum extractor (the tracing span is tested in
 //! `tests/request_id_span.rs`, a process of its own).
-#![cfg(feature = "request-id")]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -2,13 +2,11 @@
 //! reuse detection revoking the family and its access tokens, logout killing the refresh
 //! family and the access token's `jti`, and an admin's role change taking effect at the
 //! user's next refresh.
-#![cfg(all(feature = "jwt", feature = "rate-limit", feature = "cors"))]
 
-mod common;
-
-use common::{ADMIN_EMAIL, ADMIN_PASSWORD, Demo, jwt_segment};
 use http::StatusCode;
 use serde_json::json;
+
+use crate::common::{ADMIN_EMAIL, ADMIN_PASSWORD, Demo, Resp, jwt_segment};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -17,7 +15,7 @@ fn ip(n: u32) -> String {
     format!("10.1.{}.{}", n / 250, n % 250 + 1)
 }
 
-async fn refresh(demo: &Demo, n: u32, token: &str) -> common::Resp {
+async fn refresh(demo: &Demo, n: u32, token: &str) -> Resp {
     demo.post("/auth/refresh")
         .client(&ip(n))
         .cookie(token)

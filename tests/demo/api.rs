@@ -2,19 +2,13 @@
 //! route's success and failure cases, hostile inputs, headers on every answer, the log
 //! lines, and configuration errors. Each test starts its own demo binary on 127.0.0.1:0 and
 //! talks to it with hyper-util's client.
-#![cfg(all(
-    feature = "request-id",
-    feature = "security-headers",
-    feature = "cors",
-    feature = "jwt",
-    feature = "rate-limit"
-))]
 
-mod common;
-
-use common::{ADMIN_EMAIL, ADMIN_PASSWORD, Demo, b64url_encode, jwt_segment, start_failure};
 use http::{Method, StatusCode};
 use serde_json::json;
+
+use crate::common::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, Demo, Resp, b64url_encode, jwt_segment, start_failure,
+};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -318,7 +312,7 @@ async fn login_issues_tokens_and_fails_identically() {
         unknown.body_without_request_id(),
         wrong.body_without_request_id()
     );
-    let comparable = |r: &common::Resp| {
+    let comparable = |r: &Resp| {
         let mut h: Vec<(String, String)> = r
             .headers
             .iter()

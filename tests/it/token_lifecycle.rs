@@ -1,4 +1,3 @@
-#![cfg(feature = "jwt")]
 //! Issuing: tokens from `TokenIssuer` verify with `JwtAuthLayer` (RS256, ES256, EdDSA, and
 //! HS256 only when allowed), carry the RFC 9068 header and claims, survive a key rotation
 //! for exactly the grace period; `TokenPair`, the refresh cookie and the refusal mapping.

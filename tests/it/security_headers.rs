@@ -1,6 +1,5 @@
 //! SecurityHeadersLayer driven with `oneshot`: presets, HSTS over HTTPS only, trusted proxies,
 //! preload validation, keep vs override, stripping, HTTPS enforcement and hostile `Host`s.
-#![cfg(feature = "security-headers")]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -1,20 +1,18 @@
 //! End-to-end: a real browser (headless Chromium) against the demo binary, started with
 //! `CORS_ALLOWED_ORIGINS` set to one page server's origin: the scenario of
-//! `tests/common/browser.rs` (shared with `tests/cors_browser.rs`). The allowed page reads the
-//! JSON, the exposed `X-Request-ID` and the demo's 401 problem from `/auth/login`; the other
-//! page gets a `TypeError` for everything; a header the demo does not allow is refused.
+//! `tests/common/browser.rs` (shared with `tests/it/cors_browser.rs`). The allowed page reads
+//! the JSON, the exposed `X-Request-ID` and the demo's 401 problem from `/auth/login`; the
+//! other page gets a `TypeError` for everything; a header the demo does not allow is refused.
 //!
 //! Without Chromium this prints a skip line, unless `TOWER_SHIELD_REQUIRE_BROWSER` is set
 //! (as CI does): then it fails.
-#![cfg(all(feature = "cors", feature = "jwt", feature = "rate-limit"))]
-
-mod common;
 
 use axum::Router;
 use axum::response::Html;
 use axum::routing::get;
-use common::Demo;
-use common::browser::{PAGE, assert_browser_outcome, chromium_or_skip, run_scenario};
+
+use crate::common::Demo;
+use crate::common::browser::{PAGE, assert_browser_outcome, chromium_or_skip, run_scenario};
 
 /// A page server on a free loopback port; returns its origin.
 async fn page_server() -> String {

@@ -1,13 +1,11 @@
 //! End-to-end: the demo's rate limits (DEMO_API.md "Limits"): brute force against one email
 //! (`login_failures`), the `auth`, `anonymous`, `api` (tiers) and `default` policies, their
 //! IETF fields and `Retry-After`, and 150 simultaneous requests against a quota of 100.
-#![cfg(all(feature = "jwt", feature = "rate-limit", feature = "cors"))]
 
-mod common;
-
-use common::{ADMIN_EMAIL, ADMIN_PASSWORD, Demo, Resp};
 use http::StatusCode;
 use serde_json::json;
+
+use crate::common::{ADMIN_EMAIL, ADMIN_PASSWORD, Demo, Resp};
 
 const PASSWORD: &str = "correct horse battery";
 

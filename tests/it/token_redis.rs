@@ -1,4 +1,3 @@
-#![cfg(all(feature = "jwt", feature = "redis"))]
 //! The token lifecycle across processes and through a Redis outage (needs `REDIS_URL`;
 //! skipped with a line when unset, a failure when set and unreachable).
 //!
@@ -8,9 +7,6 @@
 //! - Redis down: a dedicated `redis-server` this test starts on a free port (never 6379) is
 //!   killed, then stopped with SIGSTOP (slower than the per-call timeout): sign-in, refresh,
 //!   logout and bearer checks fail closed with 503; after a restart everything recovers.
-
-#[path = "common/redis_server.rs"]
-mod redis_server;
 
 use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
@@ -27,7 +23,7 @@ use tower_shield::redis::{KeyPrefix, RedisConnection, RedisOptions};
 use tower_shield::tokens::store::RedisRefreshStore;
 use tower_shield::tokens::{RefreshError, RefreshTokens, TokenIssuer};
 
-use redis_server::OwnRedis;
+use crate::common::redis_server::OwnRedis;
 
 fn ring() -> KeyRing {
     static KEY: OnceLock<Key> = OnceLock::new();

@@ -1,17 +1,15 @@
-#![cfg(all(feature = "rate-limit", feature = "redis"))]
 //! The Redis store behind the layer (needs `REDIS_URL`).
-
-mod rate_limit_support;
 
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
-use rate_limit_support::{Echo, redis_url, request, unique_prefix};
 use tower::{Layer, ServiceExt};
 use tower_shield::rate_limit::{
     Policy, Quota, RateKey, RateLimitLayer, RateLimitStore, RedisStore,
 };
 use tower_shield::redis::RedisConnection;
+
+use crate::rate_limit_support::{self, Echo, redis_url, request, unique_prefix};
 
 async fn store(url: &str, prefix: &str) -> RedisStore {
     let conn = RedisConnection::connect(url)

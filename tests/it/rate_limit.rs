@@ -1,7 +1,4 @@
-#![cfg(feature = "rate-limit")]
 //! RateLimitLayer behaviour on the memory store.
-
-mod rate_limit_support;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -10,7 +7,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use governor::clock::FakeRelativeClock;
 use http::{HeaderName, HeaderValue, StatusCode};
-use rate_limit_support::{Echo, body_json, request};
 use tower::{Layer, ServiceExt};
 use tower_shield::clock::ManualClock;
 use tower_shield::rate_limit::{
@@ -18,6 +14,8 @@ use tower_shield::rate_limit::{
     RateKey, RateLimitLayer, RateLimitStatus, RateLimitStore, Route,
 };
 use tower_shield::{Principal, StoreError};
+
+use crate::rate_limit_support::{self, Echo, body_json, request};
 
 fn layer(policy: Policy) -> RateLimitLayer<MemoryStore> {
     RateLimitLayer::builder(MemoryStore::new())

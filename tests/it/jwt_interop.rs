@@ -1,4 +1,3 @@
-#![cfg(feature = "jwt")]
 //! Interoperability: tokens signed by Python's PyJWT (RS256, ES256, EdDSA) with keys generated
 //! here verify through `JwtAuthLayer`; the same tokens with one byte changed do not.
 //!

@@ -1,22 +1,20 @@
-#![cfg(all(feature = "rate-limit", feature = "redis"))]
 //! A dedicated redis-server, stopped and started again mid-run: each failure policy is
 //! honoured, nothing panics, and the layer recovers by itself. Also: exactly one round trip
 //! per decision, and `NOSCRIPT` recovery. Skipped without `REDIS_URL` (like every Redis test);
 //! never touches the shared server.
 
-mod rate_limit_support;
-
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
-use rate_limit_support::redis_server::OwnRedis;
-use rate_limit_support::{Echo, redis_url, request};
 use tower::{Layer, ServiceExt};
 use tower_shield::rate_limit::{
     FailurePolicy, FallbackStore, MemoryStore, Policy, Quota, RateKey, RateLimitLayer,
     RateLimitStore, RedisStore,
 };
 use tower_shield::redis::{RedisConnection, RedisOptions};
+
+use crate::common::redis_server::OwnRedis;
+use crate::rate_limit_support::{self, Echo, redis_url, request};
 
 async fn connect(url: &str) -> RedisConnection {
     RedisConnection::connect_with(

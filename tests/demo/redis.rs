@@ -5,21 +5,16 @@
 //! rate limits fall back to memory; the service recovers when Redis does.
 //!
 //! `REDIS_URL` unset: the shared-Redis tests print a skip line; set but unreachable: they fail.
-#![cfg(all(
-    feature = "jwt",
-    feature = "rate-limit",
-    feature = "cors",
-    feature = "redis"
-))]
-
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::redis_server::OwnRedis;
-use common::{ADMIN_EMAIL, ADMIN_PASSWORD, Demo, Resp, ed25519_key_file, redis_url, unique_prefix};
 use http::StatusCode;
 use serde_json::json;
+
+use crate::common::redis_server::OwnRedis;
+use crate::common::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, Demo, Resp, ed25519_key_file, redis_url, unique_prefix,
+};
 
 const PASSWORD: &str = "correct horse battery";
 

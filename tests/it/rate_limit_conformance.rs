@@ -1,4 +1,3 @@
-#![cfg(all(feature = "rate-limit", feature = "redis"))]
 //! One conformance suite, run against the memory store and (with `REDIS_URL`) the Redis
 //! store: the same calls give the same decisions.
 //!
@@ -6,13 +5,13 @@
 //! clock, so the suite uses a slow quota (5 per hour: one unit every 720 s), where the few
 //! milliseconds the test takes change no decision, and compares durations with a tolerance.
 
-mod rate_limit_support;
-
 use std::time::Duration;
 
 use governor::clock::FakeRelativeClock;
 use tower_shield::rate_limit::{Decision, MemoryStore, Quota, RateKey, RateLimitStore, RedisStore};
 use tower_shield::redis::RedisConnection;
+
+use crate::rate_limit_support;
 
 /// The sequence every store must answer identically.
 async fn run_suite<St: RateLimitStore>(store: &St) -> Vec<Decision> {

@@ -1,4 +1,3 @@
-#![cfg(all(feature = "jwt", feature = "redis"))]
 //! One store suite for the token lifecycle, run against `MemoryRefreshStore` +
 //! `MemoryRevocationStore` and against `RedisRefreshStore` + `RedisRevocationStore` at
 //! `REDIS_URL` (skipped with a line when unset; a failure when set and unreachable). Every

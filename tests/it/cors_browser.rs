@@ -15,10 +15,6 @@
 //! Without Chromium the test prints a skip line and passes, unless
 //! `TOWER_SHIELD_REQUIRE_BROWSER` is set (as `.ci/run` does): then it fails. `CHROMIUM` may
 //! name the binary.
-#![cfg(feature = "cors")]
-
-#[path = "common/browser.rs"]
-mod browser;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,7 +27,7 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tower_shield::cors::{CorsLayer, CorsLayerBuilder};
 
-use browser::{PAGE, assert_browser_outcome, chromium, run_scenario};
+use crate::common::browser::{PAGE, assert_browser_outcome, chromium, run_scenario};
 
 /// What a server saw: method, path and query, `Origin`.
 #[derive(Debug, Clone, PartialEq, Eq)]
