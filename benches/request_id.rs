@@ -108,12 +108,21 @@ fn request_id(c: &mut Criterion) {
             "ours" => count(&runtime, ours(RequestIdLayer::new()), request),
             "ours_trusted" => count(
                 &runtime,
-                ours(RequestIdLayer::new().trust_incoming(true)),
+                ours(
+                    RequestIdLayer::builder()
+                        .trust_incoming(true)
+                        .build()
+                        .unwrap(),
+                ),
                 trusted_request,
             ),
             "floor" => count(&runtime, service_fn(floor), request),
             "bare_trusted" => count(&runtime, service_fn(handler), trusted_request),
-            "ours_v7" => count(&runtime, ours(RequestIdLayer::new().uuid_v7()), request),
+            "ours_v7" => count(
+                &runtime,
+                ours(RequestIdLayer::builder().uuid_v7().build().unwrap()),
+                request,
+            ),
             "theirs" => count(&runtime, theirs(), request),
             other => panic!("unknown variant {other}"),
         }
@@ -133,14 +142,19 @@ fn request_id(c: &mut Criterion) {
         &mut group,
         &runtime,
         "tower_shield_v7",
-        ours(RequestIdLayer::new().uuid_v7()),
+        ours(RequestIdLayer::builder().uuid_v7().build().unwrap()),
         request,
     );
     bench(
         &mut group,
         &runtime,
         "tower_shield_trusted_incoming",
-        ours(RequestIdLayer::new().trust_incoming(true)),
+        ours(
+            RequestIdLayer::builder()
+                .trust_incoming(true)
+                .build()
+                .unwrap(),
+        ),
         trusted_request,
     );
     bench(

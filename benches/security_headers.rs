@@ -17,7 +17,7 @@ use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 use support::{contender, paired, time_calls};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_shield::security_headers::{SecurityHeaders, SecurityHeadersLayer};
+use tower_shield::security_headers::{SecurityHeadersLayer, SecurityHeadersLayerBuilder};
 
 async fn handler(_: Request<()>) -> Result<Response<Empty<Bytes>>, Infallible> {
     let mut response = Response::new(Empty::new());
@@ -54,7 +54,7 @@ const FIVE: [(HeaderName, &str); 5] = [
     (header::REFERRER_POLICY, "no-referrer"),
 ];
 
-/// The other headers `SecurityHeaders::api()` sets (it also removes `Server` and
+/// The other headers `SecurityHeadersLayerBuilder::api()` sets (it also removes `Server` and
 /// `X-Powered-By`).
 const API_MORE: [(&str, &str); 6] = [
     ("cross-origin-opener-policy", "same-origin"),
@@ -189,7 +189,7 @@ fn ours(layer: SecurityHeadersLayer) -> impl Service<Request<()>, Error = Infall
 
 /// Our layer configured with the same five headers as the tower-http stack, nothing stripped.
 fn five() -> SecurityHeadersLayer {
-    SecurityHeaders::api()
+    SecurityHeadersLayerBuilder::api()
         .remove("cross-origin-opener-policy")
         .remove("cross-origin-resource-policy")
         .remove("permissions-policy")

@@ -56,6 +56,7 @@ impl std::fmt::Display for RequestId {
 /// Other layers (rate limiting keyed or tiered by user) read this instead of the claims, so
 /// they need nothing from the `jwt` module.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Principal {
     /// The subject (`sub` claim).
     pub subject: Arc<str>,

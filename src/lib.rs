@@ -8,11 +8,11 @@
 //! ## The order of the layers
 //!
 //! ```text
-//! request ─▶ RequestId ─▶ SecurityHeaders ─▶ Cors ─▶ RateLimit(ip) ─▶ JwtAuth ─▶ RateLimit(user) ─▶ handler
+//! request ─▶ RequestId ─▶ SecurityHeadersLayerBuilder ─▶ Cors ─▶ RateLimit(ip) ─▶ JwtAuth ─▶ RateLimit(user) ─▶ handler
 //! ```
 //!
 //! Outermost first: `RequestId` first so every log line and every refusal carries the id;
-//! `SecurityHeaders` and `Cors` outside the refusing layers so a 401 or 429 still carries
+//! `SecurityHeadersLayerBuilder` and `Cors` outside the refusing layers so a 401 or 429 still carries
 //! security and CORS headers; an IP limit before `JwtAuth` so nobody makes the server burn
 //! signature checks for free; the per-user limit after `JwtAuth`, since it needs the verified
 //! identity.
@@ -33,7 +33,7 @@
 //! use tower_shield::{
 //!     cors::CorsLayer,
 //!     jwt::{JwtAuthLayer, Key, KeyRing, KeySet, MemoryRevocationStore},
-//!     rate_limit::{Key as RateKey, MemoryStore, Policy, Quota, RateLimitLayer},
+//!     rate_limit::{KeyBy, MemoryStore, Policy, Quota, RateLimitLayer},
 //!     request_id::RequestIdLayer,
 //!     security_headers::SecurityHeadersLayer,
 //!     tokens::TokenIssuer,
@@ -52,7 +52,7 @@
 //!     .layer(JwtAuthLayer::builder(keys.clone()).issuer("https://auth.example.com")
 //!         .audience("api").revocation(MemoryRevocationStore::new()).cache(10_000).build()?)
 //!     .layer(RateLimitLayer::builder(store)
-//!         .policy(Policy::named("api").quota(Quota::per_minute(100)).key(RateKey::subject()))
+//!         .policy(Policy::named("api").quota(Quota::per_minute(100)).key(KeyBy::subject()))
 //!         .build()?)
 //!     .service(service_fn(|_: Request<String>| async {
 //!         Ok::<_, Infallible>(Response::new(String::from("{\"hello\":\"world\"}")))
@@ -106,6 +106,33 @@ macro_rules! inner_service_accessors {
 }
 #[allow(unused_imports)]
 pub(crate) use inner_service_accessors;
+
+/// Defines an axum rejection: a named type holding the refusal to send, with `Display` and
+/// `Error` (what went wrong, for logs) and `IntoResponse` (the refusal itself).
+#[cfg(feature = "axum")]
+macro_rules! axum_rejection {
+    ($(#[$meta:meta])* $name:ident, $message:literal) => {
+        $(#[$meta])*
+        #[derive(Debug)]
+        pub struct $name(axum::response::Response);
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str($message)
+            }
+        }
+
+        impl std::error::Error for $name {}
+
+        impl axum::response::IntoResponse for $name {
+            fn into_response(self) -> axum::response::Response {
+                self.0
+            }
+        }
+    };
+}
+#[cfg(feature = "axum")]
+pub(crate) use axum_rejection;
 
 pub mod body;
 pub mod client_ip;

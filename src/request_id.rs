@@ -31,14 +31,14 @@
 //! # What the layer does
 //!
 //! - Reads the request header (`x-request-id` by default) only when told to trust it
-//!   ([`RequestIdLayer::trust_incoming`], or [`RequestIdLayer::trust_incoming_from`] for
+//!   ([`RequestIdLayerBuilder::trust_incoming`], or [`RequestIdLayerBuilder::trust_incoming_from`] for
 //!   requests from listed proxies only); even then the value is kept only when it is a single
 //!   header line of 1 to 128 bytes of `[A-Za-z0-9._:-]`. Anything else (several lines, newlines,
 //!   control bytes, non-UTF-8, a 10 KB value) is replaced by a fresh id and never echoed, so a
 //!   client cannot forge log lines.
-//! - Generates a UUID v4 (or v7 with [`RequestIdLayer::uuid_v7`]) from a userspace CSPRNG
+//! - Generates a UUID v4 (or v7 with [`RequestIdLayerBuilder::uuid_v7`]) from a userspace CSPRNG
 //!   (uuid's `fast-rng`), formatted on the stack, or takes ids from your own
-//!   [`generator`](RequestIdLayer::generator), held to the same rule as incoming ids.
+//!   [`generator`](RequestIdLayerBuilder::generator), held to the same rule as incoming ids.
 //! - Writes the final id into the request header (so inner services read the same value) and
 //!   inserts a [`RequestId`] into the request extensions: refusals of the other tower-shield
 //!   layers put it in their problem body.
@@ -69,6 +69,7 @@ use tracing::{Instrument, Span};
 use uuid::Uuid;
 
 use crate::client_ip::TrustedProxies;
+use crate::error::ConfigError;
 use crate::extensions::{RequestId, is_id_byte};
 
 /// The default header: `x-request-id`.
@@ -143,18 +144,40 @@ impl RequestIdLayer {
     /// UUID v4 ids in `x-request-id`; incoming ids are not trusted.
     pub fn new() -> Self {
         Self {
-            config: Arc::new(Config {
-                header_name: X_REQUEST_ID.clone(),
-                generator: Generator::V4,
-                trust: Trust::Nobody,
-                max_len: MAX_ID_LEN,
-            }),
+            config: Arc::new(Config::default()),
         }
     }
 
+    /// A builder, for another header, id maker or trust rule.
+    pub fn builder() -> RequestIdLayerBuilder {
+        RequestIdLayerBuilder {
+            config: Config::default(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            header_name: X_REQUEST_ID.clone(),
+            generator: Generator::V4,
+            trust: Trust::Nobody,
+            max_len: MAX_ID_LEN,
+        }
+    }
+}
+
+/// Builds a [`RequestIdLayer`]; [`build`](Self::build) checks the settings.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RequestIdLayerBuilder {
+    config: Config,
+}
+
+impl RequestIdLayerBuilder {
     /// Reads and writes this header instead of `x-request-id`.
     pub fn header_name(mut self, name: HeaderName) -> Self {
-        Arc::make_mut(&mut self.config).header_name = name;
+        self.config.header_name = name;
         self
     }
 
@@ -162,7 +185,7 @@ impl RequestIdLayer {
     ///
     /// This and [`generator`](Self::generator) choose how ids are made: the last call wins.
     pub fn uuid_v7(mut self) -> Self {
-        Arc::make_mut(&mut self.config).generator = Generator::V7;
+        self.config.generator = Generator::V7;
         self
     }
 
@@ -184,9 +207,10 @@ impl RequestIdLayer {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// static NEXT: AtomicU64 = AtomicU64::new(1);
-    /// let layer = RequestIdLayer::new().generator(|| {
-    ///     HeaderValue::from(NEXT.fetch_add(1, Ordering::Relaxed))
-    /// });
+    /// let layer = RequestIdLayer::builder()
+    ///     .generator(|| HeaderValue::from(NEXT.fetch_add(1, Ordering::Relaxed)))
+    ///     .build()
+    ///     .unwrap();
     /// let service = ServiceBuilder::new()
     ///     .layer(layer)
     ///     .service_fn(|_: Request<()>| async { Ok::<_, std::convert::Infallible>(Response::new(())) });
@@ -195,7 +219,7 @@ impl RequestIdLayer {
     /// # }
     /// ```
     pub fn generator(mut self, make: impl Fn() -> HeaderValue + Send + Sync + 'static) -> Self {
-        Arc::make_mut(&mut self.config).generator = Generator::Custom(Arc::new(make));
+        self.config.generator = Generator::Custom(Arc::new(make));
         self
     }
 
@@ -208,7 +232,7 @@ impl RequestIdLayer {
     /// `[A-Za-z0-9._:-]`. This and [`trust_incoming_from`](Self::trust_incoming_from) set the
     /// same rule: the last call wins.
     pub fn trust_incoming(mut self, trust: bool) -> Self {
-        Arc::make_mut(&mut self.config).trust = if trust {
+        self.config.trust = if trust {
             Trust::Everyone
         } else {
             Trust::Nobody
@@ -237,7 +261,7 @@ impl RequestIdLayer {
     /// # async fn main() {
     /// let proxies = TrustedProxies::new(["10.0.0.0/8"]).unwrap();
     /// let service = ServiceBuilder::new()
-    ///     .layer(RequestIdLayer::new().trust_incoming_from(proxies))
+    ///     .layer(RequestIdLayer::builder().trust_incoming_from(proxies).build().unwrap())
     ///     .service_fn(|_: Request<()>| async { Ok::<_, std::convert::Infallible>(Response::new(())) });
     /// let from = |peer: [u8; 4]| {
     ///     let mut request = Request::builder().header("x-request-id", "lb-7f3a").body(()).unwrap();
@@ -252,15 +276,29 @@ impl RequestIdLayer {
     /// # }
     /// ```
     pub fn trust_incoming_from(mut self, proxies: TrustedProxies) -> Self {
-        Arc::make_mut(&mut self.config).trust = Trust::Proxies(proxies);
+        self.config.trust = Trust::Proxies(proxies);
         self
     }
 
-    /// The longest incoming id kept, or [`generator`](Self::generator) id used, in bytes;
-    /// clamped to `1..=128` (the default). The layer's own UUIDs are 36 bytes whatever it is.
+    /// The longest incoming id kept, or [`generator`](Self::generator) id used, in bytes:
+    /// 1 to 128 (the default; anything else is an error when built). The layer's own UUIDs
+    /// are 36 bytes whatever it is.
     pub fn max_len(mut self, max_len: usize) -> Self {
-        Arc::make_mut(&mut self.config).max_len = max_len.clamp(1, MAX_ID_LEN);
+        self.config.max_len = max_len;
         self
+    }
+
+    /// The layer, or the setting that is out of range.
+    pub fn build(self) -> Result<RequestIdLayer, ConfigError> {
+        if !(1..=MAX_ID_LEN).contains(&self.config.max_len) {
+            return Err(ConfigError::invalid(
+                "max_len",
+                "must be between 1 and 128 bytes",
+            ));
+        }
+        Ok(RequestIdLayer {
+            config: Arc::new(self.config),
+        })
     }
 }
 
@@ -457,17 +495,36 @@ fn uuid_header_value(uuid: Uuid) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-0000-0000-000000000000"))
 }
 
-/// Axum extractor: the request's id.
+/// A 500 for a route that asks for the request id without a [`RequestIdLayer`] in front of
+/// it (a server misconfiguration; the body says no more than that).
+#[cfg(feature = "axum")]
+static REQUEST_ID_MISSING: crate::refusal::ProblemType = crate::refusal::ProblemType::new(
+    http::StatusCode::INTERNAL_SERVER_ERROR,
+    "server-misconfigured",
+    "Internal Server Error",
+    "The server is misconfigured.",
+);
+
+#[cfg(feature = "axum")]
+crate::axum_rejection!(
+    /// The rejection of the [`RequestId`] extractor when no [`RequestIdLayer`] ran: a 500
+    /// problem+json (a misconfigured server, not the client's fault). Its `Display` says
+    /// what is missing, for the logs.
+    #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+    MissingRequestId,
+    "no request id: RequestIdLayer does not run in front of this route"
+);
+
+/// Axum extractor: the request's id, the one [`RequestIdLayer`] chose (and sent back in the
+/// response header).
 ///
-/// With [`RequestIdLayer`] installed, this is the id the layer chose (and sent back in the
-/// response header). Without the layer the extractor does not fail: it makes a fresh UUID v4,
-/// stores it in the request extensions so every later extractor of the same request sees the
-/// same id, and returns it; that id is then not sent in any response header, since only the
-/// layer does that. Use `Option<RequestId>` to tell the two cases apart.
+/// Without the layer it rejects with [`MissingRequestId`] (500) rather than invent an id
+/// that no response or log line would carry; a warning is logged once. Use
+/// `Option<RequestId>` where the layer is optional.
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {
-    type Rejection = std::convert::Infallible;
+    type Rejection = MissingRequestId;
 
     async fn from_request_parts(
         parts: &mut http::request::Parts,
@@ -476,9 +533,17 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {
         if let Some(id) = parts.extensions.get::<Self>() {
             return Ok(id.clone());
         }
-        let id = Self::new(new_id(&Generator::V4, MAX_ID_LEN));
-        parts.extensions.insert(id.clone());
-        Ok(id)
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                target: "tower_shield::request_id",
+                "a handler asks for the RequestId but no RequestIdLayer runs in front of it: answered 500"
+            );
+        }
+        Err(MissingRequestId(
+            crate::refusal::Refusal::new(&REQUEST_ID_MISSING)
+                .build(&parts.headers, &parts.extensions),
+        ))
     }
 }
 
@@ -553,11 +618,17 @@ mod tests {
     }
 
     #[test]
-    fn max_len_is_clamped() {
-        let layer = RequestIdLayer::new().max_len(10_000);
-        assert_eq!(layer.config.max_len, MAX_ID_LEN);
-        let layer = RequestIdLayer::new().max_len(0);
-        assert_eq!(layer.config.max_len, 1);
+    fn max_len_out_of_range_is_an_error() {
+        for bad in [0, 129, 10_000] {
+            assert!(
+                RequestIdLayer::builder().max_len(bad).build().is_err(),
+                "{bad}"
+            );
+        }
+        for good in [1, 36, 128] {
+            let layer = RequestIdLayer::builder().max_len(good).build().unwrap();
+            assert_eq!(layer.config.max_len, good);
+        }
     }
 
     proptest! {

@@ -1,7 +1,7 @@
 //! The router and the layer stack of the demo, in the order of DESIGN.md:
 //!
 //! ```text
-//! request ─▶ RequestId ─▶ SecurityHeaders ─▶ Cors ─▶ RateLimit(ip) ─▶ JwtAuth ─▶ RateLimit(user) ─▶ handler
+//! request ─▶ RequestId ─▶ SecurityHeadersLayerBuilder ─▶ Cors ─▶ RateLimit(ip) ─▶ JwtAuth ─▶ RateLimit(user) ─▶ handler
 //! ```
 //!
 //! [`build`] makes the backends `STORE_URL` asks for (memory, or Redis for accounts, items,
@@ -29,13 +29,13 @@ use tower_shield::jwt::{
     JwtAuthLayer, KeyRing, MemoryRevocationStore, RequireRoleLayer, RevocationStore,
 };
 use tower_shield::rate_limit::{
-    FallbackStore, Key, MemoryStore, Policy, Quota, RateLimitLayer, RateLimitStore, RedisStore,
+    FallbackStore, KeyBy, MemoryStore, Policy, Quota, RateLimitLayer, RateLimitStore, RedisStore,
     Route,
 };
 use tower_shield::redis::{KeyPrefix, RedisConnection, RedisOptions};
 use tower_shield::refusal::{ProblemType, Refusal};
 use tower_shield::request_id::RequestIdLayer;
-use tower_shield::security_headers::SecurityHeaders;
+use tower_shield::security_headers::SecurityHeadersLayerBuilder;
 use tower_shield::tokens::store::{MemoryRefreshStore, RedisRefreshStore, RefreshStore};
 use tower_shield::tokens::{RefreshCookie, RefreshTokens, TokenIssuer};
 
@@ -118,9 +118,10 @@ pub(crate) async fn build(config: &Config) -> Result<(Router, Vec<String>), Conf
             Ok((app, warnings))
         }
         StoreUrl::Redis(url) => {
-            let options = RedisOptions::default()
+            let options = RedisOptions::builder()
                 .connect_timeout(Duration::from_secs(2))
-                .call_timeout(REDIS_CALL_TIMEOUT);
+                .call_timeout(REDIS_CALL_TIMEOUT)
+                .build()?;
             let conn = RedisConnection::connect_with(url, options)
                 .await
                 .map_err(|_| env_error("STORE_URL", "cannot connect to Redis"))?;
@@ -269,7 +270,7 @@ pub(crate) fn app<St: RateLimitStore>(
                 .tier("user", per_minute(100, scale))
                 .tier("premium", per_minute(1_000, scale))
                 .tier("admin", per_minute(10_000, scale))
-                .key(Key::subject_only()),
+                .key(KeyBy::subject_only()),
         )
         // No handler reads its `RateLimitStatus`, and the IP limit above already left the
         // `ClientIp`: nothing to insert.
@@ -317,7 +318,7 @@ pub(crate) fn app<St: RateLimitStore>(
         .map_response(IntoResponse::into_response)
         // 2. Security headers (HSTS only over HTTPS, as told by TRUSTED_PROXIES).
         .layer(
-            SecurityHeaders::api()
+            SecurityHeadersLayerBuilder::api()
                 .trusted_proxies(config.trusted_proxies.clone())
                 .build()?,
         )

@@ -92,10 +92,7 @@ pub(crate) fn invalid(
 
 /// A field error with fixed text (never the value).
 pub(crate) fn field(field: &'static str, message: &'static str) -> FieldError {
-    FieldError {
-        field: field.into(),
-        message: message.into(),
-    }
+    FieldError::new(field, message)
 }
 
 /// Whether the `Content-Type` is `application/json`, optionally with `charset=utf-8`.
@@ -206,14 +203,8 @@ fn member_error(error: &serde_path_to_error::Error<serde_json::Error>) -> FieldE
         .map(|(name, _)| name)
         .filter(|name| plain(name));
     match (from_path, missing) {
-        (Some(name), _) => FieldError {
-            field: name.into(),
-            message: "has the wrong type".into(),
-        },
-        (None, Some(name)) => FieldError {
-            field: name.to_owned().into(),
-            message: "is missing".into(),
-        },
+        (Some(name), _) => FieldError::new(name, "has the wrong type"),
+        (None, Some(name)) => FieldError::new(name.to_owned(), "is missing"),
         (None, None) => field("body", "a member is missing or has the wrong type"),
     }
 }

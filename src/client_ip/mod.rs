@@ -56,6 +56,9 @@ mod parse;
 mod proxies;
 mod resolver;
 
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use extract::ClientIpRejection;
 #[cfg(feature = "rate-limit")]
 pub(crate) use layer::warn_missing_peer;
 pub use layer::{ClientIpLayer, ClientIpService, ResponseFuture};

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 /// The `aud` claim: one audience or several.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
+#[non_exhaustive]
 pub enum Audience {
     /// A single audience (`"aud": "api"`).
     One(String),
@@ -31,6 +32,7 @@ impl Audience {
 /// Use it as `C` in [`JwtAuthLayer<C>`](super::JwtAuthLayer) (the default), or define your own
 /// claims type: anything `DeserializeOwned + Clone + Send + Sync + 'static`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Claims {
     /// The subject (e.g. `user_…`).
     pub sub: String,

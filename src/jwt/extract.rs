@@ -3,24 +3,19 @@
 use std::convert::Infallible;
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
-use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{HeaderValue, header};
 
 use super::claims::Verified;
 use crate::refusal::{ProblemType, Refusal};
 
-/// The rejection of the [`Verified<C>`] extractor: the same 401 problem+json the layer sends
-/// for a missing token (the route is not behind `JwtAuthLayer`, or the layer is optional and
-/// the request was anonymous).
-#[derive(Debug)]
-pub struct AuthRejection(Response);
-
-impl IntoResponse for AuthRejection {
-    fn into_response(self) -> Response {
-        self.0
-    }
-}
+crate::axum_rejection!(
+    /// The rejection of the [`Verified<C>`] extractor: the same 401 problem+json the layer
+    /// sends for a missing token (the route is not behind `JwtAuthLayer`, or the layer is
+    /// optional and the request was anonymous).
+    AuthRejection,
+    "no verified token: the route is not behind JwtAuthLayer, or the request was anonymous"
+);
 
 impl<S, C> FromRequestParts<S> for Verified<C>
 where

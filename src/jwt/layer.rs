@@ -43,7 +43,7 @@ const MAX_COOKIE_HEADER: usize = 16 * 1024;
 
 /// Builds a [`JwtAuthLayer`]; see [`JwtAuthLayer::builder`].
 #[must_use]
-pub struct JwtAuthBuilder<C = Claims> {
+pub struct JwtAuthLayerBuilder<C = Claims> {
     source: Arc<dyn KeySource>,
     require_keys: bool,
     issuers: Vec<String>,
@@ -61,9 +61,9 @@ pub struct JwtAuthBuilder<C = Claims> {
     _claims: PhantomData<fn() -> C>,
 }
 
-impl<C> fmt::Debug for JwtAuthBuilder<C> {
+impl<C> fmt::Debug for JwtAuthLayerBuilder<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JwtAuthBuilder")
+        f.debug_struct("JwtAuthLayerBuilder")
             .field("issuers", &self.issuers)
             .field("audiences", &self.audiences)
             .field("leeway", &self.leeway)
@@ -78,10 +78,10 @@ impl<C> fmt::Debug for JwtAuthBuilder<C> {
     }
 }
 
-impl<C> JwtAuthBuilder<C> {
+impl<C> JwtAuthLayerBuilder<C> {
     /// Verifies claims into another type `D` (default [`Claims`]).
-    pub fn claims<D>(self) -> JwtAuthBuilder<D> {
-        JwtAuthBuilder {
+    pub fn claims<D>(self) -> JwtAuthLayerBuilder<D> {
+        JwtAuthLayerBuilder {
             source: self.source,
             require_keys: self.require_keys,
             issuers: self.issuers,
@@ -349,8 +349,8 @@ impl<C> fmt::Debug for JwtAuthLayer<C> {
 
 impl JwtAuthLayer {
     /// A builder verifying with these keys (a [`KeySet`](super::KeySet) or a shared
-    /// [`KeyRing`]), into [`Claims`] (use [`JwtAuthBuilder::claims`] for another type).
-    pub fn builder(keys: impl Into<KeyRing>) -> JwtAuthBuilder<Claims> {
+    /// [`KeyRing`]), into [`Claims`] (use [`JwtAuthLayerBuilder::claims`] for another type).
+    pub fn builder(keys: impl Into<KeyRing>) -> JwtAuthLayerBuilder<Claims> {
         let ring: KeyRing = keys.into();
         let mut builder = Self::builder_with_source(ring);
         builder.require_keys = true;
@@ -358,8 +358,8 @@ impl JwtAuthLayer {
     }
 
     /// A builder verifying with keys from any [`KeySource`].
-    pub fn builder_with_source(source: impl KeySource) -> JwtAuthBuilder<Claims> {
-        JwtAuthBuilder {
+    pub fn builder_with_source(source: impl KeySource) -> JwtAuthLayerBuilder<Claims> {
+        JwtAuthLayerBuilder {
             source: Arc::new(source),
             require_keys: false,
             issuers: Vec::new(),
@@ -396,7 +396,7 @@ where
     /// For an IP limit placed *before* this layer that should not count (or refuse) requests
     /// of signed-in users, e.g. with `Policy::skip_if`. A `true` does not replace the layer's
     /// own checks (revocation, key retirement): the request still goes through it. Always
-    /// `false` without a [cache](JwtAuthBuilder::cache). Prefer
+    /// `false` without a [cache](JwtAuthLayerBuilder::cache). Prefer
     /// [`lookup_cached`](Self::lookup_cached) where the extensions can be written: the layer
     /// then does not look the token up a second time.
     pub fn is_cached(&self, headers: &HeaderMap) -> bool {

@@ -26,7 +26,7 @@
 //! required, and for `at+jwt` tokens every claim RFC 9068 requires: `iss`, `aud`, `iat`,
 //! `jti`; `exp`, `nbf`, `iat` against the injected clock with 30 s leeway; `iss`/`aud`
 //! values when configured) → the signature (`jsonwebtoken`, aws-lc-rs) → the claims type `C` →
-//! the revocation store. With [`JwtAuthBuilder::cache`], a token seen before skips straight
+//! the revocation store. With [`JwtAuthLayerBuilder::cache`], a token seen before skips straight
 //! to the time, key and revocation checks.
 //!
 //! # Example
@@ -101,7 +101,9 @@ pub use claims::{Audience, Claims, Scopes, Verified};
 pub use extract::AuthRejection;
 pub use guard::{GuardService, RequireRoleLayer, RequireScopeLayer};
 pub use keys::{Key, KeyRing, KeySet};
-pub use layer::{DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, JwtAuthBuilder, JwtAuthLayer, TokenSource};
+pub use layer::{
+    DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, JwtAuthLayer, JwtAuthLayerBuilder, TokenSource,
+};
 pub use revocation::{MemoryRevocationStore, RevocationStore};
 pub use service::{JwtAuthService, ResponseFuture};
 pub use validation::TokenType;

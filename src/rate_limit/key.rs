@@ -1,4 +1,4 @@
-//! What a limit counts by: [`Key`] (how to find it in a request) and [`RateKey`] (the value).
+//! What a limit counts by: [`KeyBy`] (how to find it in a request) and [`RateKey`] (the value).
 
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
@@ -106,18 +106,18 @@ type KeyFn = dyn Fn(&Parts) -> Option<RateKey> + Send + Sync;
 
 /// How a policy finds its key in a request.
 ///
-/// - [`Key::client_ip`]: the client's address group (needs the peer address; see
+/// - [`KeyBy::client_ip`]: the client's address group (needs the peer address; see
 ///   [`client_ip`](crate::client_ip)).
-/// - [`Key::subject`]: the verified subject ([`Principal`]), or the client IP for anonymous
+/// - [`KeyBy::subject`]: the verified subject ([`Principal`]), or the client IP for anonymous
 ///   requests.
-/// - [`Key::header`]: a header's value (an API key), bounded and never logged.
-/// - [`Key::route_and`]: the request path plus another key.
-/// - [`Key::from_fn`]: a closure.
-/// - [`Key::or`]: an alternative when the first finds nothing.
+/// - [`KeyBy::header`]: a header's value (an API key), bounded and never logged.
+/// - [`KeyBy::route_and`]: the request path plus another key.
+/// - [`KeyBy::from_fn`]: a closure.
+/// - [`KeyBy::or`]: an alternative when the first finds nothing.
 ///
 /// A request for which no key is found is refused (deny by default).
 #[derive(Clone)]
-pub struct Key {
+pub struct KeyBy {
     kind: KeyKind,
 }
 
@@ -126,12 +126,12 @@ enum KeyKind {
     ClientIp,
     SubjectOnly,
     Header(HeaderName),
-    Route(Arc<Key>),
+    Route(Arc<KeyBy>),
     Func(Arc<KeyFn>),
-    Or(Arc<Key>, Arc<Key>),
+    Or(Arc<KeyBy>, Arc<KeyBy>),
 }
 
-impl fmt::Debug for Key {
+impl fmt::Debug for KeyBy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             KeyKind::ClientIp => f.write_str("ClientIp"),
@@ -149,7 +149,7 @@ pub(crate) struct KeyContext<'a> {
     pub(crate) client_ip: Option<&'a ClientIp>,
 }
 
-impl Key {
+impl KeyBy {
     /// The client's address group.
     pub fn client_ip() -> Self {
         Self {
@@ -346,28 +346,28 @@ mod tests {
         };
         let p = parts(http::Request::builder().uri("/a"));
         assert_eq!(
-            Key::client_ip().extract(&p, &cx),
+            KeyBy::client_ip().extract(&p, &cx),
             Some(RateKey::ip("2001:db8::".parse().unwrap()))
         );
         assert_eq!(
-            Key::subject().extract(&p, &cx),
-            Key::client_ip().extract(&p, &cx)
+            KeyBy::subject().extract(&p, &cx),
+            KeyBy::client_ip().extract(&p, &cx)
         );
-        assert!(Key::subject_only().extract(&p, &cx).is_none());
+        assert!(KeyBy::subject_only().extract(&p, &cx).is_none());
         let mut p2 = parts(http::Request::builder().uri("/a"));
         p2.extensions.insert(Principal::new("user_1", None));
         assert_eq!(
-            Key::subject().extract(&p2, &cx),
+            KeyBy::subject().extract(&p2, &cx),
             RateKey::subject("user_1".into())
         );
-        let api = Key::header(HeaderName::from_static("x-api-key"));
+        let api = KeyBy::header(HeaderName::from_static("x-api-key"));
         let long = "k".repeat(MAX_KEY_LEN + 1);
         let p3 = parts(http::Request::builder().header("x-api-key", long.as_str()));
         assert!(api.extract(&p3, &cx).is_none());
         let p4 = parts(http::Request::builder().header("x-api-key", "secret-key"));
         let key = api.extract(&p4, &cx).unwrap();
         assert!(!format!("{key:?}").contains("secret"));
-        let route = Key::route_and(Key::client_ip());
+        let route = KeyBy::route_and(KeyBy::client_ip());
         let a = route.extract(&parts(http::Request::builder().uri("/a")), &cx);
         let b = route.extract(&parts(http::Request::builder().uri("/b")), &cx);
         assert_ne!(a, b);
@@ -383,7 +383,7 @@ mod tests {
                 .extract(&parts(http::Request::builder().uri(short)), &cx)
                 .is_some()
         );
-        let none = Key::from_fn(|_| None).or(Key::client_ip());
+        let none = KeyBy::from_fn(|_| None).or(KeyBy::client_ip());
         assert!(none.extract(&p, &cx).is_some());
         assert!(none.needs_ip());
     }

@@ -8,7 +8,7 @@
 //! use http::{Request, Response, StatusCode};
 //! use http_body_util::Full;
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
-//! use tower_shield::rate_limit::{Key, MemoryStore, Policy, Quota, RateLimitLayer, Route};
+//! use tower_shield::rate_limit::{KeyBy, MemoryStore, Policy, Quota, RateLimitLayer, Route};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -19,7 +19,7 @@
 //!             .quota(Quota::per_minute(100))
 //!             .tier("premium", Quota::per_minute(1_000))
 //!             .unlimited_tier("admin")
-//!             .key(Key::subject()),
+//!             .key(KeyBy::subject()),
 //!     )
 //!     .build()?;
 //! let svc = ServiceBuilder::new().layer(limits).service(service_fn(|_req: Request<Full<Bytes>>| async {
@@ -67,7 +67,7 @@
 //! use http::StatusCode;
 //! use tower_shield::client_ip::TrustedProxies;
 //! use tower_shield::rate_limit::{
-//!     FallbackStore, Key, MemoryStore, Policy, Quota, RateLimitLayer, RedisStore, Route,
+//!     FallbackStore, KeyBy, MemoryStore, Policy, Quota, RateLimitLayer, RedisStore, Route,
 //! };
 //! use tower_shield::redis::RedisConnection;
 //!
@@ -95,7 +95,7 @@
 //!             .tier("guest", Quota::per_minute(10))
 //!             .tier("premium", Quota::per_minute(1_000))
 //!             .tier("admin", Quota::per_minute(10_000))
-//!             .key(Key::subject()),
+//!             .key(KeyBy::subject()),
 //!     )
 //!     .build()?;
 //! // ServiceBuilder::new().layer(by_ip).layer(jwt_auth).layer(by_user).service(app)
@@ -125,7 +125,7 @@ pub mod store;
 /// tests).
 pub use governor;
 pub use headers::HeaderMode;
-pub use key::{Key, MAX_KEY_LEN, RateKey};
+pub use key::{KeyBy, MAX_KEY_LEN, RateKey};
 pub use layer::{RateLimitLayer, RateLimitLayerBuilder, RateLimitStats};
 pub use policy::{MAX_POLICY_NAME_LEN, Penalty, Policy, Route, TierQuota};
 pub use quota::{MAX_PERIOD, Quota};

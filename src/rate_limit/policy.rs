@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::StatusCode;
 use http::request::Parts;
 
-use super::key::Key;
+use super::key::KeyBy;
 use super::quota::Quota;
 use crate::error::ConfigError;
 use crate::extensions::Principal;
@@ -18,6 +18,7 @@ pub const MAX_POLICY_NAME_LEN: usize = 64;
 
 /// The quota of one tier: a limit, or none at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TierQuota {
     /// Limited by this quota.
     Limited(Quota),
@@ -43,14 +44,14 @@ type SkipFn = dyn Fn(&mut Parts) -> bool + Send + Sync;
 /// [`tier_by`](Self::tier_by) replaces the role lookup with a closure.
 ///
 /// ```
-/// use tower_shield::rate_limit::{Key, Policy, Quota};
+/// use tower_shield::rate_limit::{KeyBy, Policy, Quota};
 ///
 /// let api = Policy::named("api")
 ///     .quota(Quota::per_minute(100))
 ///     .tier("premium", Quota::per_minute(1_000))
 ///     .unlimited_tier("admin")
 ///     .anonymous(Quota::per_minute(10))
-///     .key(Key::subject());
+///     .key(KeyBy::subject());
 /// # let _ = api;
 /// ```
 #[derive(Clone)]
@@ -61,7 +62,7 @@ pub struct Policy {
     pub(crate) anonymous: Option<TierQuota>,
     pub(crate) tiers: Vec<(Arc<str>, TierQuota)>,
     pub(crate) tier_by: Option<Arc<TierFn>>,
-    pub(crate) key: Key,
+    pub(crate) key: KeyBy,
     pub(crate) cost: u32,
     pub(crate) cost_fn: Option<Arc<CostFn>>,
     pub(crate) count_only: Option<Vec<StatusCode>>,
@@ -94,7 +95,7 @@ impl Policy {
             anonymous: None,
             tiers: Vec::new(),
             tier_by: None,
-            key: Key::client_ip(),
+            key: KeyBy::client_ip(),
             cost: 1,
             cost_fn: None,
             count_only: None,
@@ -138,7 +139,7 @@ impl Policy {
     }
 
     /// What the limit counts by (default: the client IP).
-    pub fn key(mut self, key: Key) -> Self {
+    pub fn key(mut self, key: KeyBy) -> Self {
         self.key = key;
         self
     }

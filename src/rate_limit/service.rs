@@ -22,6 +22,7 @@ use crate::refusal::{ProblemType, Refusal, number_value, status_meant};
 
 /// What the rate limiter decided for a request, in its extensions (for handlers and logs).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RateLimitStatus {
     /// The policy's name.
     pub policy: Arc<str>,

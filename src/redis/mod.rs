@@ -19,20 +19,19 @@
 //!   one subject share a hash tag and therefore a Redis Cluster slot.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), tower_shield::StoreError> {
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
 //! use tower_shield::redis::{KeyPrefix, RedisConnection, RedisOptions};
 //!
-//! let conn = RedisConnection::connect_with(
-//!     "redis://127.0.0.1:6379/",
-//!     RedisOptions::default().call_timeout(Duration::from_millis(100)),
-//! )
-//! .await?;
-//! let prefix = KeyPrefix::new("myapp:rl:").expect("a valid prefix");
+//! let options = RedisOptions::builder()
+//!     .call_timeout(Duration::from_millis(100))
+//!     .build()?;
+//! let conn = RedisConnection::connect_with("redis://127.0.0.1:6379/", options).await?;
+//! let prefix = KeyPrefix::new("myapp:rl:")?;
 //! let key = prefix.key("user_42", "api");
 //! assert_eq!(key, "myapp:rl:{user_42}:api");
 //!
-//! let script = redis::Script::new("return redis.call('INCR', KEYS[1])");
+//! let script = tower_shield::redis::redis::Script::new("return redis.call('INCR', KEYS[1])");
 //! let mut invocation = script.key(&key);
 //! let n: i64 = conn.run_script(&invocation).await?;
 //! # let _ = (n, &mut invocation);
@@ -67,7 +66,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The longest prefix [`KeyPrefix`] accepts, in bytes.
 pub const MAX_PREFIX_LEN: usize = 128;
 
-/// How a [`RedisConnection`] connects and how long it waits.
+/// How a [`RedisConnection`] connects and how long it waits: the defaults, or
+/// [`RedisOptions::builder`] (checked when built).
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct RedisOptions {
@@ -87,34 +87,66 @@ impl Default for RedisOptions {
 }
 
 impl RedisOptions {
+    /// A builder starting from the defaults.
+    pub fn builder() -> RedisOptionsBuilder {
+        RedisOptionsBuilder {
+            options: Self::default(),
+        }
+    }
+}
+
+/// Builds [`RedisOptions`]; [`build`](Self::build) refuses a zero timeout (every call would
+/// fail at once, and the service would run without its shared state).
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RedisOptionsBuilder {
+    options: RedisOptions,
+}
+
+impl RedisOptionsBuilder {
     /// The bound on establishing a connection (the first one, and each reconnect attempt).
     /// Default 2 s.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
+        self.options.connect_timeout = timeout;
         self
     }
 
     /// The bound on each call (command or script), including waiting for a reconnect.
     /// Default 100 ms.
     pub fn call_timeout(mut self, timeout: Duration) -> Self {
-        self.call_timeout = timeout;
+        self.options.call_timeout = timeout;
         self
     }
 
     /// The longest pause between two reconnect attempts (attempts back off exponentially
     /// with jitter from 50 ms). Default 2 s.
     pub fn reconnect_max_delay(mut self, delay: Duration) -> Self {
-        self.reconnect_max_delay = delay;
+        self.options.reconnect_max_delay = delay;
         self
     }
 
-    fn validate(&self) -> Result<(), StoreError> {
-        if self.call_timeout.is_zero() || self.connect_timeout.is_zero() {
-            return Err(StoreError::Unavailable(
-                "Redis timeouts must be greater than zero".to_owned(),
+    /// The options, or the setting that cannot work.
+    pub fn build(self) -> Result<RedisOptions, ConfigError> {
+        let options = self.options;
+        if options.connect_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                "connect_timeout",
+                "must be greater than zero",
             ));
         }
-        Ok(())
+        if options.call_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                "call_timeout",
+                "must be greater than zero",
+            ));
+        }
+        if options.reconnect_max_delay.is_zero() {
+            return Err(ConfigError::invalid(
+                "reconnect_max_delay",
+                "must be greater than zero",
+            ));
+        }
+        Ok(options)
     }
 }
 
@@ -149,7 +181,6 @@ impl RedisConnection {
 
     /// Connects with the given options.
     pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
-        options.validate()?;
         let client = ::redis::Client::open(url).map_err(|_| {
             // The URL may hold a password: never echo it.
             StoreError::Unavailable("the Redis URL is malformed".to_owned())
@@ -366,6 +397,29 @@ fn push_escaped_tag(out: &mut String, tag: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_refuse_zero_timeouts() {
+        let zero = Duration::ZERO;
+        assert!(RedisOptions::builder().call_timeout(zero).build().is_err());
+        assert!(
+            RedisOptions::builder()
+                .connect_timeout(zero)
+                .build()
+                .is_err()
+        );
+        assert!(
+            RedisOptions::builder()
+                .reconnect_max_delay(zero)
+                .build()
+                .is_err()
+        );
+        let options = RedisOptions::builder()
+            .call_timeout(Duration::from_millis(250))
+            .build()
+            .unwrap();
+        assert_eq!(options.call_timeout, Duration::from_millis(250));
+    }
 
     #[test]
     fn keys_carry_one_hash_tag() {

@@ -121,9 +121,20 @@ impl ProblemType {
 
 /// One field's validation failure, for 422 answers (`errors` member).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct FieldError {
     /// The field's name.
     pub field: Cow<'static, str>,
     /// What is wrong with it (never the value itself).
     pub message: Cow<'static, str>,
+}
+
+impl FieldError {
+    /// The failure of `field`, described by `message` (which must never hold the value).
+    pub fn new(field: impl Into<Cow<'static, str>>, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
 }

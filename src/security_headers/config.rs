@@ -25,6 +25,7 @@ static X_POWERED_BY: HeaderName = HeaderName::from_static("x-powered-by");
 
 /// The `X-Frame-Options` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FrameOptions {
     /// `DENY`: never framed.
     Deny,
@@ -37,9 +38,9 @@ pub enum FrameOptions {
 ///
 /// ```
 /// use http::HeaderValue;
-/// use tower_shield::security_headers::{FrameOptions, Hsts, SecurityHeaders};
+/// use tower_shield::security_headers::{FrameOptions, Hsts, SecurityHeadersLayerBuilder};
 ///
-/// let layer = SecurityHeaders::web()
+/// let layer = SecurityHeadersLayerBuilder::web()
 ///     .hsts(Hsts::default().preload())
 ///     .frame_options(FrameOptions::SameOrigin)
 ///     .content_security_policy("default-src 'self'; img-src 'self' https://cdn.example")
@@ -50,7 +51,7 @@ pub enum FrameOptions {
 /// ```
 #[derive(Debug, Clone)]
 #[must_use]
-pub struct SecurityHeaders {
+pub struct SecurityHeadersLayerBuilder {
     hsts: Option<Hsts>,
     headers: Vec<(HeaderName, HeaderValue)>,
     strip: Vec<HeaderName>,
@@ -64,13 +65,13 @@ pub struct SecurityHeaders {
     error: Option<(&'static str, &'static str)>,
 }
 
-impl Default for SecurityHeaders {
+impl Default for SecurityHeadersLayerBuilder {
     fn default() -> Self {
         Self::api()
     }
 }
 
-impl SecurityHeaders {
+impl SecurityHeadersLayerBuilder {
     /// The preset for JSON APIs (see the [module docs](super) for every header).
     pub fn api() -> Self {
         Self::common(
@@ -337,7 +338,7 @@ pub(super) struct Config {
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SecurityHeaders")
+        f.debug_struct("SecurityHeadersLayerBuilder")
             .field("hsts", &self.hsts)
             .field(
                 "headers",
@@ -453,16 +454,18 @@ mod tests {
     fn apply_scan_matches_lookup() {
         let custom = HeaderName::from_static("x-custom");
         let configs = [
-            SecurityHeaders::api(),
-            SecurityHeaders::web(),
-            SecurityHeaders::api().override_existing(true),
-            SecurityHeaders::api()
+            SecurityHeadersLayerBuilder::api(),
+            SecurityHeadersLayerBuilder::web(),
+            SecurityHeadersLayerBuilder::api().override_existing(true),
+            SecurityHeadersLayerBuilder::api()
                 .keep(header::SERVER)
                 .override_existing(true),
-            SecurityHeaders::web()
+            SecurityHeadersLayerBuilder::web()
                 .set(custom.clone(), HeaderValue::from_static("ours"))
                 .strip(header::CACHE_CONTROL),
-            SecurityHeaders::api().no_hsts().remove("x-frame-options"),
+            SecurityHeadersLayerBuilder::api()
+                .no_hsts()
+                .remove("x-frame-options"),
         ];
         let existing = [
             (header::SERVER, "leaky/1.0"),
@@ -542,7 +545,7 @@ mod tests {
             }
         }
         let before = response.len();
-        let config = SecurityHeaders::api().build().unwrap().config;
+        let config = SecurityHeadersLayerBuilder::api().build().unwrap().config;
         config.apply(&mut response, Transport::Https);
         assert_eq!(response.len(), before);
         assert!(response.get(header::X_CONTENT_TYPE_OPTIONS).is_none());

@@ -67,7 +67,7 @@ impl Hsts {
         self
     }
 
-    /// Adds `preload`. [`SecurityHeaders::build`](super::SecurityHeaders::build) refuses it
+    /// Adds `preload`. [`SecurityHeadersLayerBuilder::build`](super::SecurityHeadersLayerBuilder::build) refuses it
     /// unless `max-age` is at least one year and `includeSubDomains` is set (the preload list's
     /// requirements): submitting a domain to the list is hard to undo.
     pub fn preload(mut self) -> Self {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use super::config::{Config, SecurityHeaders};
+use super::config::{Config, SecurityHeadersLayerBuilder};
 use super::service::SecurityHeadersService;
 
 /// Layer that adds security headers to every response; see the [module docs](super).
@@ -25,19 +25,19 @@ impl Default for SecurityHeadersLayer {
 }
 
 impl SecurityHeadersLayer {
-    /// The [`SecurityHeaders::api`] preset, as is.
+    /// The [`SecurityHeadersLayerBuilder::api`] preset, as is.
     pub fn api() -> Self {
-        SecurityHeaders::api().into_layer()
+        SecurityHeadersLayerBuilder::api().into_layer()
     }
 
-    /// The [`SecurityHeaders::web`] preset, as is.
+    /// The [`SecurityHeadersLayerBuilder::web`] preset, as is.
     pub fn web() -> Self {
-        SecurityHeaders::web().into_layer()
+        SecurityHeadersLayerBuilder::web().into_layer()
     }
 
     /// A builder starting from the `api()` preset.
-    pub fn builder() -> SecurityHeaders {
-        SecurityHeaders::api()
+    pub fn builder() -> SecurityHeadersLayerBuilder {
+        SecurityHeadersLayerBuilder::api()
     }
 }
 

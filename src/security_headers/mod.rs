@@ -1,5 +1,5 @@
-//! Security response headers, tuned for JSON APIs ([`SecurityHeaders::api`], the default) or
-//! HTML applications ([`SecurityHeaders::web`]), following the
+//! Security response headers, tuned for JSON APIs ([`SecurityHeadersLayerBuilder::api`], the default) or
+//! HTML applications ([`SecurityHeadersLayerBuilder::web`]), following the
 //! [OWASP Secure Headers Project](https://owasp.org/www-project-secure-headers/).
 //!
 //! ```
@@ -44,9 +44,9 @@
 //! | `X-Permitted-Cross-Domain-Policies` | `none` | same | No Flash/PDF cross-domain policy files. |
 //! | `Server`, `X-Powered-By` | removed | removed | Do not advertise the software stack. |
 //!
-//! Each header can be changed ([`set`](SecurityHeaders::set) and the named methods) or dropped
-//! ([`remove`](SecurityHeaders::remove)). A header the inner service already set is kept
-//! unless [`override_existing(true)`](SecurityHeaders::override_existing), except
+//! Each header can be changed ([`set`](SecurityHeadersLayerBuilder::set) and the named methods) or dropped
+//! ([`remove`](SecurityHeadersLayerBuilder::remove)). A header the inner service already set is kept
+//! unless [`override_existing(true)`](SecurityHeadersLayerBuilder::override_existing), except
 //! `Strict-Transport-Security` on a response to a request known to be plain HTTP (below),
 //! which is always removed.
 //!
@@ -55,7 +55,7 @@
 //! A request came over HTTPS when its URI scheme is `https` (HTTP/2 `:scheme`, or absolute
 //! URIs), or when `X-Forwarded-Proto` says `https` **and** the TCP peer
 //! ([`peer_addr`](crate::client_ip::peer_addr)) is one of the configured
-//! [`trusted_proxies`](SecurityHeaders::trusted_proxies). From any other peer that header is
+//! [`trusted_proxies`](SecurityHeadersLayerBuilder::trusted_proxies). From any other peer that header is
 //! ignored. Every line and every comma-separated element of `X-Forwarded-Proto` must be
 //! `https` (each hop saw HTTPS); a value over 64 bytes counts as plain HTTP.
 //!
@@ -64,7 +64,7 @@
 //! request line without a scheme and no trusted proxy saying) is unknown: the layer adds no
 //! HSTS, and leaves a handler's own HSTS alone. A server that terminates TLS itself and
 //! listens on nothing else says so with
-//! [`assume_https(true)`](SecurityHeaders::assume_https): every request then counts as HTTPS.
+//! [`assume_https(true)`](SecurityHeadersLayerBuilder::assume_https): every request then counts as HTTPS.
 //!
 //! The URI scheme is what the client itself sent (HTTP/2 `:scheme`, or an absolute-form
 //! request line). A client on plain HTTP can claim `https` that way, but it only fools itself:
@@ -73,12 +73,12 @@
 //!
 //! # HTTPS enforcement
 //!
-//! Off by default. With [`enforce_https(true)`](SecurityHeaders::enforce_https), a request that
+//! Off by default. With [`enforce_https(true)`](SecurityHeadersLayerBuilder::enforce_https), a request that
 //! arrived over plain HTTP gets `301 Moved Permanently` to the `https://` URL built from its
-//! validated `Host` (without its port, or with [`https_port`](SecurityHeaders::https_port)) and
+//! validated `Host` (without its port, or with [`https_port`](SecurityHeadersLayerBuilder::https_port)) and
 //! path for `GET`/`HEAD`, and a 403 problem ([`ProblemType::HTTPS_REQUIRED`]) for any other
 //! method. A missing or malformed `Host` gets a 400 problem, never a redirect elsewhere. The
-//! `Host` is the client's to choose: with [`https_host`](SecurityHeaders::https_host) the
+//! `Host` is the client's to choose: with [`https_host`](SecurityHeadersLayerBuilder::https_host) the
 //! redirect always goes to the configured host instead, so a forged `Host` cannot put another
 //! site in a `Location` that a shared cache might keep.
 //!
@@ -90,7 +90,7 @@ mod https;
 mod layer;
 mod service;
 
-pub use config::{FrameOptions, SecurityHeaders};
+pub use config::{FrameOptions, SecurityHeadersLayerBuilder};
 pub use future::ResponseFuture;
 pub use https::{Hsts, ONE_YEAR_SECS};
 pub use layer::SecurityHeadersLayer;

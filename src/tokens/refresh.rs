@@ -128,6 +128,7 @@ fn random_family() -> Result<FamilyId, StoreError> {
 /// (`{"access_token","token_type":"Bearer","expires_in"}`): the refresh token belongs in the
 /// `HttpOnly` cookie ([`RefreshCookie`](super::RefreshCookie)). `Debug` prints no token.
 #[derive(Clone, Serialize)]
+#[non_exhaustive]
 pub struct TokenPair {
     /// The signed access token.
     pub access_token: String,

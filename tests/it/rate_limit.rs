@@ -10,7 +10,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use tower::{Layer, ServiceExt};
 use tower_shield::clock::ManualClock;
 use tower_shield::rate_limit::{
-    Decision, FailurePolicy, FallbackStore, HeaderMode, Key, MemoryStore, Penalty, Policy, Quota,
+    Decision, FailurePolicy, FallbackStore, HeaderMode, KeyBy, MemoryStore, Penalty, Policy, Quota,
     RateKey, RateLimitLayer, RateLimitStatus, RateLimitStore, Route,
 };
 use tower_shield::{Principal, StoreError};
@@ -133,7 +133,7 @@ async fn tiers_follow_the_role() {
             .tier("premium", Quota::per_minute(1000))
             .unlimited_tier("admin")
             .anonymous(Quota::per_minute(10))
-            .key(Key::subject()),
+            .key(KeyBy::subject()),
     )
     .layer(Echo::default());
     let with_role = |role: Option<&str>| {
@@ -425,7 +425,7 @@ async fn missing_keys_are_refused_never_500() {
     let svc = layer(
         Policy::named("key")
             .quota(Quota::per_minute(10))
-            .key(Key::header(HeaderName::from_static("x-api-key"))),
+            .key(KeyBy::header(HeaderName::from_static("x-api-key"))),
     )
     .layer(Echo::default());
     let r = svc
@@ -774,7 +774,7 @@ fn invalid_configuration_is_an_error() {
 
 #[tokio::test]
 async fn a_million_keys_stay_bounded() {
-    let store = MemoryStore::builder().max_keys(100_000).build();
+    let store = MemoryStore::builder().max_keys(100_000).build().unwrap();
     let limiter = store.limiter("m", &Quota::per_minute(10));
     let started = Instant::now();
     let mut refused = 0u32;
@@ -806,7 +806,7 @@ async fn a_million_keys_stay_bounded() {
 #[tokio::test]
 async fn a_full_store_shares_overflow_budgets() {
     use tower_shield::rate_limit::store::OVERFLOW_BUCKETS;
-    let svc = RateLimitLayer::builder(MemoryStore::builder().max_keys(1024).build())
+    let svc = RateLimitLayer::builder(MemoryStore::builder().max_keys(1024).build().unwrap())
         .policy(Policy::named("p").quota(Quota::per_minute(5)))
         .build()
         .unwrap()

@@ -19,9 +19,11 @@ use crate::rate_limit_support::{self, Echo, redis_url, request};
 async fn connect(url: &str) -> RedisConnection {
     RedisConnection::connect_with(
         url,
-        RedisOptions::default()
+        RedisOptions::builder()
             .call_timeout(Duration::from_millis(100))
-            .reconnect_max_delay(Duration::from_millis(200)),
+            .reconnect_max_delay(Duration::from_millis(200))
+            .build()
+            .unwrap(),
     )
     .await
     .unwrap()

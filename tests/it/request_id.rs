@@ -67,7 +67,11 @@ async fn generates_a_uuid_v4_by_default() {
 
 #[tokio::test]
 async fn uuid_v7_when_asked() {
-    let (header, seen) = call(RequestIdLayer::new().uuid_v7(), Request::new(())).await;
+    let (header, seen) = call(
+        RequestIdLayer::builder().uuid_v7().build().unwrap(),
+        Request::new(()),
+    )
+    .await;
     assert_uuid(&header, 7);
     assert_eq!(header, seen);
 }
@@ -84,7 +88,10 @@ async fn incoming_id_is_replaced_when_not_trusted() {
     assert_eq!(header, seen);
 
     let (header, _) = call(
-        RequestIdLayer::new().trust_incoming(false),
+        RequestIdLayer::builder()
+            .trust_incoming(false)
+            .build()
+            .unwrap(),
         with_id(HeaderValue::from_static("client-chosen-123")),
     )
     .await;
@@ -95,7 +102,10 @@ async fn incoming_id_is_replaced_when_not_trusted() {
 async fn valid_incoming_id_is_kept_when_trusted() {
     for id in ["abc", "A.b_c:d-e", "0d4c1b2a-1111-4222-8333-444455556666"] {
         let (header, seen) = call(
-            RequestIdLayer::new().trust_incoming(true),
+            RequestIdLayer::builder()
+                .trust_incoming(true)
+                .build()
+                .unwrap(),
             with_id(HeaderValue::from_static(id)),
         )
         .await;
@@ -104,7 +114,10 @@ async fn valid_incoming_id_is_kept_when_trusted() {
     }
     let long = "a".repeat(128);
     let (header, _) = call(
-        RequestIdLayer::new().trust_incoming(true),
+        RequestIdLayer::builder()
+            .trust_incoming(true)
+            .build()
+            .unwrap(),
         with_id(HeaderValue::from_str(&long).unwrap()),
     )
     .await;
@@ -115,7 +128,10 @@ async fn valid_incoming_id_is_kept_when_trusted() {
 async fn hostile_incoming_ids_are_replaced_even_when_trusted() {
     for bytes in hostile_ids() {
         let (header, seen) = call(
-            RequestIdLayer::new().trust_incoming(true),
+            RequestIdLayer::builder()
+                .trust_incoming(true)
+                .build()
+                .unwrap(),
             with_id(HeaderValue::from_bytes(&bytes).unwrap()),
         )
         .await;
@@ -153,8 +169,10 @@ fn hostile_ids() -> Vec<Vec<u8>> {
 #[tokio::test]
 async fn incoming_id_is_kept_only_from_trusted_proxies() {
     let layer = || {
-        RequestIdLayer::new()
+        RequestIdLayer::builder()
             .trust_incoming_from(TrustedProxies::new(["10.0.0.0/8", "2001:db8::/32"]).unwrap())
+            .build()
+            .unwrap()
     };
     let from = |peer: Option<&str>, value: HeaderValue| {
         let mut request = with_id(value);
@@ -205,7 +223,10 @@ async fn incoming_id_is_kept_only_from_trusted_proxies() {
         .insert("forwarded", HeaderValue::from_static("for=10.0.0.2"));
     assert_uuid(&call(layer(), spoofed).await.0, 4);
     // No proxies listed: nobody is trusted.
-    let nobody = RequestIdLayer::new().trust_incoming_from(TrustedProxies::none());
+    let nobody = RequestIdLayer::builder()
+        .trust_incoming_from(TrustedProxies::none())
+        .build()
+        .unwrap();
     assert_uuid(&call(nobody, from(Some("10.0.0.2"), id)).await.0, 4);
 }
 
@@ -213,9 +234,13 @@ async fn incoming_id_is_kept_only_from_trusted_proxies() {
 async fn a_generator_makes_the_ids_and_is_held_to_the_id_rule() {
     let next = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&next);
-    let layer = RequestIdLayer::new().generator(move || {
+    let builder = RequestIdLayer::builder().generator(move || {
         HeaderValue::from_str(&format!("req-{}", counter.fetch_add(1, Ordering::Relaxed))).unwrap()
     });
+    let (layer, trusted) = (
+        builder.clone().build().unwrap(),
+        builder.trust_incoming(true).build().unwrap(),
+    );
     for expected in ["req-0", "req-1"] {
         let (header, seen) = call(layer.clone(), Request::new(())).await;
         assert_eq!((header.as_str(), seen.as_str()), (expected, expected));
@@ -223,30 +248,37 @@ async fn a_generator_makes_the_ids_and_is_held_to_the_id_rule() {
     // A client's id still does not replace it; a trusted valid one does.
     let (header, _) = call(layer.clone(), with_id(HeaderValue::from_static("mine"))).await;
     assert_eq!(header, "req-2");
-    let trusted = layer.trust_incoming(true);
     let (header, _) = call(trusted, with_id(HeaderValue::from_static("mine"))).await;
     assert_eq!(header, "mine");
     assert_eq!(next.load(Ordering::Relaxed), 3, "not called for a kept id");
 
     // Whatever it returns that breaks the rule (or is longer than `max_len`) is replaced.
     for bytes in hostile_ids() {
-        let layer =
-            RequestIdLayer::new().generator(move || HeaderValue::from_bytes(&bytes).unwrap());
+        let layer = RequestIdLayer::builder()
+            .generator(move || HeaderValue::from_bytes(&bytes).unwrap())
+            .build()
+            .unwrap();
         let (header, seen) = call(layer, Request::new(())).await;
         assert_uuid(&header, 4);
         assert_eq!(header, seen);
     }
-    let long = RequestIdLayer::new()
+    let long = RequestIdLayer::builder()
         .max_len(8)
-        .generator(|| HeaderValue::from_static("nine-char"));
+        .generator(|| HeaderValue::from_static("nine-char"))
+        .build()
+        .unwrap();
     assert_uuid(&call(long, Request::new(())).await.0, 4);
-    let at_the_bound = RequestIdLayer::new()
+    let at_the_bound = RequestIdLayer::builder()
         .max_len(8)
-        .generator(|| HeaderValue::from_static("8-chars!"));
+        .generator(|| HeaderValue::from_static("8-chars!"))
+        .build()
+        .unwrap();
     assert_uuid(&call(at_the_bound, Request::new(())).await.0, 4); // `!` is not allowed
-    let at_the_bound = RequestIdLayer::new()
+    let at_the_bound = RequestIdLayer::builder()
         .max_len(8)
-        .generator(|| HeaderValue::from_static("8-chars."));
+        .generator(|| HeaderValue::from_static("8-chars."))
+        .build()
+        .unwrap();
     assert_eq!(call(at_the_bound, Request::new(())).await.0, "8-chars.");
 }
 
@@ -259,14 +291,25 @@ async fn several_incoming_lines_are_replaced_by_one() {
     request
         .headers_mut()
         .append("x-request-id", HeaderValue::from_static("second"));
-    let (header, seen) = call(RequestIdLayer::new().trust_incoming(true), request).await;
+    let (header, seen) = call(
+        RequestIdLayer::builder()
+            .trust_incoming(true)
+            .build()
+            .unwrap(),
+        request,
+    )
+    .await;
     assert_uuid(&header, 4);
     assert_eq!(header, seen);
 }
 
 #[tokio::test]
 async fn max_len_is_respected() {
-    let layer = RequestIdLayer::new().trust_incoming(true).max_len(8);
+    let layer = RequestIdLayer::builder()
+        .trust_incoming(true)
+        .max_len(8)
+        .build()
+        .unwrap();
     let (header, _) = call(layer.clone(), with_id(HeaderValue::from_static("12345678"))).await;
     assert_eq!(header, "12345678");
     let (header, _) = call(layer, with_id(HeaderValue::from_static("123456789"))).await;
@@ -278,9 +321,11 @@ async fn custom_header_name() {
     let name = HeaderName::from_static("x-correlation-id");
     let service = ServiceBuilder::new()
         .layer(
-            RequestIdLayer::new()
+            RequestIdLayer::builder()
                 .header_name(name.clone())
-                .trust_incoming(true),
+                .trust_incoming(true)
+                .build()
+                .unwrap(),
         )
         .service_fn(|request: Request<()>| async move {
             let id = request.extensions().get::<RequestId>().unwrap().clone();
@@ -329,11 +374,16 @@ async fn service_errors_pass_through() {
 #[cfg(feature = "security-headers")]
 #[tokio::test]
 async fn header_and_problem_body_carry_the_id_on_inner_refusals() {
-    use tower_shield::security_headers::SecurityHeaders;
+    use tower_shield::security_headers::SecurityHeadersLayerBuilder;
 
     let service = ServiceBuilder::new()
         .layer(RequestIdLayer::new())
-        .layer(SecurityHeaders::api().enforce_https(true).build().unwrap())
+        .layer(
+            SecurityHeadersLayerBuilder::api()
+                .enforce_https(true)
+                .build()
+                .unwrap(),
+        )
         .service_fn(|_: Request<()>| async {
             panic!("the refused request must not reach the handler");
             #[allow(unreachable_code)]
@@ -392,7 +442,8 @@ async fn axum_extractor() {
         format!("{id}|{id}")
     );
 
-    // Without the layer: `RequestId` still gives an id (made on the spot), `Option` says None.
+    // Without the layer: `RequestId` rejects with a 500 problem (a misconfigured server; no id
+    // is invented that no response or log line would carry), `Option<RequestId>` says None.
     let app = Router::new().route("/", get(handler));
     let response = app
         .oneshot(
@@ -403,13 +454,32 @@ async fn axum_extractor() {
         )
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
     assert!(!response.headers().contains_key("x-request-id"));
     let body = response.into_body().collect().await.unwrap().to_bytes();
-    let text = String::from_utf8(body.to_vec()).unwrap();
-    let (made, none) = text.split_once('|').unwrap();
-    assert_uuid(made, 4);
-    assert_eq!(none, "");
+    let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(problem["status"], 500);
+    assert_eq!(problem["detail"], "The server is misconfigured.");
+    async fn optional_only(maybe: Option<RequestId>) -> String {
+        format!("{}", maybe.is_some())
+    }
+    let app = Router::new().route("/", get(optional_only));
+    let response = app
+        .oneshot(
+            Request::builder()
+                .uri("/")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"false");
 }
 
 #[tokio::test]

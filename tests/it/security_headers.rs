@@ -11,7 +11,9 @@ use http_body_util::{BodyExt, Full};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_shield::ConfigError;
 use tower_shield::client_ip::TrustedProxies;
-use tower_shield::security_headers::{FrameOptions, Hsts, SecurityHeaders, SecurityHeadersLayer};
+use tower_shield::security_headers::{
+    FrameOptions, Hsts, SecurityHeadersLayer, SecurityHeadersLayerBuilder,
+};
 
 const HSTS: &str = "strict-transport-security";
 
@@ -136,7 +138,10 @@ async fn hsts_only_over_https() {
     handler.insert(HSTS, HeaderValue::from_static("max-age=60"));
     for layer in [
         SecurityHeadersLayer::api(),
-        SecurityHeaders::api().no_hsts().build().unwrap(),
+        SecurityHeadersLayerBuilder::api()
+            .no_hsts()
+            .build()
+            .unwrap(),
     ] {
         let (_, headers, _) = run(layer.clone(), get("http://api.example/"), handler.clone()).await;
         assert!(!headers.contains_key(HSTS));
@@ -157,11 +162,14 @@ async fn hsts_only_over_https() {
 #[tokio::test]
 async fn assume_https_sends_hsts_on_origin_form_requests() {
     // A server terminating TLS itself sees HTTP/1.1 requests without a scheme.
-    let layer = SecurityHeaders::api().assume_https(true).build().unwrap();
+    let layer = SecurityHeadersLayerBuilder::api()
+        .assume_https(true)
+        .build()
+        .unwrap();
     let (_, headers, _) = run(layer.clone(), get("/"), HeaderMap::new()).await;
     assert_eq!(headers[HSTS], "max-age=31536000; includeSubDomains");
     // And HTTPS enforcement never redirects it.
-    let enforcing = SecurityHeaders::api()
+    let enforcing = SecurityHeadersLayerBuilder::api()
         .assume_https(true)
         .enforce_https(true)
         .build()
@@ -174,7 +182,7 @@ async fn assume_https_sends_hsts_on_origin_form_requests() {
 }
 
 fn behind_proxy() -> SecurityHeadersLayer {
-    SecurityHeaders::api()
+    SecurityHeadersLayerBuilder::api()
         .trusted_proxies(TrustedProxies::new(["10.0.0.0/8"]).unwrap())
         .build()
         .unwrap()
@@ -252,18 +260,21 @@ async fn mixed_or_hostile_forwarded_proto_is_not_https() {
 
 #[tokio::test]
 async fn hsts_can_be_changed_or_dropped() {
-    let layer = SecurityHeaders::api()
+    let layer = SecurityHeadersLayerBuilder::api()
         .hsts(Hsts::max_age(Duration::from_secs(600)))
         .build()
         .unwrap();
     let (_, headers, _) = run(layer, get("https://a.example/"), HeaderMap::new()).await;
     assert_eq!(headers[HSTS], "max-age=600");
 
-    let layer = SecurityHeaders::api().no_hsts().build().unwrap();
+    let layer = SecurityHeadersLayerBuilder::api()
+        .no_hsts()
+        .build()
+        .unwrap();
     let (_, headers, _) = run(layer, get("https://a.example/"), HeaderMap::new()).await;
     assert!(!headers.contains_key(HSTS));
 
-    let layer = SecurityHeaders::api()
+    let layer = SecurityHeadersLayerBuilder::api()
         .remove("Strict-Transport-Security")
         .build()
         .unwrap();
@@ -273,11 +284,11 @@ async fn hsts_can_be_changed_or_dropped() {
 
 #[test]
 fn preload_requires_a_year_and_subdomains() {
-    let ok = SecurityHeaders::api()
+    let ok = SecurityHeadersLayerBuilder::api()
         .hsts(Hsts::default().preload())
         .build();
     assert!(ok.is_ok());
-    let ok = SecurityHeaders::api()
+    let ok = SecurityHeadersLayerBuilder::api()
         .hsts(
             Hsts::max_age(Duration::from_secs(2 * 31_536_000))
                 .include_subdomains()
@@ -286,7 +297,7 @@ fn preload_requires_a_year_and_subdomains() {
         .build();
     assert!(ok.is_ok());
 
-    let short = SecurityHeaders::api()
+    let short = SecurityHeadersLayerBuilder::api()
         .hsts(
             Hsts::max_age(Duration::from_secs(31_535_999))
                 .include_subdomains()
@@ -300,7 +311,7 @@ fn preload_requires_a_year_and_subdomains() {
             ..
         })
     ));
-    let no_subdomains = SecurityHeaders::api()
+    let no_subdomains = SecurityHeadersLayerBuilder::api()
         .hsts(Hsts::max_age(Duration::from_secs(31_536_000)).preload())
         .build();
     assert!(matches!(no_subdomains, Err(ConfigError::Dangerous { .. })));
@@ -308,7 +319,7 @@ fn preload_requires_a_year_and_subdomains() {
 
 #[tokio::test]
 async fn preloaded_hsts_value() {
-    let layer = SecurityHeaders::api()
+    let layer = SecurityHeadersLayerBuilder::api()
         .hsts(Hsts::default().preload())
         .build()
         .unwrap();
@@ -321,7 +332,7 @@ async fn preloaded_hsts_value() {
 
 #[test]
 fn invalid_values_are_refused_at_build() {
-    let error = SecurityHeaders::api()
+    let error = SecurityHeadersLayerBuilder::api()
         .content_security_policy("default-src 'none'\n")
         .build()
         .unwrap_err();
@@ -333,14 +344,19 @@ fn invalid_values_are_refused_at_build() {
         }
     ));
     assert!(
-        SecurityHeaders::api()
+        SecurityHeadersLayerBuilder::api()
             .referrer_policy("bad\u{0}")
             .build()
             .is_err()
     );
-    assert!(SecurityHeaders::api().remove("bad name").build().is_err());
     assert!(
-        SecurityHeaders::api()
+        SecurityHeadersLayerBuilder::api()
+            .remove("bad name")
+            .build()
+            .is_err()
+    );
+    assert!(
+        SecurityHeadersLayerBuilder::api()
             .set(
                 header::STRICT_TRANSPORT_SECURITY,
                 HeaderValue::from_static("max-age=1")
@@ -371,7 +387,7 @@ async fn handler_headers_are_kept_unless_override() {
     assert_eq!(headers[HSTS], "max-age=5");
     assert_eq!(headers["x-frame-options"], "DENY");
 
-    let layer = SecurityHeaders::api()
+    let layer = SecurityHeadersLayerBuilder::api()
         .override_existing(true)
         .build()
         .unwrap();
@@ -396,7 +412,7 @@ async fn server_and_powered_by_are_removed() {
     assert!(!headers.contains_key("x-powered-by"));
 
     // `keep` lets one through; `strip` adds others.
-    let layer = SecurityHeaders::api()
+    let layer = SecurityHeadersLayerBuilder::api()
         .keep(header::SERVER)
         .strip(HeaderName::from_static("x-aspnet-version"))
         .build()
@@ -410,7 +426,7 @@ async fn server_and_powered_by_are_removed() {
 
 #[tokio::test]
 async fn each_header_can_be_changed_or_dropped() {
-    let layer = SecurityHeaders::api()
+    let layer = SecurityHeadersLayerBuilder::api()
         .frame_options(FrameOptions::SameOrigin)
         .referrer_policy("strict-origin-when-cross-origin")
         .permissions_policy("camera=()")
@@ -447,7 +463,7 @@ async fn each_header_can_be_changed_or_dropped() {
 }
 
 fn enforcing() -> SecurityHeadersLayer {
-    SecurityHeaders::api()
+    SecurityHeadersLayerBuilder::api()
         .enforce_https(true)
         .trusted_proxies(TrustedProxies::new(["10.0.0.0/8"]).unwrap())
         .build()
@@ -480,7 +496,7 @@ async fn plain_get_and_head_are_redirected() {
         assert_eq!(headers["x-content-type-options"], "nosniff");
         assert!(!headers.contains_key(HSTS));
     }
-    let layer = SecurityHeaders::api()
+    let layer = SecurityHeadersLayerBuilder::api()
         .enforce_https(true)
         .https_port(8443)
         .build()
@@ -497,7 +513,7 @@ async fn plain_get_and_head_are_redirected() {
 
 #[tokio::test]
 async fn a_configured_https_host_replaces_the_clients_host() {
-    let layer = SecurityHeaders::api()
+    let layer = SecurityHeadersLayerBuilder::api()
         .enforce_https(true)
         .https_host("api.example")
         .build()
@@ -521,12 +537,15 @@ async fn a_configured_https_host_replaces_the_clients_host() {
         "https://api.example",
     ] {
         assert!(
-            SecurityHeaders::api().https_host(bad).build().is_err(),
+            SecurityHeadersLayerBuilder::api()
+                .https_host(bad)
+                .build()
+                .is_err(),
             "{bad:?}"
         );
     }
     assert!(
-        SecurityHeaders::api()
+        SecurityHeadersLayerBuilder::api()
             .https_host("[2001:db8::1]")
             .build()
             .is_ok()
@@ -672,7 +691,7 @@ async fn grpc_refusal_reaches_a_tonic_client_as_a_status() {
         let service = ServiceBuilder::new()
             .layer(RequestIdLayer::new())
             .layer(
-                SecurityHeaders::api()
+                SecurityHeadersLayerBuilder::api()
                     .enforce_https(enforce_https)
                     .build()
                     .unwrap(),

@@ -200,9 +200,11 @@ async fn redis_down_fails_closed_with_503_and_recovers() {
     let mut server = OwnRedis::start();
     let conn = RedisConnection::connect_with(
         &server.url(),
-        RedisOptions::default()
+        RedisOptions::builder()
             .call_timeout(Duration::from_millis(100))
-            .reconnect_max_delay(Duration::from_millis(200)),
+            .reconnect_max_delay(Duration::from_millis(200))
+            .build()
+            .unwrap(),
     )
     .await
     .unwrap();

@@ -43,6 +43,7 @@ struct State {
 
 /// What a [`FallbackStore`] has done, for metrics and health checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FallbackStats {
     /// Whether decisions currently come from the fallback.
     pub degraded: bool,

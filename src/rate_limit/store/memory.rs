@@ -13,13 +13,16 @@ use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
 use governor::state::{InMemoryState, NotKeyed, StateStore};
 
 use super::{Decision, Gcra, RateLimitStore};
-use crate::error::StoreError;
+use crate::error::{ConfigError, StoreError};
 use crate::log_gate::LogGate;
 use crate::rate_limit::key::{PrehashedKey, RateKey, hash_material};
 use crate::rate_limit::quota::Quota;
 
 /// The default maximum number of keys one limiter keeps (one million).
 pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
+
+/// The smallest `max_keys` a [`MemoryStoreBuilder`] accepts.
+pub const MIN_MAX_KEYS: usize = 1024;
 
 /// How many shared budgets the keys a full limiter cannot hold are spread over (by hash).
 pub const OVERFLOW_BUCKETS: usize = 64;
@@ -111,7 +114,7 @@ impl MemoryStore {
     /// A store with the default bounds ([`DEFAULT_MAX_KEYS`] keys per limiter, a sweep every
     /// 60 s) and the default monotonic clock.
     pub fn new() -> Self {
-        Self::builder().build()
+        Self::builder().assemble(DefaultClock::default())
     }
 
     /// A builder to change the bounds.
@@ -127,7 +130,7 @@ impl<C: GovClock + Send + Sync + 'static> MemoryStore<C> {
     /// A store with the default bounds and the given clock (e.g.
     /// `governor::clock::FakeRelativeClock` in tests).
     pub fn with_clock(clock: C) -> Self {
-        MemoryStore::builder().build_with_clock(clock)
+        MemoryStore::builder().assemble(clock)
     }
 }
 
@@ -140,25 +143,43 @@ pub struct MemoryStoreBuilder {
 }
 
 impl MemoryStoreBuilder {
-    /// The most keys one limiter keeps (at least 1024; smaller values are raised).
+    /// The most keys one limiter keeps (default one million; at least 1024, a smaller value
+    /// is an error when the store is built).
     pub fn max_keys(mut self, max: usize) -> Self {
-        self.max_keys = max.max(1024);
+        self.max_keys = max;
         self
     }
 
-    /// How often idle keys are swept (default 60 s).
+    /// How often idle keys are swept (default 60 s; zero is an error when built).
     pub fn sweep_interval(mut self, every: Duration) -> Self {
         self.sweep_interval = every;
         self
     }
 
     /// The store, on the default monotonic clock.
-    pub fn build(self) -> MemoryStore {
+    pub fn build(self) -> Result<MemoryStore, ConfigError> {
         self.build_with_clock(DefaultClock::default())
     }
 
     /// The store, on the given clock.
-    pub fn build_with_clock<C: GovClock>(self, clock: C) -> MemoryStore<C> {
+    pub fn build_with_clock<C: GovClock>(self, clock: C) -> Result<MemoryStore<C>, ConfigError> {
+        if self.max_keys < MIN_MAX_KEYS {
+            return Err(ConfigError::invalid(
+                "max_keys",
+                "must be at least 1024 (a smaller map would keep refilling its overflow budgets)",
+            ));
+        }
+        if self.sweep_interval.is_zero() {
+            return Err(ConfigError::invalid(
+                "sweep_interval",
+                "must be greater than zero",
+            ));
+        }
+        Ok(self.assemble(clock))
+    }
+
+    /// The store, with settings already known to be valid.
+    fn assemble<C: GovClock>(self, clock: C) -> MemoryStore<C> {
         let start = clock.now();
         MemoryStore {
             inner: Arc::new(Shared {
@@ -412,6 +433,19 @@ mod tests {
     use governor::clock::FakeRelativeClock;
 
     #[test]
+    fn the_builder_refuses_settings_it_would_have_to_change() {
+        assert!(MemoryStore::builder().max_keys(1023).build().is_err());
+        assert!(MemoryStore::builder().max_keys(0).build().is_err());
+        assert!(
+            MemoryStore::builder()
+                .sweep_interval(Duration::ZERO)
+                .build()
+                .is_err()
+        );
+        assert!(MemoryStore::builder().max_keys(1024).build().is_ok());
+    }
+
+    #[test]
     fn decides_with_a_fake_clock() {
         let clock = FakeRelativeClock::default();
         let store = MemoryStore::with_clock(clock.clone());
@@ -434,7 +468,8 @@ mod tests {
         let clock = FakeRelativeClock::default();
         let store = MemoryStore::builder()
             .sweep_interval(Duration::from_secs(10))
-            .build_with_clock(clock.clone());
+            .build_with_clock(clock.clone())
+            .unwrap();
         let limiter = store.limiter("api", &Quota::per_second(2));
         let (a, b) = (
             RateKey::ip("192.0.2.1".parse().unwrap()),

@@ -22,7 +22,8 @@ mod redis;
 
 pub use fallback::{FallbackStats, FallbackStore};
 pub use memory::{
-    DEFAULT_MAX_KEYS, MemoryLimiter, MemoryStore, MemoryStoreBuilder, OVERFLOW_BUCKETS,
+    DEFAULT_MAX_KEYS, MIN_MAX_KEYS, MemoryLimiter, MemoryStore, MemoryStoreBuilder,
+    OVERFLOW_BUCKETS,
 };
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

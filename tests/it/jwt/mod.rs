@@ -33,7 +33,7 @@ use serde_json::{Value, json};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_shield::clock::ManualClock;
 use tower_shield::jwt::{
-    Claims, JwtAuthBuilder, JwtAuthLayer, Key, KeySet, MemoryRevocationStore, Verified,
+    Claims, JwtAuthLayer, JwtAuthLayerBuilder, Key, KeySet, MemoryRevocationStore, Verified,
 };
 use tower_shield::{Principal, ShieldBody};
 
@@ -125,7 +125,7 @@ fn token(key: &Key) -> String {
     sign_raw(key, &header_for(key), &claims())
 }
 
-fn builder() -> JwtAuthBuilder {
+fn builder() -> JwtAuthLayerBuilder {
     JwtAuthLayer::builder(keyset())
         .issuer("https://issuer.example")
         .audience("api")
