@@ -150,7 +150,11 @@ mod hex;
 pub mod id;
 #[cfg(any(feature = "jwt", feature = "rate-limit"))]
 mod log_gate;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 pub mod refusal;
+mod telemetry;
 
 #[cfg(feature = "cors")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cors")))]

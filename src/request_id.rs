@@ -71,6 +71,7 @@ use uuid::Uuid;
 use crate::client_ip::TrustedProxies;
 use crate::error::ConfigError;
 use crate::extensions::{RequestId, is_id_byte};
+use crate::telemetry::{self, Counter};
 
 /// The default header: `x-request-id`.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -123,6 +124,25 @@ struct Config {
     generator: Generator,
     trust: Trust,
     max_len: usize,
+    counters: Counters,
+}
+
+/// `tower_shield_request_ids_total`, by source.
+#[derive(Debug, Clone)]
+struct Counters {
+    incoming: Counter,
+    generated: Counter,
+}
+
+impl Counters {
+    fn new() -> Self {
+        let source =
+            |source| telemetry::counter(telemetry::names::REQUEST_IDS, &[("source", source)]);
+        Self {
+            incoming: source("incoming"),
+            generated: source("generated"),
+        }
+    }
 }
 
 /// Layer that gives every request a [`RequestId`]; see the [module docs](self).
@@ -163,6 +183,7 @@ impl Default for Config {
             generator: Generator::V4,
             trust: Trust::Nobody,
             max_len: MAX_ID_LEN,
+            counters: Counters::new(),
         }
     }
 }
@@ -346,8 +367,12 @@ where
         };
         let id = match trusted {
             // Already the one and only line of the header: nothing to rewrite.
-            Some(id) => id,
+            Some(id) => {
+                config.counters.incoming.increment(1);
+                id
+            }
             None => {
+                config.counters.generated.increment(1);
                 let id = new_id(&config.generator, config.max_len);
                 // One header line with the final value, whatever the client sent.
                 request

@@ -1,5 +1,6 @@
 //! The CORS configuration: the builder, its validation, and the serde/env form.
 
+use crate::telemetry::{self, Counter};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +57,10 @@ pub(crate) struct Validated {
     pub(crate) credentials: bool,
     pub(crate) private_network: bool,
     pub(crate) strict: bool,
+    /// `tower_shield_cors_rejections_total{kind="preflight"}`.
+    pub(crate) rejected_preflights: Counter,
+    /// `tower_shield_cors_rejections_total{kind="simple"}`.
+    pub(crate) rejected_simple: Counter,
 }
 
 impl fmt::Debug for Validated {
@@ -396,8 +401,14 @@ impl CorsLayerBuilder {
             credentials: self.credentials,
             private_network: self.private_network,
             strict: self.strict,
+            rejected_preflights: rejections("preflight"),
+            rejected_simple: rejections("simple"),
         })
     }
+}
+
+fn rejections(kind: &str) -> Counter {
+    telemetry::counter(telemetry::names::CORS_REJECTIONS, &[("kind", kind)])
 }
 
 /// At most 80 characters of a configured value, for error messages.

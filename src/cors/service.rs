@@ -15,6 +15,7 @@ use super::config::{MAX_REQUEST_HEADERS_LEN, MAX_REQUESTED_HEADERS, Validated};
 use super::future::ResponseFuture;
 use crate::body::ShieldBody;
 use crate::refusal::{ProblemType, Refusal};
+use crate::telemetry::{Counter, EventGate, loggable};
 
 pub(crate) static TRUE: HeaderValue = HeaderValue::from_static("true");
 static PREFLIGHT_VARY: HeaderValue = HeaderValue::from_static(
@@ -41,7 +42,7 @@ impl<S> CorsService<S> {
     crate::inner_service_accessors!();
 }
 
-/// Why a preflight or a strict-mode request was refused (for the debug log only).
+/// Why a preflight or a strict-mode request was refused (for the security event).
 #[derive(Debug, Clone, Copy)]
 enum Reason {
     Origin,
@@ -54,11 +55,51 @@ fn refuse<B>(
     extensions: &http::Extensions,
     vary: &HeaderValue,
     reason: Reason,
+    counter: &Counter,
 ) -> Response<ShieldBody<B>> {
-    tracing::debug!(target: "tower_shield::cors", reason = ?reason, "cross-origin request refused");
+    counter.increment(1);
+    rejected_event(headers, extensions, reason);
     Refusal::new(&ProblemType::CORS_REJECTED)
         .with_header(VARY, vary.clone())
         .build(headers, extensions)
+}
+
+/// The `cors.rejected` security event (bounded per client). The `Origin` is logged bounded
+/// and printable only.
+#[cold]
+fn rejected_event(headers: &HeaderMap, extensions: &http::Extensions, reason: Reason) {
+    static GATE: EventGate = EventGate::new();
+    let client = extensions
+        .get::<crate::client_ip::ClientIp>()
+        .map(crate::client_ip::ClientIp::ip)
+        .or_else(|| crate::client_ip::peer_addr(extensions).map(|peer| peer.ip()));
+    let Some(suppressed) = GATE.admit(client) else {
+        return;
+    };
+    let origin = headers
+        .get(ORIGIN)
+        .map(|v| loggable(&String::from_utf8_lossy(v.as_bytes())))
+        .unwrap_or_default();
+    tracing::warn!(
+        target: "tower_shield::security",
+        event = "cors.rejected",
+        reason = reason.label(),
+        origin = %origin,
+        client_ip = %client.map(|ip| ip.to_string()).unwrap_or_default(),
+        request_id = %extensions.get::<crate::RequestId>().map(crate::RequestId::as_str).unwrap_or_default(),
+        suppressed,
+        "cross-origin request refused"
+    );
+}
+
+impl Reason {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Origin => "origin",
+            Self::Method => "method",
+            Self::Headers => "headers",
+        }
+    }
 }
 
 /// Whether every header a preflight asks for is allowed (case-insensitively), with the list
@@ -101,7 +142,13 @@ fn preflight<B>(
     extensions: &http::Extensions,
 ) -> Response<ShieldBody<B>> {
     let Some(allow_origin) = allowed else {
-        return refuse(headers, extensions, &PREFLIGHT_VARY, Reason::Origin);
+        return refuse(
+            headers,
+            extensions,
+            &PREFLIGHT_VARY,
+            Reason::Origin,
+            &config.rejected_preflights,
+        );
     };
     let mut methods = headers.get_all(ACCESS_CONTROL_REQUEST_METHOD).iter();
     let method_ok = match (methods.next(), methods.next()) {
@@ -112,10 +159,22 @@ fn preflight<B>(
         _ => false,
     };
     if !method_ok {
-        return refuse(headers, extensions, &PREFLIGHT_VARY, Reason::Method);
+        return refuse(
+            headers,
+            extensions,
+            &PREFLIGHT_VARY,
+            Reason::Method,
+            &config.rejected_preflights,
+        );
     }
     if !requested_headers_allowed(config, headers) {
-        return refuse(headers, extensions, &PREFLIGHT_VARY, Reason::Headers);
+        return refuse(
+            headers,
+            extensions,
+            &PREFLIGHT_VARY,
+            Reason::Headers,
+            &config.rejected_preflights,
+        );
     }
     let mut response = Response::new(ShieldBody::empty());
     *response.status_mut() = StatusCode::NO_CONTENT;
@@ -182,9 +241,14 @@ where
                 request.extensions(),
                 &VARY_ORIGIN,
                 Reason::Origin,
+                &config.rejected_simple,
             ));
         }
         let refused = origin_present && allowed.is_none();
+        if refused {
+            config.rejected_simple.increment(1);
+            rejected_event(headers, request.extensions(), Reason::Origin);
+        }
         let allowed = allowed.map(|origin| (origin, Arc::clone(&self.config)));
         ResponseFuture::inner(self.inner.call(request), allowed, refused)
     }

@@ -19,6 +19,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
 use crate::extensions::Principal;
 use crate::refusal::ProblemType;
+use crate::telemetry::{self, Counter};
 
 /// Where the layer reads the token. Never a query parameter (URLs end up in logs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +54,7 @@ pub struct JwtAuthLayerBuilder<C = Claims> {
     token_source: TokenSource,
     token_type: TokenType,
     rfc9068_claims: bool,
+    failure_level: tracing::Level,
     optional: bool,
     revocation: Option<Arc<dyn RevocationStore>>,
     cache: Option<usize>,
@@ -91,6 +93,7 @@ impl<C> JwtAuthLayerBuilder<C> {
             token_source: self.token_source,
             token_type: self.token_type,
             rfc9068_claims: self.rfc9068_claims,
+            failure_level: self.failure_level,
             optional: self.optional,
             revocation: self.revocation,
             cache: self.cache,
@@ -136,6 +139,15 @@ impl<C> JwtAuthLayerBuilder<C> {
     /// Which kind of token is accepted (default [`TokenType::access`]: `typ` `at+jwt`).
     pub fn expect_type(mut self, token_type: TokenType) -> Self {
         self.token_type = token_type;
+        self
+    }
+
+    /// The level of the `auth.failed` security event of a refused token (default `INFO`:
+    /// refusals are routine on a public API; `WARN` where every one deserves a look). The
+    /// event has the fields `event`, `reason`, `route`, `client_ip`, `request_id` and
+    /// `suppressed`, never the token; see the crate README.
+    pub fn failure_event_level(mut self, level: tracing::Level) -> Self {
+        self.failure_level = level;
         self
     }
 
@@ -249,6 +261,7 @@ impl<C> JwtAuthLayerBuilder<C> {
                 clock: self.clock,
                 missing_challenge: missing,
                 invalid_challenge: invalid,
+                telemetry: Arc::new(JwtTelemetry::new(self.failure_level)),
             }),
         })
     }
@@ -369,6 +382,7 @@ impl JwtAuthLayer {
             token_source: TokenSource::Bearer,
             token_type: TokenType::access(),
             rfc9068_claims: true,
+            failure_level: tracing::Level::INFO,
             optional: false,
             revocation: None,
             cache: None,
@@ -510,6 +524,97 @@ pub(crate) struct Shared<C> {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) missing_challenge: HeaderValue,
     pub(crate) invalid_challenge: HeaderValue,
+    pub(crate) telemetry: Arc<JwtTelemetry>,
+}
+
+/// What the layer records: `tower_shield_jwt_requests_total` and the `auth.failed` event.
+#[derive(Debug)]
+pub(crate) struct JwtTelemetry {
+    verified: Counter,
+    cache_hit: Counter,
+    /// One per [`Invalid`] reason, by [`Invalid::index`].
+    refused: Vec<Counter>,
+    level: tracing::Level,
+}
+
+impl JwtTelemetry {
+    fn new(level: tracing::Level) -> Self {
+        let counter = |outcome, reason| {
+            telemetry::counter(
+                telemetry::names::JWT_REQUESTS,
+                &[("outcome", outcome), ("reason", reason)],
+            )
+        };
+        Self {
+            verified: counter("verified", "none"),
+            cache_hit: counter("cache_hit", "none"),
+            refused: Invalid::ALL
+                .iter()
+                .map(|reason| counter("refused", reason.label()))
+                .collect(),
+            level,
+        }
+    }
+
+    /// A request that goes on with its token.
+    #[inline]
+    pub(crate) fn accepted(&self, cached: bool) {
+        if cached {
+            self.cache_hit.increment(1);
+        } else {
+            self.verified.increment(1);
+        }
+    }
+
+    /// A refused request: the counter of its reason and (except for a store that cannot
+    /// answer, logged by the cache once per burst) the `auth.failed` event, bounded per
+    /// client.
+    #[cold]
+    pub(crate) fn refused<R>(&self, reason: Invalid, request: &http::Request<R>) {
+        if let Some(counter) = self.refused.get(reason.index()) {
+            counter.increment(1);
+        }
+        if reason == Invalid::Unavailable {
+            return;
+        }
+        static GATE: telemetry::EventGate = telemetry::EventGate::new();
+        let extensions = request.extensions();
+        let client = extensions
+            .get::<crate::client_ip::ClientIp>()
+            .map(crate::client_ip::ClientIp::ip)
+            .or_else(|| crate::client_ip::peer_addr(extensions).map(|peer| peer.ip()));
+        let Some(suppressed) = GATE.admit(client) else {
+            return;
+        };
+        let route = telemetry::loggable(request.uri().path());
+        let client = client.map(|ip| ip.to_string()).unwrap_or_default();
+        let request_id = extensions
+            .get::<crate::RequestId>()
+            .map(crate::RequestId::as_str)
+            .unwrap_or_default();
+        macro_rules! auth_failed {
+            ($level:expr) => {
+                tracing::event!(
+                    target: "tower_shield::security",
+                    $level,
+                    event = "auth.failed",
+                    reason = reason.label(),
+                    route = %route,
+                    client_ip = %client,
+                    request_id = %request_id,
+                    suppressed,
+                    "bearer token refused"
+                )
+            };
+        }
+        match self.level {
+            tracing::Level::ERROR => auth_failed!(tracing::Level::ERROR),
+            tracing::Level::WARN => auth_failed!(tracing::Level::WARN),
+            tracing::Level::INFO => auth_failed!(tracing::Level::INFO),
+            tracing::Level::DEBUG => auth_failed!(tracing::Level::DEBUG),
+            _ => auth_failed!(tracing::Level::TRACE),
+        }
+    }
 }
 
 impl<C> fmt::Debug for Shared<C> {
@@ -541,8 +646,9 @@ enum Recheck {
 /// The synchronous part of authentication.
 pub(crate) enum Outcome<C> {
     Anonymous,
-    Refuse(&'static ProblemType),
-    Accept(Arc<CachedToken<C>>),
+    Refuse(&'static ProblemType, Invalid),
+    /// The entry, and whether it came from the cache.
+    Accept(Arc<CachedToken<C>>, bool),
 }
 
 enum Extracted<'a> {
@@ -572,7 +678,7 @@ where
             Extracted::Token(token, _) => token,
             Extracted::Absent if self.optional => return Outcome::Anonymous,
             Extracted::Absent | Extracted::OtherScheme => {
-                return Outcome::Refuse(&ProblemType::UNAUTHORIZED);
+                return Outcome::Refuse(&ProblemType::UNAUTHORIZED, Invalid::Missing);
             }
             Extracted::Malformed => return self.invalid(Invalid::Malformed),
             Extracted::TooLong => return self.invalid(Invalid::TooLong),
@@ -587,7 +693,7 @@ where
             };
             key = Some(match found {
                 Ok(Found { entry, key }) => match self.recheck(&entry, now) {
-                    Recheck::Valid => return Outcome::Accept(entry),
+                    Recheck::Valid => return Outcome::Accept(entry, true),
                     Recheck::Revoked => return self.invalid(Invalid::Revoked),
                     Recheck::Invalid(reason) => {
                         cache.remove(&key, &entry);
@@ -640,7 +746,7 @@ where
                 if let (Some(cache), Some(key)) = (&self.cache, key) {
                     cache.insert(key, entry.clone(), now.saturating_sub(self.policy.leeway));
                 }
-                Outcome::Accept(entry)
+                Outcome::Accept(entry, false)
             }
             Err(reason) => self.invalid(reason),
         }
@@ -705,8 +811,7 @@ where
     }
 
     fn invalid(&self, reason: Invalid) -> Outcome<C> {
-        tracing::debug!(target: "tower_shield::jwt", reason = reason.as_str(), "bearer token refused");
-        Outcome::Refuse(&ProblemType::INVALID_TOKEN)
+        Outcome::Refuse(&ProblemType::INVALID_TOKEN, reason)
     }
 
     fn extract<'h>(&self, headers: &'h HeaderMap) -> Extracted<'h> {
@@ -854,7 +959,7 @@ mod tests {
                 assert!(
                     matches!(
                         layer.shared.authenticate(&headers(other), None),
-                        Outcome::Refuse(p) if p == &ProblemType::UNAUTHORIZED
+                        Outcome::Refuse(p, _) if p == &ProblemType::UNAUTHORIZED
                     ),
                     "{other}"
                 );
@@ -865,7 +970,7 @@ mod tests {
             assert!(
                 matches!(
                     layer.shared.authenticate(&headers(bad), None),
-                    Outcome::Refuse(p) if p == &ProblemType::INVALID_TOKEN
+                    Outcome::Refuse(p, _) if p == &ProblemType::INVALID_TOKEN
                 ),
                 "{bad}"
             );
@@ -897,7 +1002,7 @@ mod tests {
             let good = headers(&format!("Bearer  {token} "));
             assert!(matches!(
                 shared.authenticate(&good, None),
-                Outcome::Accept(_)
+                Outcome::Accept(..)
             ));
             assert_eq!(layer.is_cached(&good), cache.is_some());
             for bad in [
@@ -908,7 +1013,7 @@ mod tests {
                 assert!(
                     matches!(
                         shared.authenticate(&headers(&bad), None),
-                        Outcome::Refuse(p) if p == &ProblemType::INVALID_TOKEN
+                        Outcome::Refuse(p, _) if p == &ProblemType::INVALID_TOKEN
                     ),
                     "{bad}"
                 );

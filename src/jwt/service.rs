@@ -14,8 +14,9 @@ use tower_service::Service;
 
 use super::cache::Settle;
 use super::claims::Claims;
-use super::layer::{CachedLookup, Outcome, Shared};
+use super::layer::{CachedLookup, JwtTelemetry, Outcome, Shared};
 use super::revocation::{StoreFuture, TokenRef};
+use super::validation::Invalid;
 use crate::body::ShieldBody;
 use crate::refusal::{ProblemType, Refusal};
 
@@ -53,10 +54,13 @@ impl<S: fmt::Debug, C> fmt::Debug for JwtAuthService<S, C> {
 
 fn refuse<B, R>(
     problem: &'static ProblemType,
+    reason: Invalid,
     request: &Request<R>,
     missing: &HeaderValue,
     invalid: &HeaderValue,
+    telemetry: &JwtTelemetry,
 ) -> Response<ShieldBody<B>> {
+    telemetry.refused(reason, request);
     let mut refusal = Refusal::new(problem);
     if problem == &ProblemType::UNAUTHORIZED {
         refusal = refusal.with_header(header::WWW_AUTHENTICATE, missing.clone());
@@ -64,6 +68,16 @@ fn refuse<B, R>(
         refusal = refusal.with_header(header::WWW_AUTHENTICATE, invalid.clone());
     }
     refusal.for_request(request)
+}
+
+/// Why the revocation check refused: the store could not answer (503), or the token is
+/// revoked.
+fn revocation_reason(problem: &ProblemType) -> Invalid {
+    if problem == &ProblemType::UNAVAILABLE {
+        Invalid::Unavailable
+    } else {
+        Invalid::Revoked
+    }
 }
 
 impl<S, C, ReqBody, ResBody> Service<Request<ReqBody>> for JwtAuthService<S, C>
@@ -89,16 +103,19 @@ where
         };
         let entry = match shared.authenticate(req.headers(), looked_up) {
             Outcome::Anonymous => return ResponseFuture::calling(self.inner.call(req)),
-            Outcome::Refuse(problem) => {
+            Outcome::Refuse(problem, reason) => {
                 return ResponseFuture::refused(refuse(
                     problem,
+                    reason,
                     &req,
                     &shared.missing_challenge,
                     &shared.invalid_challenge,
+                    &shared.telemetry,
                 ));
             }
-            Outcome::Accept(entry) => entry,
+            Outcome::Accept(entry, cached) => (entry, cached),
         };
+        let (entry, cached) = entry;
         // The revocation check, unless this (cached) token was found not revoked at the
         // store's current generation: nothing has been revoked since.
         let check = shared.revocation.as_ref().and_then(|store| {
@@ -120,16 +137,22 @@ where
         extensions.insert(entry.principal.clone());
         extensions.insert(entry.scopes.clone());
         let Some((mut check, mark)) = check else {
+            shared.telemetry.accepted(cached);
             return ResponseFuture::calling(self.inner.call(req));
         };
         match check.take_ready() {
             Some(answer) => match entry.settle(answer, mark) {
-                None => ResponseFuture::calling(self.inner.call(req)),
+                None => {
+                    shared.telemetry.accepted(cached);
+                    ResponseFuture::calling(self.inner.call(req))
+                }
                 Some(problem) => ResponseFuture::refused(refuse(
                     problem,
+                    revocation_reason(problem),
                     &req,
                     &shared.missing_challenge,
                     &shared.invalid_challenge,
+                    &shared.telemetry,
                 )),
             },
             None => {
@@ -148,6 +171,8 @@ where
                             shared.missing_challenge.clone(),
                             shared.invalid_challenge.clone(),
                         ],
+                        telemetry: Arc::clone(&shared.telemetry),
+                        cached,
                     },
                 }
             }
@@ -183,6 +208,8 @@ pin_project! {
             req: Option<Request<ReqBody>>,
             // `WWW-Authenticate` for a missing and for an invalid token.
             challenges: [HeaderValue; 2],
+            telemetry: Arc<JwtTelemetry>,
+            cached: bool,
         },
         Calling { #[pin] fut: S::Future },
     }
@@ -250,15 +277,27 @@ where
                     svc,
                     req,
                     challenges: [missing, invalid],
+                    telemetry,
+                    cached,
                 } => {
                     let answer = ready!(Pin::new(check).poll(cx));
                     let (Some(mut svc), Some(req)) = (svc.take(), req.take()) else {
                         return Poll::Pending;
                     };
                     let next = match entry.settle(answer, *mark) {
-                        None => State::Calling { fut: svc.call(req) },
+                        None => {
+                            telemetry.accepted(*cached);
+                            State::Calling { fut: svc.call(req) }
+                        }
                         Some(problem) => State::Refused {
-                            response: Some(refuse(problem, &req, missing, invalid)),
+                            response: Some(refuse(
+                                problem,
+                                revocation_reason(problem),
+                                &req,
+                                missing,
+                                invalid,
+                                telemetry,
+                            )),
                         },
                     };
                     this.state.set(next);

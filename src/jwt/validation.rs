@@ -57,29 +57,65 @@ pub(crate) enum Invalid {
     Claims,
     /// Found revoked earlier (a cache entry the revocation store refused).
     Revoked,
+    /// No token was presented (no `Authorization`, or another scheme).
+    Missing,
+    /// The revocation store could not answer (503).
+    Unavailable,
 }
 
 impl Invalid {
-    pub(crate) fn as_str(self) -> &'static str {
+    /// Every reason, in the order of [`index`](Self::index).
+    pub(crate) const ALL: [Self; 20] = [
+        Self::TooLong,
+        Self::Malformed,
+        Self::Header,
+        Self::Algorithm,
+        Self::ForbiddenHeader,
+        Self::UnknownKey,
+        Self::KeyRetired,
+        Self::TokenType,
+        Self::Payload,
+        Self::MissingClaim,
+        Self::Expired,
+        Self::NotYetValid,
+        Self::IssuedInFuture,
+        Self::Issuer,
+        Self::Audience,
+        Self::Signature,
+        Self::Claims,
+        Self::Revoked,
+        Self::Missing,
+        Self::Unavailable,
+    ];
+
+    /// The position in [`ALL`](Self::ALL).
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The reason as a metric label and event field (stable, snake case).
+    pub(crate) fn label(self) -> &'static str {
         match self {
-            Self::TooLong => "token too long",
-            Self::Malformed => "malformed token",
-            Self::Header => "malformed header",
-            Self::Algorithm => "algorithm not accepted",
-            Self::ForbiddenHeader => "forbidden header member",
-            Self::UnknownKey => "unknown key",
-            Self::KeyRetired => "key retired",
-            Self::TokenType => "wrong token type",
-            Self::Payload => "malformed payload",
-            Self::MissingClaim => "a required claim is missing",
+            Self::TooLong => "too_long",
+            Self::Malformed => "malformed",
+            Self::Header => "header",
+            Self::Algorithm => "algorithm",
+            Self::ForbiddenHeader => "forbidden_header",
+            Self::UnknownKey => "unknown_key",
+            Self::KeyRetired => "key_retired",
+            Self::TokenType => "token_type",
+            Self::Payload => "payload",
+            Self::MissingClaim => "missing_claim",
             Self::Expired => "expired",
-            Self::NotYetValid => "not yet valid",
-            Self::IssuedInFuture => "issued in the future",
-            Self::Issuer => "issuer not accepted",
-            Self::Audience => "audience not accepted",
-            Self::Signature => "bad signature",
-            Self::Claims => "claims do not match the claims type",
+            Self::NotYetValid => "not_yet_valid",
+            Self::IssuedInFuture => "issued_in_future",
+            Self::Issuer => "issuer",
+            Self::Audience => "audience",
+            Self::Signature => "bad_signature",
+            Self::Claims => "claims",
             Self::Revoked => "revoked",
+            Self::Missing => "missing",
+            Self::Unavailable => "unavailable",
         }
     }
 }
@@ -672,6 +708,15 @@ pub(crate) fn check_times(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_reason_has_its_index_and_a_distinct_label() {
+        let mut labels = std::collections::HashSet::new();
+        for (i, reason) in Invalid::ALL.into_iter().enumerate() {
+            assert_eq!(reason.index(), i);
+            assert!(labels.insert(reason.label()));
+        }
+    }
 
     #[test]
     fn find_dot_agrees_with_a_byte_scan() {

@@ -19,6 +19,7 @@ use crate::client_ip::{ClientIpResolver, TrustedProxies};
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
 use crate::log_gate::LogGate;
+use crate::telemetry::{self, Counter};
 
 /// The most keys a policy's lock-out table holds.
 const MAX_PENALTY_KEYS: usize = 100_000;
@@ -241,6 +242,7 @@ fn compile<St: RateLimitStore>(
     });
     Ok(CompiledPolicy {
         status_prefix: status_prefix(&policy.name),
+        counters: PolicyCounters::new(&policy.name),
         policy,
         default,
         anonymous,
@@ -290,6 +292,32 @@ pub(crate) struct CompiledPolicy<St: RateLimitStore> {
     pub(crate) anonymous: Option<Compiled<St>>,
     pub(crate) tiers: Vec<Compiled<St>>,
     pub(crate) penalties: Option<PenaltyBox>,
+    pub(crate) counters: PolicyCounters,
+}
+
+/// The decision counters of one policy (`tower_shield_ratelimit_decisions_total`).
+pub(crate) struct PolicyCounters {
+    pub(crate) allowed: Counter,
+    pub(crate) limited: Counter,
+    pub(crate) shadow_limited: Counter,
+    pub(crate) store_error: Counter,
+}
+
+impl PolicyCounters {
+    fn new(policy: &str) -> Self {
+        let outcome = |outcome| {
+            telemetry::counter(
+                telemetry::names::RATELIMIT_DECISIONS,
+                &[("policy", policy), ("outcome", outcome)],
+            )
+        };
+        Self {
+            allowed: outcome("allowed"),
+            limited: outcome("limited"),
+            shadow_limited: outcome("shadow_limited"),
+            store_error: outcome("store_error"),
+        }
+    }
 }
 
 impl<St: RateLimitStore> CompiledPolicy<St> {

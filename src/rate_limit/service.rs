@@ -19,6 +19,7 @@ use crate::body::ShieldBody;
 use crate::client_ip::ClientIp;
 use crate::error::StoreError;
 use crate::refusal::{ProblemType, Refusal, number_value, status_meant};
+use crate::telemetry::EventGate;
 
 /// What the rate limiter decided for a request, in its extensions (for handlers and logs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +68,8 @@ struct Scope<'a, St: RateLimitStore> {
     policy: usize,
     tier: TierChoice,
     key: &'a RateKey,
+    /// For the security events (never for deciding: that is the key).
+    client: Option<ClientIp>,
 }
 
 impl<St: RateLimitStore> Scope<'_, St> {
@@ -112,6 +115,7 @@ struct Ctx<St: RateLimitStore> {
     reserved: u32,
     /// The decision that charged the reservation (which store, for a refund).
     charged: Option<Decision>,
+    client: Option<ClientIp>,
 }
 
 impl<St: RateLimitStore> Ctx<St> {
@@ -121,6 +125,7 @@ impl<St: RateLimitStore> Ctx<St> {
             policy: self.policy,
             tier: self.tier,
             key: &self.key,
+            client: self.client,
         }
     }
 }
@@ -197,6 +202,7 @@ where
             policy: index,
             tier,
             key: &key,
+            client: client_ip,
         };
         if let Some(penalties) = &compiled.penalties
             && let Some(response) = locked_out(&scope, penalties, &parts)
@@ -211,6 +217,7 @@ where
             key,
             reserved,
             charged,
+            client: client_ip,
         };
         // Count-only mode reserves the cost now (so concurrent requests cannot all pass
         // before any is charged) and gives it back after an answer that does not count.
@@ -304,9 +311,13 @@ fn locked_out<St: RateLimitStore, B>(
         return None;
     }
     Stats::bump(&config.stats.limited);
+    if let Some(compiled) = scope.compiled() {
+        compiled.counters.limited.increment(1);
+    }
     Some(refuse_429(
         scope,
         &decision,
+        parts.uri.path(),
         &parts.headers,
         &parts.extensions,
     ))
@@ -344,6 +355,9 @@ fn on_decision<St: RateLimitStore, R, B>(
     let charged = decision.allowed.then_some(decision);
     if decision.allowed {
         Stats::bump(&config.stats.allowed);
+        if let Some(compiled) = scope.compiled() {
+            compiled.counters.allowed.increment(1);
+        }
         if let Some(penalties) = scope.penalties() {
             penalties.forgive(scope.key);
         }
@@ -401,14 +415,21 @@ fn on_refused<St: RateLimitStore, R, B>(
     }
     if !config.shadow {
         Stats::bump(&config.stats.limited);
+        if let Some(compiled) = scope.compiled() {
+            compiled.counters.limited.increment(1);
+        }
         return Some(refuse_429(
             scope,
             decision,
+            request.uri().path(),
             request.headers(),
             request.extensions(),
         ));
     }
     Stats::bump(&config.stats.shadow_limited);
+    if let Some(compiled) = scope.compiled() {
+        compiled.counters.shadow_limited.increment(1);
+    }
     tracing::info!(
         target: "tower_shield::rate_limit",
         policy = %scope.name(),
@@ -421,17 +442,12 @@ fn on_refused<St: RateLimitStore, R, B>(
 fn refuse_429<St: RateLimitStore, B>(
     scope: &Scope<'_, St>,
     decision: &Decision,
+    path: &str,
     headers: &http::HeaderMap,
     extensions: &http::Extensions,
 ) -> Response<ShieldBody<B>> {
     let secs = retry_after_secs(decision.retry_after);
-    tracing::debug!(
-        target: "tower_shield::rate_limit",
-        policy = %scope.name(),
-        key_id = %format_args!("{:016x}", scope.key.log_id()),
-        retry_after = secs,
-        "rate limited"
-    );
+    exceeded_event(scope, path, extensions, secs);
     // A store refusal carries the tier's fields; a lock-out (limit 0) only `Retry-After`.
     let mut response = Refusal::new(&ProblemType::RATE_LIMITED)
         .with_header(header::RETRY_AFTER, number_value(secs))
@@ -444,12 +460,44 @@ fn refuse_429<St: RateLimitStore, B>(
     response
 }
 
+/// The `ratelimit.exceeded` security event (bounded per client; see `telemetry`).
+#[cold]
+fn exceeded_event<St: RateLimitStore>(
+    scope: &Scope<'_, St>,
+    path: &str,
+    extensions: &http::Extensions,
+    retry_after: u64,
+) {
+    static GATE: EventGate = EventGate::new();
+    let client = scope.client.map(|c| c.ip());
+    let Some(suppressed) = GATE.admit(client) else {
+        return;
+    };
+    tracing::warn!(
+        target: "tower_shield::security",
+        event = "ratelimit.exceeded",
+        policy = %scope.name(),
+        route = %crate::telemetry::loggable(path),
+        client_ip = %client.map(|ip| ip.to_string()).unwrap_or_default(),
+        request_id = %extensions.get::<crate::RequestId>().map(crate::RequestId::as_str).unwrap_or_default(),
+        key_id = %format_args!("{:016x}", scope.key.log_id()),
+        retry_after,
+        suppressed,
+        "rate limit exceeded"
+    );
+}
+
 fn store_failed<St: RateLimitStore>(scope: &Scope<'_, St>, err: &StoreError) {
     let config = scope.config;
     Stats::bump(&config.stats.store_errors);
+    if let Some(compiled) = scope.compiled() {
+        compiled.counters.store_error.increment(1);
+    }
     if let Some(suppressed) = config.error_log.should_log(config.now_nanos()) {
         tracing::warn!(
-            target: "tower_shield::rate_limit",
+            target: "tower_shield::security",
+            event = "store.unavailable",
+            store = "rate_limit",
             policy = %scope.name(),
             error = %err,
             suppressed,

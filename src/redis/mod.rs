@@ -50,6 +50,8 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Cmd, FromRedisValue, RedisError, ScriptInvocation};
 
 use crate::error::{ConfigError, StoreError};
+#[cfg(feature = "metrics")]
+use crate::telemetry::{self, Histogram};
 
 /// The `redis` crate this module builds on, re-exported so that the types
 /// [`RedisConnection::from_manager`], [`RedisConnection::manager`] and
@@ -159,6 +161,33 @@ pub struct RedisConnection {
     manager: ConnectionManager,
     call_timeout: Duration,
     server: Arc<str>,
+    #[cfg(feature = "metrics")]
+    durations: Arc<CallDurations>,
+}
+
+/// `tower_shield_redis_call_duration_seconds`, by outcome.
+#[cfg(feature = "metrics")]
+struct CallDurations {
+    ok: Histogram,
+    error: Histogram,
+    timeout: Histogram,
+}
+
+#[cfg(feature = "metrics")]
+impl CallDurations {
+    fn new() -> Arc<Self> {
+        let outcome = |outcome| {
+            telemetry::histogram(
+                telemetry::names::REDIS_CALL_DURATION,
+                &[("outcome", outcome)],
+            )
+        };
+        Arc::new(Self {
+            ok: outcome("ok"),
+            error: outcome("error"),
+            timeout: outcome("timeout"),
+        })
+    }
 }
 
 impl fmt::Debug for RedisConnection {
@@ -204,6 +233,8 @@ impl RedisConnection {
             manager,
             call_timeout: options.call_timeout,
             server,
+            #[cfg(feature = "metrics")]
+            durations: CallDurations::new(),
         })
     }
 
@@ -213,6 +244,8 @@ impl RedisConnection {
             manager,
             call_timeout,
             server: Arc::from("redis"),
+            #[cfg(feature = "metrics")]
+            durations: CallDurations::new(),
         }
     }
 
@@ -270,7 +303,20 @@ impl RedisConnection {
     where
         F: Future<Output = Result<T, RedisError>>,
     {
-        match tokio::time::timeout(self.call_timeout, fut).await {
+        #[cfg(feature = "metrics")]
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(self.call_timeout, fut).await;
+        #[cfg(feature = "metrics")]
+        {
+            let seconds = started.elapsed().as_secs_f64();
+            let durations = &self.durations;
+            match &result {
+                Ok(Ok(_)) => durations.ok.record(seconds),
+                Ok(Err(_)) => durations.error.record(seconds),
+                Err(_) => durations.timeout.record(seconds),
+            }
+        }
+        match result {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => Err(map_error(&err)),
             Err(_) => Err(StoreError::Timeout),

@@ -15,6 +15,7 @@ use super::store::{FamilyId, NewFamily, RefreshStore, RotateOutcome, Rotation, T
 use crate::error::{ConfigError, StoreError};
 use crate::jwt::revocation::{RevocationStore, TokenRef};
 use crate::refusal::{ProblemType, Refusal};
+use crate::telemetry::{self, Counter};
 
 /// Default refresh-token lifetime: 7 days.
 pub const DEFAULT_REFRESH_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -340,8 +341,43 @@ impl<St: RefreshStore> RefreshTokensBuilder<St> {
                 refresh_ttl: self.refresh_ttl,
                 family_lifetime: self.family_lifetime,
                 reuse_grace: self.reuse_grace,
+                counters: Counters::new(),
             }),
         })
+    }
+}
+
+/// `tower_shield_refresh_total` and `tower_shield_revocations_total`.
+struct Counters {
+    rotated: Counter,
+    sibling: Counter,
+    reused: Counter,
+    revoked: Counter,
+    expired: Counter,
+    unknown: Counter,
+    busy: Counter,
+    revoked_token: Counter,
+    revoked_session: Counter,
+    revoked_subject: Counter,
+}
+
+impl Counters {
+    fn new() -> Self {
+        let outcome =
+            |outcome| telemetry::counter(telemetry::names::REFRESH, &[("outcome", outcome)]);
+        let kind = |kind| telemetry::counter(telemetry::names::REVOCATIONS, &[("kind", kind)]);
+        Self {
+            rotated: outcome("rotated"),
+            sibling: outcome("sibling"),
+            reused: outcome("reused"),
+            revoked: outcome("revoked"),
+            expired: outcome("expired"),
+            unknown: outcome("unknown"),
+            busy: outcome("busy"),
+            revoked_token: kind("token"),
+            revoked_session: kind("session"),
+            revoked_subject: kind("subject"),
+        }
     }
 }
 
@@ -440,6 +476,7 @@ struct Inner<St> {
     refresh_ttl: Duration,
     family_lifetime: Duration,
     reuse_grace: Duration,
+    counters: Counters,
 }
 
 impl<St> Clone for RefreshTokens<St> {
@@ -583,8 +620,11 @@ impl<St: RefreshStore> RefreshTokens<St> {
         F: FnOnce(String) -> Fut,
         Fut: Future<Output = Result<Option<String>, StoreError>>,
     {
-        let (family, presented) =
-            RefreshToken::parse(refresh_token).ok_or(RefreshError::Unknown)?;
+        let counters = &self.inner.counters;
+        let Some((family, presented)) = RefreshToken::parse(refresh_token) else {
+            counters.unknown.increment(1);
+            return Err(RefreshError::Unknown);
+        };
         let (successor, successor_hash) = RefreshToken::generate(family)?;
         let now_ms = self.now_ms();
         let outcome = self
@@ -605,18 +645,26 @@ impl<St: RefreshStore> RefreshTokens<St> {
                 subject,
                 role,
                 expires_ms,
+            } => {
+                counters.rotated.increment(1);
+                (subject, role, expires_ms)
             }
-            | RotateOutcome::Sibling {
+            RotateOutcome::Sibling {
                 subject,
                 role,
                 expires_ms,
-            } => (subject, role, expires_ms),
+            } => {
+                counters.sibling.increment(1);
+                (subject, role, expires_ms)
+            }
             RotateOutcome::Reused { subject } => {
+                counters.reused.increment(1);
                 tracing::warn!(
-                    target: "tower_shield::jwt::refresh",
-                    %family,
-                    subject = %subject,
-                    "refresh token reuse detected; family revoked"
+                    target: "tower_shield::security",
+                    event = "refresh.reuse_detected",
+                    subject = %telemetry::loggable(&subject),
+                    session = %family,
+                    "refresh token reuse detected; the session is revoked"
                 );
                 // The refresh is refused whatever happens here: a store failure is logged
                 // (the family itself is already revoked).
@@ -630,10 +678,22 @@ impl<St: RefreshStore> RefreshTokens<St> {
                 }
                 return Err(RefreshError::Reused { subject, family });
             }
-            RotateOutcome::Revoked => return Err(RefreshError::Revoked),
-            RotateOutcome::Expired => return Err(RefreshError::Expired),
-            RotateOutcome::Busy => return Err(RefreshError::Busy),
-            _ => return Err(RefreshError::Unknown),
+            RotateOutcome::Revoked => {
+                counters.revoked.increment(1);
+                return Err(RefreshError::Revoked);
+            }
+            RotateOutcome::Expired => {
+                counters.expired.increment(1);
+                return Err(RefreshError::Expired);
+            }
+            RotateOutcome::Busy => {
+                counters.busy.increment(1);
+                return Err(RefreshError::Busy);
+            }
+            _ => {
+                counters.unknown.increment(1);
+                return Err(RefreshError::Unknown);
+            }
         };
         let asked_role = current_role.is_some();
         if let Some(current_role) = current_role {
@@ -733,6 +793,16 @@ impl<St: RefreshStore> RefreshTokens<St> {
                     );
                     yield_once().await;
                 }
+                Ok(()) => {
+                    self.inner.counters.revoked_session.increment(1);
+                    tracing::info!(
+                        target: "tower_shield::security",
+                        event = "session.revoked",
+                        session = %family,
+                        "session revoked"
+                    );
+                    return Ok(());
+                }
                 result => return result,
             }
         }
@@ -746,7 +816,9 @@ impl<St: RefreshStore> RefreshTokens<St> {
         expires_at: u64,
     ) -> Result<(), RefreshError> {
         let until = TokenIssuer::dead_after(expires_at);
-        Ok(self.inner.revocation.revoke_token(jti, until).await?)
+        self.inner.revocation.revoke_token(jti, until).await?;
+        self.inner.counters.revoked_token.increment(1);
+        Ok(())
     }
 
     /// "Log out everywhere": sets the subject's revoked-before watermark (every access token
@@ -764,6 +836,14 @@ impl<St: RefreshStore> RefreshTokens<St> {
                 self.inner.issuer.access_horizon(),
             )
             .await?;
+        self.inner.counters.revoked_subject.increment(1);
+        tracing::info!(
+            target: "tower_shield::security",
+            event = "session.revoked",
+            subject = %telemetry::loggable(subject),
+            scope = "everywhere",
+            "every session of the subject revoked"
+        );
         Ok(self
             .inner
             .store

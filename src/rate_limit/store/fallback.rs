@@ -11,6 +11,7 @@ use super::{Decision, RateLimitStore};
 use crate::error::StoreError;
 use crate::rate_limit::key::RateKey;
 use crate::rate_limit::quota::Quota;
+use crate::telemetry::{self, Counter};
 
 /// A primary store backed by a fallback while the primary fails: the demo's "fall back to
 /// per-process memory counters until Redis answers again".
@@ -39,6 +40,7 @@ struct State {
     last_probe: AtomicU64,
     probe_interval: Duration,
     epoch: Instant,
+    fallback_counter: Counter,
 }
 
 /// What a [`FallbackStore`] has done, for metrics and health checks.
@@ -94,6 +96,10 @@ impl<P, F> FallbackStore<P, F> {
                 last_probe: AtomicU64::new(0),
                 probe_interval,
                 epoch: Instant::now(),
+                fallback_counter: telemetry::counter(
+                    telemetry::names::RATELIMIT_FALLBACK_DECISIONS,
+                    &[],
+                ),
             }),
         }
     }
@@ -137,7 +143,9 @@ impl State {
             let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
             self.last_probe.store(now, Ordering::Relaxed);
             tracing::warn!(
-                target: "tower_shield::rate_limit",
+                target: "tower_shield::security",
+                event = "store.unavailable",
+                store = "rate_limit",
                 error = %err,
                 "rate-limit store failed; decisions fall back to the local store"
             );
@@ -197,6 +205,7 @@ where
                 }
             }
             state.fallback_decisions.fetch_add(1, Ordering::Relaxed);
+            state.fallback_counter.increment(1);
             let decision = fallback.check(&fallback_limiter, &key, cost).await?;
             Ok(routed(decision, true))
         })
