@@ -25,6 +25,14 @@ mod id;
 mod jwt;
 #[cfg(feature = "jwt")]
 mod jwt_interop;
+#[cfg(all(
+    feature = "metrics",
+    feature = "rate-limit",
+    feature = "tokens",
+    feature = "cors",
+    feature = "request-id"
+))]
+mod metrics;
 #[cfg(feature = "rate-limit")]
 mod rate_limit;
 #[cfg(all(feature = "rate-limit", feature = "redis"))]
