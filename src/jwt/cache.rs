@@ -160,7 +160,9 @@ impl<C: Send + Sync> Settle for CachedToken<C> {
                 static FAILURES: LogGate = LogGate::new();
                 if let Some(suppressed) = FAILURES.should_log_now() {
                     tracing::warn!(
-                        target: "tower_shield::jwt",
+                        target: "tower_shield::security",
+                        event = "store.unavailable",
+                        store = "revocation",
                         %error,
                         suppressed,
                         "revocation store failed; refusing"
