@@ -25,6 +25,9 @@
 //! Run: `cargo bench --bench jwt -- --warm-up-time 1 --measurement-time 3`. Requests are built
 //! outside the timed region; each call is `ready().await` + `call().await` on one service.
 //!
+//! With `TS_BENCH_RECORDER=1` a Prometheus recorder is installed first, so every figure
+//! includes recording the layer's metrics (feature `metrics`).
+//!
 //! Instruction counts (independent of the machine's load): `TS_BENCH_ONLY=<variant>` runs
 //! `TS_BENCH_N` (default 2000) calls of one variant in `drive` and exits; count them with
 //! `valgrind --tool=callgrind --toggle-collect='*support::drive*' <bench binary> --bench` and divide by
@@ -416,6 +419,7 @@ fn ratio() {
 }
 
 fn bench(c: &mut Criterion) {
+    support::maybe_install_recorder();
     if let Ok(variant) = std::env::var("TS_BENCH_ONLY") {
         only(&variant);
         std::process::exit(0);

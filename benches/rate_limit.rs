@@ -11,6 +11,9 @@
 //! with its `use_headers()` (`x-ratelimit-limit` / `-remaining` on every answer); and with the
 //! fields off against `tower_governor` without headers.
 //!
+//! With `TS_BENCH_RECORDER=1` a Prometheus recorder is installed first, so every figure
+//! includes recording the layer's metrics (feature `metrics`).
+//!
 //! Instruction counts (independent of the machine's load): `TS_BENCH_ONLY=<variant>` runs
 //! `TS_BENCH_N` (default 20,000) calls of one variant inside `drive` and exits; count them
 //! with `valgrind --tool=callgrind --toggle-collect='*support::drive*' <bench binary> --bench` and
@@ -538,6 +541,7 @@ fn paired() {
 }
 
 fn all(c: &mut Criterion) {
+    support::maybe_install_recorder();
     if let Ok(variant) = std::env::var("TS_BENCH_ONLY") {
         only(&variant);
         std::process::exit(0);

@@ -149,3 +149,17 @@ pub fn drive_fn<T>(n: usize, mut f: impl FnMut() -> T) {
         black_box(f());
     }
 }
+
+/// `TS_BENCH_RECORDER=1`: installs a Prometheus recorder (what a service exporting metrics
+/// runs) before any layer is built, so the figures include recording every metric. Without
+/// it the layers record into the `metrics` facade's no-op.
+#[allow(dead_code)]
+pub fn maybe_install_recorder() {
+    if std::env::var_os("TS_BENCH_RECORDER").is_some() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        if metrics::set_global_recorder(recorder).is_err() {
+            eprintln!("a metrics recorder was already installed");
+        }
+    }
+}
+
