@@ -169,6 +169,22 @@ fn unix_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The client of a request, for an event: the `ClientIp` a layer resolved, else the TCP peer.
+pub(crate) fn client_of(extensions: &http::Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<crate::client_ip::ClientIp>()
+        .map(crate::client_ip::ClientIp::ip)
+        .or_else(|| crate::client_ip::peer_addr(extensions).map(|peer| peer.ip()))
+}
+
+/// The request id of a request, for an event (empty without a `RequestIdLayer`).
+pub(crate) fn request_id_of(extensions: &http::Extensions) -> &str {
+    extensions
+        .get::<crate::RequestId>()
+        .map(crate::RequestId::as_str)
+        .unwrap_or_default()
+}
+
 /// A request path for an event: at most 128 bytes, printable ASCII only (anything else
 /// becomes `?`), so a client cannot forge log lines or fill them.
 pub(crate) fn loggable(text: &str) -> String {

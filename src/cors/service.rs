@@ -15,7 +15,7 @@ use super::config::{MAX_REQUEST_HEADERS_LEN, MAX_REQUESTED_HEADERS, Validated};
 use super::future::ResponseFuture;
 use crate::body::ShieldBody;
 use crate::refusal::{ProblemType, Refusal};
-use crate::telemetry::{Counter, EventGate, loggable};
+use crate::telemetry::{Counter, EventGate, client_of, loggable, request_id_of};
 
 pub(crate) static TRUE: HeaderValue = HeaderValue::from_static("true");
 static PREFLIGHT_VARY: HeaderValue = HeaderValue::from_static(
@@ -69,10 +69,7 @@ fn refuse<B>(
 #[cold]
 fn rejected_event(headers: &HeaderMap, extensions: &http::Extensions, reason: Reason) {
     static GATE: EventGate = EventGate::new();
-    let client = extensions
-        .get::<crate::client_ip::ClientIp>()
-        .map(crate::client_ip::ClientIp::ip)
-        .or_else(|| crate::client_ip::peer_addr(extensions).map(|peer| peer.ip()));
+    let client = client_of(extensions);
     let Some(suppressed) = GATE.admit(client) else {
         return;
     };
@@ -86,7 +83,7 @@ fn rejected_event(headers: &HeaderMap, extensions: &http::Extensions, reason: Re
         reason = reason.label(),
         origin = %origin,
         client_ip = %client.map(|ip| ip.to_string()).unwrap_or_default(),
-        request_id = %extensions.get::<crate::RequestId>().map(crate::RequestId::as_str).unwrap_or_default(),
+        request_id = %request_id_of(extensions),
         suppressed,
         "cross-origin request refused"
     );

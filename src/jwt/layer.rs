@@ -579,19 +579,13 @@ impl JwtTelemetry {
         }
         static GATE: telemetry::EventGate = telemetry::EventGate::new();
         let extensions = request.extensions();
-        let client = extensions
-            .get::<crate::client_ip::ClientIp>()
-            .map(crate::client_ip::ClientIp::ip)
-            .or_else(|| crate::client_ip::peer_addr(extensions).map(|peer| peer.ip()));
+        let client = telemetry::client_of(extensions);
         let Some(suppressed) = GATE.admit(client) else {
             return;
         };
         let route = telemetry::loggable(request.uri().path());
         let client = client.map(|ip| ip.to_string()).unwrap_or_default();
-        let request_id = extensions
-            .get::<crate::RequestId>()
-            .map(crate::RequestId::as_str)
-            .unwrap_or_default();
+        let request_id = telemetry::request_id_of(extensions);
         macro_rules! auth_failed {
             ($level:expr) => {
                 tracing::event!(

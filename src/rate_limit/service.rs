@@ -479,7 +479,7 @@ fn exceeded_event<St: RateLimitStore>(
         policy = %scope.name(),
         route = %crate::telemetry::loggable(path),
         client_ip = %client.map(|ip| ip.to_string()).unwrap_or_default(),
-        request_id = %extensions.get::<crate::RequestId>().map(crate::RequestId::as_str).unwrap_or_default(),
+        request_id = %crate::telemetry::request_id_of(extensions),
         key_id = %format_args!("{:016x}", scope.key.log_id()),
         retry_after,
         suppressed,
