@@ -162,4 +162,3 @@ pub fn maybe_install_recorder() {
         }
     }
 }
-
