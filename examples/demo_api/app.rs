@@ -22,7 +22,7 @@ use serde_json::json;
 use tower::ServiceBuilder;
 use tower_shield::ConfigError;
 use tower_shield::RequestId;
-use tower_shield::client_ip::ClientIpResolver;
+use tower_shield::client_ip::{ClientIpLayer, ClientIpResolver};
 use tower_shield::cors::CorsLayer;
 use tower_shield::jwt::revocation::RedisRevocationStore;
 use tower_shield::jwt::{
@@ -233,13 +233,15 @@ pub(crate) fn app<St: RateLimitStore>(
     limits: St,
     scale: u32,
 ) -> Result<Router, ConfigError> {
+    // Who the client is (examples/demo_api/README.md, "Who the client is"): resolved once,
+    // before CORS, so CORS's refusal events name the client behind a trusted proxy rather
+    // than the proxy; the IP limit below keys on the same `ClientIp`.
+    let resolver = ClientIpResolver::new(config.trusted_proxies.clone())
+        .header(config.trusted_proxy_header.clone());
     // 4. RateLimit by client IP, before any signature check (examples/demo_api/README.md, "Limits").
     let jwt_for_skip = state.jwt.clone();
     let ip_limit = RateLimitLayer::builder(limits.clone())
-        .client_ip(
-            ClientIpResolver::new(config.trusted_proxies.clone())
-                .header(config.trusted_proxy_header.clone()),
-        )
+        .client_ip(resolver.clone())
         .rule(
             Route::prefix("/auth/"),
             Policy::named("auth").quota(per_minute(10, scale)),
@@ -323,11 +325,14 @@ pub(crate) fn app<St: RateLimitStore>(
                 .build()?,
         )
         // Request headers over 16 KiB: 431, before any layer parses a header a client
-        // controls at length (CORS reads Origin and Access-Control-Request-Headers, the rate
-        // limiter the forwarding header, JwtAuth the token). The two layers above read no
-        // such header (the request id is made here, X-Forwarded-Proto only counts from a
-        // trusted proxy), so the 431 still carries the request id and security headers.
+        // controls at length (the client-address layer reads the forwarding header, CORS
+        // Origin and Access-Control-Request-Headers, JwtAuth the token). The two layers above
+        // read no such header (the request id is made here, X-Forwarded-Proto only counts from
+        // a trusted proxy), so the 431 still carries the request id and security headers.
         .layer(HeaderLimitLayer)
+        // The client address (TRUSTED_PROXIES, TRUSTED_PROXY_HEADER) into the extensions,
+        // for CORS's events and the IP limit.
+        .layer(ClientIpLayer::new(resolver))
         // 3. CORS (CORS_ALLOWED_ORIGINS), outside the refusing layers below.
         .layer(cors(config)?)
         // 4. RateLimit by client IP (policies `auth`, `anonymous`, `default`).

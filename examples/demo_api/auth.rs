@@ -8,6 +8,12 @@
 //! Each attempt reserves one failure *before* verifying (429 once the budget is spent, so
 //! simultaneous guesses cannot all pass a check before any is charged) and gives it back
 //! unless the answer is the 401 of a failed sign-in.
+//!
+//! A failed sign-in and a `login_failures` 429 are security events like the library's
+//! (target `tower_shield::security`, a stable `event` field): `auth.failed` with reason
+//! `bad_credentials` at info, `ratelimit.exceeded` with policy `login_failures` at warn. They
+//! carry the route, client address, request id and a per-process `key_id` of the
+//! `login_failures` key; never the email, the password or a token.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -35,6 +41,7 @@ use tower_shield::tokens::store::RefreshStore;
 use tower_shield::tokens::{RefreshError, RefreshTokens, TokenPair};
 
 use crate::app::AppState;
+use crate::observability::EventBudget;
 use crate::problem::{EMAIL_TAKEN, INVALID_CREDENTIALS, JsonBody, field, invalid};
 
 /// `login_failures`: 5 failed sign-ins per 900 s per client IP + email.
@@ -347,6 +354,7 @@ pub(crate) async fn login(
     // One failure reserved before any hash work; a spent budget is refused here.
     let reserved = match state.login_failures.reserve(&key).await {
         Ok(decision) if !decision.allowed => {
+            login_limited_event(&ip, &key, &extensions, &decision);
             let refusal = Refusal::new(&ProblemType::RATE_LIMITED).with_header(
                 header::RETRY_AFTER,
                 HeaderValue::from(retry_after_secs(decision.retry_after)),
@@ -358,6 +366,7 @@ pub(crate) async fn login(
     };
     let response = match sign_in(&state, &email, body.password).await {
         SignIn::Failed => {
+            auth_failed_event(&ip, &key, &extensions);
             // The reservation is the charge.
             let refusal = Refusal::new(&INVALID_CREDENTIALS)
                 .with_header(header::WWW_AUTHENTICATE, CHALLENGE.clone());
@@ -374,6 +383,62 @@ pub(crate) async fn login(
         .await
         .unwrap_or(reserved);
     with_failure_fields(response, &left)
+}
+
+/// The route of both sign-in events.
+const LOGIN_ROUTE: &str = "/auth/login";
+
+fn request_id(extensions: &http::Extensions) -> &str {
+    extensions
+        .get::<tower_shield::RequestId>()
+        .map(tower_shield::RequestId::as_str)
+        .unwrap_or_default()
+}
+
+/// The `auth.failed` event of a failed sign-in (bounded: see [`EventBudget`]).
+#[cold]
+fn auth_failed_event(ip: &ClientIp, key: &RateKey, extensions: &http::Extensions) {
+    static BUDGET: EventBudget = EventBudget::new();
+    let Some(suppressed) = BUDGET.admit() else {
+        return;
+    };
+    tracing::info!(
+        target: "tower_shield::security",
+        event = "auth.failed",
+        reason = "bad_credentials",
+        route = LOGIN_ROUTE,
+        client_ip = %ip.ip(),
+        request_id = %request_id(extensions),
+        key_id = %format_args!("{:016x}", key.log_id()),
+        suppressed,
+        "sign-in refused"
+    );
+}
+
+/// The `ratelimit.exceeded` event of a `login_failures` 429 (bounded: see [`EventBudget`]).
+#[cold]
+fn login_limited_event(
+    ip: &ClientIp,
+    key: &RateKey,
+    extensions: &http::Extensions,
+    decision: &Decision,
+) {
+    static BUDGET: EventBudget = EventBudget::new();
+    let Some(suppressed) = BUDGET.admit() else {
+        return;
+    };
+    tracing::warn!(
+        target: "tower_shield::security",
+        event = "ratelimit.exceeded",
+        policy = LOGIN_FAILURES_NAME,
+        route = LOGIN_ROUTE,
+        client_ip = %ip.ip(),
+        request_id = %request_id(extensions),
+        key_id = %format_args!("{:016x}", key.log_id()),
+        retry_after = retry_after_secs(decision.retry_after),
+        suppressed,
+        "rate limit exceeded"
+    );
 }
 
 enum SignIn {

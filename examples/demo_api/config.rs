@@ -25,6 +25,15 @@ pub(crate) enum JwtAlgorithm {
     EdDsa,
 }
 
+/// The format of the log lines on stderr (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogFormat {
+    /// tracing-subscriber's human-readable lines.
+    Text,
+    /// One JSON object per line, the event's fields at the top level.
+    Json,
+}
+
 /// Where shared state lives.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) enum StoreUrl {
@@ -102,6 +111,11 @@ pub(crate) struct Config {
     /// `DEMO_ACCESS_LOG` (not in the contract; for `benches/load.sh` only): `false` turns
     /// the per-request log line off. `true` unless set.
     pub(crate) access_log: bool,
+    /// `METRICS_ADDR`: where `GET /metrics` (Prometheus text) is served, on a listener of
+    /// its own; `None` (unset) → no recorder, no listener.
+    pub(crate) metrics_addr: Option<SocketAddr>,
+    /// `LOG_FORMAT`: `text` or `json`.
+    pub(crate) log_format: LogFormat,
     /// Warnings to print at start (never secrets).
     pub(crate) warnings: Vec<String>,
 }
@@ -268,6 +282,32 @@ impl Config {
             Some(_) => return Err(env_error("DEMO_ACCESS_LOG", "expected true or false")),
         };
 
+        let metrics_addr = match lookup("METRICS_ADDR")? {
+            None => None,
+            Some(value) => {
+                let addr: SocketAddr = value.trim().parse().map_err(|_| {
+                    env_error(
+                        "METRICS_ADDR",
+                        "not a socket address (expected e.g. 127.0.0.1:9464)",
+                    )
+                })?;
+                if same_port(addr, bind_addr) {
+                    return Err(env_error(
+                        "METRICS_ADDR",
+                        "must not be BIND_ADDR: the metrics are served on a listener of their \
+                         own, never on the public API port",
+                    ));
+                }
+                Some(addr)
+            }
+        };
+
+        let log_format = match lookup("LOG_FORMAT")?.as_deref().map(str::trim) {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(_) => return Err(env_error("LOG_FORMAT", "expected text or json")),
+        };
+
         let mut warnings = Vec::new();
         if !access_log {
             warnings.push(
@@ -305,9 +345,20 @@ impl Config {
             cookie_secure,
             rate_limit_scale,
             access_log,
+            metrics_addr,
+            log_format,
             warnings,
         })
     }
+}
+
+/// Whether two listen addresses would take the same port: the same fixed port on the same
+/// address, or on any address when either is unspecified (`0.0.0.0`, `::`). Port 0 (a free
+/// port each) never collides.
+fn same_port(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 fn non_empty(

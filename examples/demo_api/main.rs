@@ -6,8 +6,10 @@
 //! ```
 //!
 //! Prints `listening on http://ADDR` on stdout once it accepts connections, then one log line per
-//! request on stderr. Configuration comes from the environment (`config.rs`); a bad value stops
-//! the process before it listens, with exit code 2 and one stderr line naming the variable.
+//! request on stderr (text, or JSON with `LOG_FORMAT=json`). With `METRICS_ADDR`, a second
+//! listener serves `GET /metrics` (Prometheus text) and nothing else. Configuration comes from
+//! the environment (`config.rs`); a bad value stops the process before it listens, with exit
+//! code 2 and one stderr line naming the variable.
 //! SIGINT or SIGTERM stops it gracefully.
 
 mod api;
@@ -16,10 +18,11 @@ mod auth;
 mod config;
 mod header_limit;
 mod keys;
+mod observability;
 mod problem;
 mod store;
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -46,18 +49,20 @@ async fn main() -> ExitCode {
     } else {
         tracing::Level::WARN
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_max_level(level)
-        .init();
-    let app = match app::build(&config).await {
-        Ok((app, warnings)) => {
-            for warning in &warnings {
-                tracing::warn!("{warning}");
+    observability::init_logging(config.log_format, level);
+    // Before `app::build`: the layers register their metric handles when built.
+    let metrics = match config.metrics_addr {
+        None => None,
+        Some(addr) => match observability::install_recorder() {
+            Ok(handle) => Some((addr, handle)),
+            Err(error) => {
+                eprintln!("demo_api: environment variable `METRICS_ADDR`: {error}");
+                return ExitCode::from(EXIT_CONFIG);
             }
-            app
-        }
+        },
+    };
+    let (app, warnings) = match app::build(&config).await {
+        Ok(built) => built,
         Err(error) => {
             eprintln!("demo_api: {error}");
             return ExitCode::from(EXIT_CONFIG);
@@ -74,6 +79,33 @@ async fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let metrics = match metrics {
+        None => None,
+        Some((addr, handle)) => match TcpListener::bind(addr).await {
+            Ok(listener) => Some((addr, listener, handle)),
+            Err(error) => {
+                eprintln!(
+                    "demo_api: environment variable `METRICS_ADDR`: cannot listen on {addr}: {error}"
+                );
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+    };
+    // Sure to start now: the warnings, then the addresses.
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
+    if let Some((addr, listener, handle)) = metrics {
+        let local = listener.local_addr().unwrap_or(addr);
+        tracing::info!(metrics_addr = %local, "serving GET /metrics on its own listener");
+        observability::spawn_upkeep(handle.clone());
+        // Stops with the process (when the API server below has shut down).
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, observability::router(handle)).await {
+                tracing::error!(%error, "metrics listener failed");
+            }
+        });
+    }
     let local = listener.local_addr().unwrap_or(config.bind_addr);
     println!("listening on http://{local}");
     let _ = std::io::stdout().flush();

@@ -126,6 +126,9 @@ fn base_command() -> Command {
         "COOKIE_SECURE",
         "DEMO_RATE_LIMIT_SCALE",
         "TRUSTED_PROXY_HEADER",
+        "DEMO_ACCESS_LOG",
+        "METRICS_ADDR",
+        "LOG_FORMAT",
     ] {
         command.env_remove(var);
     }

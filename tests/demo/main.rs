@@ -24,6 +24,13 @@ mod limits;
     feature = "jwt",
     feature = "rate-limit",
     feature = "cors",
+    feature = "metrics"
+))]
+mod metrics;
+#[cfg(all(
+    feature = "jwt",
+    feature = "rate-limit",
+    feature = "cors",
     feature = "redis"
 ))]
 mod redis;
