@@ -8,11 +8,11 @@
 //! ## The order of the layers
 //!
 //! ```text
-//! request ─▶ RequestId ─▶ SecurityHeadersLayerBuilder ─▶ Cors ─▶ RateLimit(ip) ─▶ JwtAuth ─▶ RateLimit(user) ─▶ handler
+//! request ─▶ RequestId ─▶ SecurityHeaders ─▶ Cors ─▶ RateLimit(ip) ─▶ JwtAuth ─▶ RateLimit(user) ─▶ handler
 //! ```
 //!
 //! Outermost first: `RequestId` first so every log line and every refusal carries the id;
-//! `SecurityHeadersLayerBuilder` and `Cors` outside the refusing layers so a 401 or 429 still carries
+//! `SecurityHeaders` and `Cors` outside the refusing layers so a 401 or 429 still carries
 //! security and CORS headers; an IP limit before `JwtAuth` so nobody makes the server burn
 //! signature checks for free; the per-user limit after `JwtAuth`, since it needs the verified
 //! identity.

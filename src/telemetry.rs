@@ -99,15 +99,24 @@ pub(crate) const EVENT_WINDOW_SECS: u64 = 60;
 /// whatever the number of clients (two clients in one slot share its budget).
 const SLOTS: usize = 256;
 
+/// The most events of one kind logged per window, whatever the number of clients: a client
+/// that spreads over many addresses (an IPv6 range) cannot fill the logs either.
+pub(crate) const EVENTS_PER_KIND_PER_WINDOW: u64 = 200;
+
 /// Bounds the security events of one kind: at most [`EVENTS_PER_WINDOW`] per client (per
-/// slot) per [`EVENT_WINDOW_SECS`]; the ones over are counted and the count is reported with
-/// the next event logged for that slot. Lock-free, fixed memory.
+/// slot) and [`EVENTS_PER_KIND_PER_WINDOW`] in all per [`EVENT_WINDOW_SECS`]; the ones over
+/// are counted and the count is reported with the next event logged for that slot.
+/// Lock-free, fixed memory. Clients are IPv4 addresses or IPv6 /56 groups (as rate limits
+/// group them), spread over the slots by a hash seeded per process, so addresses cannot be
+/// chosen to land in given slots.
 #[derive(Debug)]
 pub(crate) struct EventGate {
     /// Per slot: the window (unix seconds / window) in the high 40 bits, the events seen in
     /// it in the low 24.
     slots: [AtomicU64; SLOTS],
     suppressed: [AtomicU64; SLOTS],
+    /// The same for all the slots together.
+    total: AtomicU64,
 }
 
 impl EventGate {
@@ -115,6 +124,7 @@ impl EventGate {
         Self {
             slots: [const { AtomicU64::new(0) }; SLOTS],
             suppressed: [const { AtomicU64::new(0) }; SLOTS],
+            total: AtomicU64::new(0),
         }
     }
 
@@ -127,40 +137,51 @@ impl EventGate {
             return Some(0);
         };
         let window = unix_secs() / EVENT_WINDOW_SECS;
-        let mut current = state.load(Ordering::Relaxed);
-        loop {
-            let (seen_window, seen) = (current >> 24, current & 0xff_ffff);
-            let next = if seen_window == window {
-                (window << 24) | (seen + 1).min(0xff_ffff)
-            } else {
-                (window << 24) | 1
-            };
-            match state.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => {
-                    let count = next & 0xff_ffff;
-                    if count <= EVENTS_PER_WINDOW {
-                        return Some(suppressed.swap(0, Ordering::Relaxed));
-                    }
-                    suppressed.fetch_add(1, Ordering::Relaxed);
-                    return None;
-                }
-                Err(actual) => current = actual,
-            }
+        if count(state, window) > EVENTS_PER_WINDOW
+            || count(&self.total, window) > EVENTS_PER_KIND_PER_WINDOW
+        {
+            suppressed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(suppressed.swap(0, Ordering::Relaxed))
+    }
+}
+
+/// Counts one event in `state` for `window` (starting afresh in a new window) and returns the
+/// count, saturating at 2^24 - 1 (never spilling into the window bits). A state already past
+/// every bound in this window is not written again.
+fn count(state: &AtomicU64, window: u64) -> u64 {
+    let mut current = state.load(Ordering::Relaxed);
+    loop {
+        let (seen_window, seen) = (current >> 24, current & 0xff_ffff);
+        if seen_window == window && seen > EVENTS_PER_KIND_PER_WINDOW {
+            return seen;
+        }
+        let next = if seen_window == window {
+            (window << 24) | (seen + 1).min(0xff_ffff)
+        } else {
+            (window << 24) | 1
+        };
+        match state.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next & 0xff_ffff,
+            Err(actual) => current = actual,
         }
     }
 }
 
 fn slot_of(client: Option<IpAddr>) -> usize {
-    let bits = match client {
-        Some(IpAddr::V4(v4)) => u64::from(u32::from(v4)),
-        Some(IpAddr::V6(v6)) => {
-            let n = u128::from(v6);
-            (n >> 64) as u64 ^ n as u64
-        }
+    use std::hash::BuildHasher;
+    static SEED: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+    let group: u128 = match client {
+        Some(IpAddr::V4(v4)) => u128::from(u32::from(v4)),
+        // The /56 (a usual home allocation), marked apart from IPv4.
+        Some(IpAddr::V6(v6)) => (u128::from(v6) >> 72) | (1 << 127),
         None => 0,
     };
-    // A multiplicative hash, high bits: neighbouring addresses land in different slots.
-    usize::try_from(bits.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56).unwrap_or(0) % SLOTS
+    let hash = SEED
+        .get_or_init(std::hash::RandomState::new)
+        .hash_one(group);
+    usize::try_from(hash % SLOTS as u64).unwrap_or(0)
 }
 
 fn unix_secs() -> u64 {
@@ -219,6 +240,23 @@ mod tests {
         if slot_of(Some(a)) != slot_of(Some(b)) {
             assert_eq!(gate.admit(Some(b)), Some(0));
         }
+        // One /56 is one client: its addresses share a budget.
+        let (x, y): (IpAddr, IpAddr) = (
+            "2001:db8:0:100::1".parse().unwrap(),
+            "2001:db8:0:1ff:ffff::9".parse().unwrap(),
+        );
+        assert_eq!(slot_of(Some(x)), slot_of(Some(y)));
+    }
+
+    #[test]
+    fn many_clients_together_are_bounded_too() {
+        let gate = EventGate::new();
+        let logged = (0..10_000u32)
+            .filter(|i| gate.admit(Some(IpAddr::V4((*i).into()))).is_some())
+            .count() as u64;
+        // The window may roll over once during the loop.
+        assert!(logged <= 2 * EVENTS_PER_KIND_PER_WINDOW, "{logged}");
+        assert!(logged >= EVENTS_PER_KIND_PER_WINDOW, "{logged}");
     }
 
     #[test]

@@ -245,6 +245,9 @@ impl Key {
     /// A key from PEM text: a private key (`PRIVATE KEY` PKCS#8, `RSA PRIVATE KEY` PKCS#1,
     /// `EC PRIVATE KEY` SEC1) gives a signing key with its public half derived; a public key
     /// (`PUBLIC KEY` SPKI, `RSA PUBLIC KEY` PKCS#1) gives a verification key.
+    ///
+    /// The first PEM block is read (text around it is ignored). Encrypted PEM is refused, and
+    /// so is a block whose body holds a blank line (read as the end of RFC 1421 headers).
     pub fn from_pem(alg: Algorithm, pem: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
         let name = algorithm_name(alg);
         let (label, der) = pem_parse(pem.as_ref()).ok_or_else(|| key_err(name, "not PEM"))?;

@@ -95,7 +95,6 @@ impl TokenHash {
 
 /// A new family: the first token of a sign-in.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct NewFamily {
     /// The family's id.
     pub family: FamilyId,
@@ -115,7 +114,6 @@ pub struct NewFamily {
 
 /// One use of a refresh token: consume `presented`, make `successor` valid.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct Rotation {
     /// The family named by the presented token.
     pub family: FamilyId,
