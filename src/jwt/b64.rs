@@ -5,6 +5,9 @@
 //! bits are refused (the engine's defaults for `URL_SAFE_NO_PAD`), so one token has exactly
 //! one accepted spelling. The tests below pin that strictness.
 
+use std::borrow::Cow;
+
+use base64::DecodeSliceError;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -18,8 +21,18 @@ pub(crate) fn decode_url(input: &[u8]) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(input).ok()
 }
 
+/// [`decode_url`] into `buf` when the decoded bytes fit (no allocation: a token's header
+/// and an HMAC signature usually do), else into a new vector.
+pub(crate) fn decode_url_small<'b>(input: &[u8], buf: &'b mut [u8]) -> Option<Cow<'b, [u8]>> {
+    match URL_SAFE_NO_PAD.decode_slice(input, &mut *buf) {
+        Ok(len) => buf.get(..len).map(Cow::Borrowed),
+        Err(DecodeSliceError::OutputSliceTooSmall) => decode_url(input).map(Cow::Owned),
+        Err(DecodeSliceError::DecodeError(_)) => None,
+    }
+}
+
 /// Encodes as unpadded base64url.
-#[cfg(any(test, feature = "tokens"))]
+#[cfg(any(test, feature = "tokens", feature = "api-key"))]
 pub(crate) fn encode_url(input: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(input)
 }
@@ -50,6 +63,30 @@ mod tests {
                     assert!(decode_url(&token).is_none(), "{len} {at} {bad}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn small_decoding_agrees_with_the_vector_one() {
+        for len in 0..200 {
+            let data: Vec<u8> = (0..len).map(|i| (i * 29 + 3) as u8).collect();
+            let text = encode_url(&data);
+            let mut small = [0u8; 64];
+            let decoded = decode_url_small(text.as_bytes(), &mut small).unwrap();
+            assert_eq!(&*decoded, &data[..]);
+            if len <= 40 {
+                assert!(
+                    matches!(decoded, Cow::Borrowed(_)),
+                    "{len}: fits, no allocation"
+                );
+            }
+            if len > 64 {
+                assert!(matches!(decoded, Cow::Owned(_)), "{len}");
+            }
+        }
+        let mut small = [0u8; 64];
+        for bad in [&b"QQ=="[..], b"QR", b"a+b/", b"Q", b"QQ Q"] {
+            assert!(decode_url_small(bad, &mut small).is_none());
         }
     }
 

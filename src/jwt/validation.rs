@@ -239,7 +239,8 @@ pub(crate) fn verify<C: serde::de::DeserializeOwned>(
     let (header_b64, payload_b64, signature_b64) = split(token)?;
 
     // Header.
-    let header_json = b64::decode_url(header_b64).ok_or(Invalid::Header)?;
+    let mut header_buf = [0u8; 512];
+    let header_json = b64::decode_url_small(header_b64, &mut header_buf).ok_or(Invalid::Header)?;
     let header = parse_header(&header_json)?;
     let alg = algorithm_from_name(&header.alg).ok_or(Invalid::Algorithm)?;
 
@@ -269,8 +270,11 @@ pub(crate) fn verify<C: serde::de::DeserializeOwned>(
     let verified = match key.hmac_key() {
         // HMAC: the same aws-lc-rs call jsonwebtoken makes (`hmac::verify`, a constant-time
         // comparison), with the key prepared once instead of per token.
-        Some(hmac) => b64::decode_url(signature_b64)
-            .is_some_and(|signature| aws_lc_rs::hmac::verify(hmac, message, &signature).is_ok()),
+        Some(hmac) => {
+            let mut signature_buf = [0u8; 96];
+            b64::decode_url_small(signature_b64, &mut signature_buf)
+                .is_some_and(|signature| aws_lc_rs::hmac::verify(hmac, message, &signature).is_ok())
+        }
         None => {
             let signature = std::str::from_utf8(signature_b64).map_err(|_| Invalid::Malformed)?;
             matches!(
