@@ -5,6 +5,7 @@
 /// returns how many digits were written.
 #[cfg(any(
     feature = "tokens",
+    feature = "api-key",
     all(feature = "redis", feature = "rate-limit"),
     test
 ))]
@@ -21,7 +22,7 @@ pub(crate) fn encode_into(bytes: &[u8], out: &mut [u8]) -> usize {
 }
 
 /// `bytes` as a lower-case hex string.
-#[cfg(any(feature = "tokens", test))]
+#[cfg(any(feature = "tokens", feature = "api-key", test))]
 pub(crate) fn encode(bytes: &[u8]) -> String {
     let mut out = vec![0u8; bytes.len() * 2];
     encode_into(bytes, &mut out);
@@ -31,7 +32,7 @@ pub(crate) fn encode(bytes: &[u8]) -> String {
 
 /// Fills `out` from exactly `2 * out.len()` lower-case hex digits; `None` on any other
 /// input (upper case, another length, another character).
-#[cfg(any(feature = "tokens", feature = "id", test))]
+#[cfg(any(feature = "tokens", feature = "id", feature = "api-key", test))]
 pub(crate) fn decode_into(hex: &[u8], out: &mut [u8]) -> Option<()> {
     if hex.len() != out.len() * 2 {
         return None;

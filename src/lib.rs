@@ -134,6 +134,9 @@ macro_rules! axum_rejection {
 #[cfg(feature = "axum")]
 pub(crate) use axum_rejection;
 
+#[cfg(feature = "api-key")]
+#[cfg_attr(docsrs, doc(cfg(feature = "api-key")))]
+pub mod api_key;
 pub mod body;
 pub mod client_ip;
 pub mod clock;
@@ -142,6 +145,7 @@ pub mod extensions;
 #[cfg(any(
     feature = "tokens",
     feature = "id",
+    feature = "api-key",
     all(feature = "redis", feature = "rate-limit")
 ))]
 mod hex;

@@ -1,4 +1,4 @@
-//! The metrics the layers record (feature `metrics`), through the [`metrics`](::metrics)
+//! The metrics the layers record (feature `metrics`), through the `metrics`
 //! facade: install any recorder (`metrics-exporter-prometheus`, OpenTelemetry, StatsD…)
 //! **before building the layers** (they register their handles when built), and call
 //! [`describe`] once to give the recorder each metric's help text and unit.
@@ -15,6 +15,7 @@
 //! | `tower_shield_revocations_total` | counter | `kind` = `token` / `session` / `subject` | revocations written by `RefreshTokens` |
 //! | `tower_shield_cors_rejections_total` | counter | `kind` = `preflight` / `simple` | requests a `CorsLayer` refused |
 //! | `tower_shield_request_ids_total` | counter | `source` = `incoming` / `generated` | ids a `RequestIdLayer` kept or made |
+//! | `tower_shield_apikey_requests_total` | counter | `outcome` = `accepted` / `refused` / `ip_denied` / `unavailable` | requests through an `ApiKeyLayer` (feature `api-key`) |
 //! | `tower_shield_redis_call_duration_seconds` | histogram | `outcome` = `ok` / `error` / `timeout` | every call on a `RedisConnection` (all Redis stores) |
 //!
 //! The layers also emit one structured `tracing` event per security-relevant refusal or
@@ -57,6 +58,11 @@ pub fn describe() {
         REQUEST_IDS,
         Unit::Count,
         "Request ids kept from the request or generated."
+    );
+    describe_counter!(
+        APIKEY_REQUESTS,
+        Unit::Count,
+        "Requests through ApiKeyLayer, by outcome."
     );
     describe_histogram!(
         REDIS_CALL_DURATION,

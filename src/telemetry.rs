@@ -33,6 +33,8 @@ pub(crate) mod names {
     pub const CORS_REJECTIONS: &str = "tower_shield_cors_rejections_total";
     /// Request ids kept or made.
     pub const REQUEST_IDS: &str = "tower_shield_request_ids_total";
+    /// Requests through an `ApiKeyLayer` that presented a key, by outcome.
+    pub const APIKEY_REQUESTS: &str = "tower_shield_apikey_requests_total";
     /// Redis call latency, by outcome.
     pub const REDIS_CALL_DURATION: &str = "tower_shield_redis_call_duration_seconds";
 }

@@ -59,7 +59,7 @@ mod resolver;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use extract::ClientIpRejection;
-#[cfg(feature = "rate-limit")]
+#[cfg(any(feature = "rate-limit", feature = "api-key"))]
 pub(crate) use layer::warn_missing_peer;
 pub use layer::{ClientIpLayer, ClientIpService, ResponseFuture};
 pub use proxies::{PeerLookup, TrustedProxies, canonical_ip, peer_addr};

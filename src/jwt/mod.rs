@@ -108,7 +108,7 @@ pub use revocation::{MemoryRevocationStore, RevocationStore};
 pub use service::{JwtAuthService, ResponseFuture};
 pub use validation::TokenType;
 
-#[cfg(feature = "tokens")]
+#[cfg(any(feature = "tokens", feature = "api-key"))]
 pub(crate) use b64::{decode_url as b64_decode_url, encode_url as b64_encode_url};
 #[cfg(feature = "tokens")]
 pub(crate) use layer::MAX_LEEWAY;

@@ -6,6 +6,8 @@
 //! process-wide callsite cache) and `tests/rate_limit_memory.rs` (the process's resident
 //! memory). The demo's end-to-end tests are `tests/demo`.
 
+#[cfg(all(feature = "api-key", feature = "redis", feature = "rate-limit"))]
+mod api_key;
 #[path = "../common/mod.rs"]
 mod common;
 #[cfg(feature = "rate-limit")]
