@@ -56,6 +56,7 @@ pub struct JwtAuthLayerBuilder<C = Claims> {
     rfc9068_claims: bool,
     failure_level: tracing::Level,
     optional: bool,
+    accept_authenticated: bool,
     revocation: Option<Arc<dyn RevocationStore>>,
     cache: Option<usize>,
     clock: Arc<dyn Clock>,
@@ -95,6 +96,7 @@ impl<C> JwtAuthLayerBuilder<C> {
             rfc9068_claims: self.rfc9068_claims,
             failure_level: self.failure_level,
             optional: self.optional,
+            accept_authenticated: self.accept_authenticated,
             revocation: self.revocation,
             cache: self.cache,
             clock: self.clock,
@@ -167,6 +169,15 @@ impl<C> JwtAuthLayerBuilder<C> {
     /// (another scheme: 401 without `error`).
     pub fn optional(mut self) -> Self {
         self.optional = true;
+        self
+    }
+
+    /// Passes a request that already carries a [`Principal`] (put there by a layer in front,
+    /// such as an `ApiKeyLayer` in optional mode) without looking for a token: for routes
+    /// that accept either credential. A client cannot put a `Principal` in a request; only
+    /// server-side layers can.
+    pub fn accept_authenticated(mut self) -> Self {
+        self.accept_authenticated = true;
         self
     }
 
@@ -256,6 +267,7 @@ impl<C> JwtAuthLayerBuilder<C> {
                 source: self.source,
                 token_source: self.token_source,
                 optional: self.optional,
+                accept_authenticated: self.accept_authenticated,
                 revocation: self.revocation,
                 cache: self.cache.map(TokenCache::new),
                 clock: self.clock,
@@ -384,6 +396,7 @@ impl JwtAuthLayer {
             rfc9068_claims: true,
             failure_level: tracing::Level::INFO,
             optional: false,
+            accept_authenticated: false,
             revocation: None,
             cache: None,
             clock: Arc::new(SystemClock),
@@ -519,6 +532,7 @@ pub(crate) struct Shared<C> {
     pub(crate) source: Arc<dyn KeySource>,
     pub(crate) token_source: TokenSource,
     pub(crate) optional: bool,
+    pub(crate) accept_authenticated: bool,
     pub(crate) revocation: Option<Arc<dyn RevocationStore>>,
     pub(crate) cache: Option<TokenCache<C>>,
     pub(crate) clock: Arc<dyn Clock>,

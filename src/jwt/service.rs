@@ -18,6 +18,7 @@ use super::layer::{CachedLookup, JwtTelemetry, Outcome, Shared};
 use super::revocation::{StoreFuture, TokenRef};
 use super::validation::Invalid;
 use crate::body::ShieldBody;
+use crate::extensions::Principal;
 use crate::refusal::{ProblemType, Refusal};
 
 /// The service built by [`JwtAuthLayer`](super::JwtAuthLayer).
@@ -95,6 +96,9 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let shared = &self.shared;
+        if shared.accept_authenticated && req.extensions().get::<Principal>().is_some() {
+            return ResponseFuture::calling(self.inner.call(req));
+        }
         // What `JwtAuthLayer::lookup_cached` left, if anything (used only when it matches).
         let looked_up = if shared.cache.is_some() {
             req.extensions_mut().remove::<CachedLookup<C>>()

@@ -63,7 +63,11 @@ fn call_with(key: Option<(&str, &str)>, peer: &str) -> Request<Body> {
     req
 }
 
-async fn text(response: Response<tower_shield::ShieldBody<Body>>) -> String {
+async fn text<B>(response: Response<B>) -> String
+where
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
     String::from_utf8(
         response
             .into_body()
@@ -416,4 +420,76 @@ async fn redis_revocation_reaches_every_process_on_its_next_request() {
     let listed = a.store().list("svc_reports").await.unwrap();
     assert_eq!(listed.len(), 1);
     assert!(listed[0].revoked);
+}
+
+/// A route that takes a bearer token or a key: an optional `ApiKeyLayer` in front of a
+/// `JwtAuthLayer` that accepts requests already authenticated.
+#[tokio::test]
+async fn a_key_or_a_bearer_token_on_one_route() {
+    use tower_shield::jwt::{JwtAuthLayer, Key, KeySet};
+    use tower_shield::tokens::TokenIssuer;
+    let (keys, key, clock) = setup(IpAllowlist::Any).await;
+    let signing = KeySet::new()
+        .with(Key::generate(jsonwebtoken::Algorithm::EdDSA).unwrap())
+        .unwrap();
+    let issuer = TokenIssuer::builder(signing.clone())
+        .issuer("https://issuer")
+        .audience("api")
+        .build()
+        .unwrap();
+    let token = issuer.issue("user_9", "user", &()).unwrap();
+    let svc = tower::ServiceBuilder::new()
+        .layer(
+            ApiKeyLayer::builder(keys.store().clone())
+                .optional()
+                .clock(clock)
+                .build()
+                .unwrap(),
+        )
+        .layer(
+            JwtAuthLayer::builder(signing)
+                .issuer("https://issuer")
+                .audience("api")
+                .accept_authenticated()
+                .build()
+                .unwrap(),
+        )
+        .service(whoami());
+    let call = |name: &'static str, value: String| {
+        svc.clone()
+            .oneshot(call_with(Some((name, value.as_str())), "192.0.2.1:1"))
+    };
+    let r = call("x-api-key", key.expose().to_owned()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(text(r).await.starts_with("svc_billing|service|"));
+    let r = call("authorization", format!("ApiKey {}", key.expose()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = call("authorization", format!("Bearer {}", token.as_str()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(text(r).await.starts_with("user_9|user||"));
+    // Neither: the bearer challenge of the JWT layer; a bad key: the key's own 401.
+    let r = svc
+        .clone()
+        .oneshot(call_with(None, "192.0.2.1:1"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        r.headers()[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    let r = call("x-api-key", "api_forged".to_owned()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        r.headers()[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .starts_with("ApiKey")
+    );
 }
