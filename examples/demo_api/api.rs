@@ -1,6 +1,7 @@
 //! `/api/*`: the caller (`/api/me`), their items, and the admin routes. Every handler here
-//! runs after `JwtAuthLayer`, so the verified claims are in the request; the admin routes
-//! also run after `RequireRoleLayer::any_of(["admin"])`.
+//! runs after `JwtAuthLayer`, so the caller's `Principal` is in the request: from a verified
+//! bearer token, or (`/api/me` and `/api/items*`) from an API key acting as its owner; the
+//! admin routes (bearer only) also run after `RequireRoleLayer::any_of(["admin"])`.
 
 use axum::Json;
 use axum::extract::rejection::PathRejection;
@@ -9,8 +10,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tower_shield::Principal;
 use tower_shield::id::{ItemId, UserId};
-use tower_shield::jwt::{Claims, Verified};
 use tower_shield::refusal::{ProblemType, Refusal};
 
 use crate::app::AppState;
@@ -25,9 +26,10 @@ fn unavailable(headers: &HeaderMap, extensions: &http::Extensions) -> Response {
         .build(headers, extensions)
 }
 
-/// The caller's id: the token's `sub`, which the issuer always sets to a `user_…` id.
-fn caller(verified: &Verified<Claims>) -> Option<UserId> {
-    verified.subject().parse().ok()
+/// The caller's id: the token's `sub` (which the issuer always sets to a `user_…` id), or
+/// the owner of the API key.
+fn caller(principal: &Principal) -> Option<UserId> {
+    principal.subject.parse().ok()
 }
 
 fn invalid_token(headers: &HeaderMap, extensions: &http::Extensions) -> Response {
@@ -49,13 +51,13 @@ struct Me<'a> {
 
 /// `GET /api/me`.
 pub(crate) async fn me(State(state): State<AppState>, request: Request) -> Response {
-    let Some((verified, id)) = caller_of(&request) else {
+    let Some((principal, id)) = caller_of(&request) else {
         return invalid_token(request.headers(), request.extensions());
     };
     match state.store.email(id).await {
         Ok(Some(email)) => Json(Me {
-            sub: verified.subject(),
-            role: verified.claims().role.as_deref(),
+            sub: &principal.subject,
+            role: principal.role.as_deref(),
             email: &email,
         })
         .into_response(),
@@ -65,11 +67,11 @@ pub(crate) async fn me(State(state): State<AppState>, request: Request) -> Respo
     }
 }
 
-/// The verified claims and the caller's id, read from the request without cloning its
-/// headers or extensions.
-fn caller_of(request: &Request) -> Option<(&Verified<Claims>, UserId)> {
-    let verified = request.extensions().get::<Verified<Claims>>()?;
-    Some((verified, caller(verified)?))
+/// The caller's `Principal` and id, read from the request without cloning its headers or
+/// extensions.
+fn caller_of(request: &Request) -> Option<(&Principal, UserId)> {
+    let principal = request.extensions().get::<Principal>()?;
+    Some((principal, caller(principal)?))
 }
 
 #[derive(Deserialize)]
@@ -81,12 +83,11 @@ pub(crate) struct NewItem {
 /// `POST /api/items`.
 pub(crate) async fn create_item(
     State(state): State<AppState>,
-    verified: Verified<Claims>,
     headers: HeaderMap,
     extensions: http::Extensions,
     JsonBody(body): JsonBody<NewItem>,
 ) -> Response {
-    let Some(owner) = caller(&verified) else {
+    let Some(owner) = extensions.get::<Principal>().and_then(caller) else {
         return invalid_token(&headers, &extensions);
     };
     let length = body.name.chars().count();

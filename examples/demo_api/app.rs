@@ -1,12 +1,12 @@
 //! The router and the layer stack of the demo, in the order of DESIGN.md:
 //!
 //! ```text
-//! request ─▶ RequestId ─▶ SecurityHeadersLayerBuilder ─▶ Cors ─▶ RateLimit(ip) ─▶ JwtAuth ─▶ RateLimit(user) ─▶ handler
+//! request ─▶ RequestId ─▶ SecurityHeadersLayerBuilder ─▶ Cors ─▶ RateLimit(ip) ─▶ [ApiKey] ─▶ JwtAuth ─▶ RateLimit(user) ─▶ handler
 //! ```
 //!
 //! [`build`] makes the backends `STORE_URL` asks for (memory, or Redis for accounts, items,
-//! rate limits, refresh families and revocations), then [`app`] wires routes and layers in
-//! one place.
+//! API key records, rate limits, refresh families and revocations), then [`app`] wires routes
+//! and layers in one place.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,11 +17,14 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use serde_json::json;
 use tower::ServiceBuilder;
 use tower_shield::ConfigError;
 use tower_shield::RequestId;
+use tower_shield::api_key::{
+    ApiKeyLayer, ApiKeyStore, ApiKeys, MemoryApiKeyStore, RedisApiKeyStore,
+};
 use tower_shield::client_ip::{ClientIpLayer, ClientIpResolver};
 use tower_shield::cors::CorsLayer;
 use tower_shield::jwt::revocation::RedisRevocationStore;
@@ -43,7 +46,7 @@ use crate::auth::{self, FailureCounter, REALM, StoreCounter};
 use crate::config::{Config, StoreUrl};
 use crate::header_limit::HeaderLimitLayer;
 use crate::store::Store;
-use crate::{api, keys};
+use crate::{api, api_keys, keys};
 
 /// How long one Redis call for accounts, items, refresh families or revocations may take
 /// before the request gives up on it (503).
@@ -72,6 +75,9 @@ pub(crate) type AppState = Arc<Shared>;
 pub(crate) struct Shared {
     /// Accounts and items.
     pub(crate) store: Store,
+    /// API keys: made, rotated and revoked by the `/api/keys*` handlers, checked by the
+    /// `ApiKeyLayer`s on the same store.
+    pub(crate) api_keys: api_keys::Keys,
     /// Issuing, rotating and revoking tokens.
     pub(crate) tokens: RefreshTokens<Arc<dyn RefreshStore>>,
     /// The signing and verification keys (for the JWKS).
@@ -89,6 +95,7 @@ pub(crate) struct Shared {
 /// Everything `STORE_URL` decides.
 struct Backends {
     store: Store,
+    api_keys: Arc<dyn ApiKeyStore>,
     refresh: Arc<dyn RefreshStore>,
     revocation: Arc<dyn RevocationStore>,
 }
@@ -111,6 +118,7 @@ pub(crate) async fn build(config: &Config) -> Result<(Router, Vec<String>), Conf
         StoreUrl::Memory => {
             let backends = Backends {
                 store: Store::memory(),
+                api_keys: Arc::new(MemoryApiKeyStore::new()),
                 refresh: Arc::new(MemoryRefreshStore::new()),
                 revocation: Arc::new(MemoryRevocationStore::new()),
             };
@@ -138,6 +146,7 @@ pub(crate) async fn build(config: &Config) -> Result<(Router, Vec<String>), Conf
             };
             let backends = Backends {
                 store: Store::redis(conn.clone(), prefix("data:")?),
+                api_keys: Arc::new(RedisApiKeyStore::new(conn.clone(), prefix("keys:")?)),
                 refresh: Arc::new(RedisRefreshStore::new(conn.clone(), prefix("rt:")?)),
                 revocation: Arc::new(RedisRevocationStore::new(conn.clone(), prefix("rv:")?)),
             };
@@ -192,6 +201,10 @@ async fn finish<St: RateLimitStore>(
         .revocation(backends.revocation)
         .cache(TOKEN_CACHE)
         .realm(REALM)
+        // A request an `ApiKeyLayer` in front already authenticated (`/api/me`,
+        // `/api/items*`) passes without a token. Only routes with a key layer in front can
+        // carry a `Principal` here: the others stay bearer only.
+        .accept_authenticated()
         .build()?;
     let mut cookie = RefreshCookie::new();
     if !config.cookie_secure {
@@ -209,6 +222,7 @@ async fn finish<St: RateLimitStore>(
 
     let state = Arc::new(Shared {
         store: backends.store,
+        api_keys: ApiKeys::new(backends.api_keys),
         tokens,
         keys,
         cookie,
@@ -280,20 +294,52 @@ pub(crate) fn app<St: RateLimitStore>(
         .build()?;
     let admin_only = RequireRoleLayer::any_of(["admin"]).with_realm(REALM)?;
 
+    // API keys (examples/demo_api/README.md, "API keys"): checked against the client's own
+    // address (the same resolver as the IP limit). Optional in front of the JWT layer where a
+    // key or a bearer token will do; required where only a key will.
+    let key_store: Arc<dyn ApiKeyStore> = state.api_keys.store().clone();
+    let key_or_bearer = ApiKeyLayer::builder(key_store.clone())
+        .optional()
+        .client_ip(resolver.clone())
+        .realm(REALM)
+        .build()?;
+    let key_only = ApiKeyLayer::builder(key_store)
+        .client_ip(resolver.clone())
+        .realm(REALM)
+        .build()?;
+
     let admin = Router::new()
         .route("/api/admin/stats", get(api::stats))
         .route("/api/admin/users/{id}/role", put(api::set_role))
         .route_layer(admin_only);
-    let api = Router::new()
-        .route("/api/me", get(api::me))
-        .route("/api/items", post(api::create_item).get(api::list_items))
-        .route("/api/items/{id}", get(api::get_item))
+    // Bearer only: key management and the admin routes. No key layer in front, so the JWT
+    // layer finds no `Principal` to accept and wants a token.
+    let bearer_only = Router::new()
+        .route("/api/keys", post(api_keys::create).get(api_keys::list))
+        .route("/api/keys/{id}/rotate", post(api_keys::rotate))
+        .route("/api/keys/{id}", delete(api_keys::revoke))
         .merge(admin)
         .route_layer(
             ServiceBuilder::new()
                 .layer(state.jwt.clone())
-                .layer(user_limit),
+                .layer(user_limit.clone()),
         );
+    // A key or a bearer token, acting as the same account.
+    let key_or_token = Router::new()
+        .route("/api/me", get(api::me))
+        .route("/api/items", post(api::create_item).get(api::list_items))
+        .route("/api/items/{id}", get(api::get_item))
+        .route_layer(
+            ServiceBuilder::new()
+                .layer(key_or_bearer)
+                .layer(state.jwt.clone())
+                .layer(user_limit.clone()),
+        );
+    // A key only: a bearer token is a missing key (401, `ApiKey` challenge).
+    let service = Router::new()
+        .route("/api/service/ping", get(api_keys::ping))
+        .route_layer(ServiceBuilder::new().layer(key_only).layer(user_limit));
+    let api = bearer_only.merge(key_or_token).merge(service);
     let routes = Router::new()
         .route("/health", get(health))
         .route("/.well-known/jwks.json", get(auth::jwks))

@@ -13,6 +13,7 @@
 //! SIGINT or SIGTERM stops it gracefully.
 
 mod api;
+mod api_keys;
 mod app;
 mod auth;
 mod config;

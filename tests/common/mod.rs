@@ -206,6 +206,10 @@ impl Demo {
         self.call(Method::PUT, path)
     }
 
+    pub(crate) fn delete(&self, path: &str) -> Call<'_> {
+        self.call(Method::DELETE, path)
+    }
+
     /// Registers and returns the user id.
     pub(crate) async fn register(&self, ip: &str, email: &str, password: &str) -> String {
         let r = self

@@ -16,6 +16,13 @@ mod common;
     feature = "rate-limit"
 ))]
 mod api;
+#[cfg(all(
+    feature = "jwt",
+    feature = "rate-limit",
+    feature = "cors",
+    feature = "api-key"
+))]
+mod api_keys;
 #[cfg(all(feature = "cors", feature = "jwt", feature = "rate-limit"))]
 mod browser;
 #[cfg(all(feature = "jwt", feature = "rate-limit", feature = "cors"))]

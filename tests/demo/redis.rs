@@ -19,7 +19,7 @@ use crate::common::{
 const PASSWORD: &str = "correct horse battery";
 
 /// Two demos on one Redis, one key, one prefix.
-async fn pair(url: &str, extra: &[(&str, &str)]) -> (Demo, Demo) {
+pub(crate) async fn pair(url: &str, extra: &[(&str, &str)]) -> (Demo, Demo) {
     let key = ed25519_key_file();
     let prefix = unique_prefix();
     let mut env = vec![
