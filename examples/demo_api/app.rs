@@ -5,8 +5,9 @@
 //! ```
 //!
 //! [`build`] makes the backends `STORE_URL` asks for (memory, or Redis for accounts, items,
-//! API key records, rate limits, refresh families and revocations), then [`app`] wires routes
-//! and layers in one place.
+//! API key records, rate limits, refresh families and revocations), moves accounts, items and
+//! API key records to PostgreSQL with `DATABASE_URL`, then [`app`] wires routes and layers in
+//! one place.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,7 +47,7 @@ use crate::auth::{self, FailureCounter, REALM, StoreCounter};
 use crate::config::{Config, StoreUrl};
 use crate::header_limit::HeaderLimitLayer;
 use crate::store::Store;
-use crate::{api, api_keys, keys};
+use crate::{api, api_keys, keys, pg};
 
 /// How long one Redis call for accounts, items, refresh families or revocations may take
 /// before the request gives up on it (503).
@@ -122,6 +123,7 @@ pub(crate) async fn build(config: &Config) -> Result<(Router, Vec<String>), Conf
                 refresh: Arc::new(MemoryRefreshStore::new()),
                 revocation: Arc::new(MemoryRevocationStore::new()),
             };
+            let backends = with_database(config, backends).await?;
             let app = finish(config, keys, backends, MemoryStore::new(), scale).await?;
             Ok((app, warnings))
         }
@@ -156,10 +158,28 @@ pub(crate) async fn build(config: &Config) -> Result<(Router, Vec<String>), Conf
                 .map_err(|error| env_error("STORE_PREFIX", error.to_string()))?;
             // Rate limits keep working on per-process counters while Redis is away.
             let limits = FallbackStore::new(limits, MemoryStore::new());
+            let backends = with_database(config, backends).await?;
             let app = finish(config, keys, backends, limits, scale).await?;
             Ok((app, warnings))
         }
     }
+}
+
+/// With `DATABASE_URL`: accounts, items and API key records in PostgreSQL instead (the
+/// schema applied first); rate limits, refresh families and revocations stay where
+/// `STORE_URL` put them.
+async fn with_database(config: &Config, backends: Backends) -> Result<Backends, ConfigError> {
+    let Some(url) = &config.database else {
+        return Ok(backends);
+    };
+    let pool = pg::connect(&url.0)
+        .await
+        .map_err(|reason| env_error("DATABASE_URL", reason))?;
+    Ok(Backends {
+        store: Store::Postgres(pool.clone()),
+        api_keys: Arc::new(pg::PgApiKeyStore::new(pool)),
+        ..backends
+    })
 }
 
 async fn finish<St: RateLimitStore>(

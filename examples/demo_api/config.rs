@@ -56,6 +56,18 @@ impl fmt::Debug for StoreUrl {
     }
 }
 
+/// `DATABASE_URL`: a PostgreSQL server for accounts, items and API key records. The URL may
+/// hold a password: `Debug` shows the scheme only.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct DatabaseUrl(pub(crate) String);
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = self.0.split("://").next().unwrap_or("postgres");
+        write!(f, "{scheme}://…")
+    }
+}
+
 /// The admin account seeded at start.
 #[derive(Clone)]
 pub(crate) struct AdminSeed {
@@ -97,6 +109,8 @@ pub(crate) struct Config {
     pub(crate) store: StoreUrl,
     /// `STORE_PREFIX`.
     pub(crate) store_prefix: String,
+    /// `DATABASE_URL`: accounts, items and API keys in PostgreSQL instead of `store`.
+    pub(crate) database: Option<DatabaseUrl>,
     /// `TRUSTED_PROXIES`.
     pub(crate) trusted_proxies: TrustedProxies,
     /// `TRUSTED_PROXY_HEADER`: the one forwarding header those proxies set.
@@ -214,6 +228,18 @@ impl Config {
             }
         };
         let store_prefix = non_empty(&lookup, "STORE_PREFIX", "tower-shield-demo:")?;
+        let database = match lookup("DATABASE_URL")? {
+            None => None,
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Some(DatabaseUrl(url))
+            }
+            Some(_) => {
+                return Err(env_error(
+                    "DATABASE_URL",
+                    "expected a postgres:// or postgresql:// URL",
+                ));
+            }
+        };
 
         let trusted_proxies = match lookup("TRUSTED_PROXIES")? {
             None => TrustedProxies::none(),
@@ -339,6 +365,7 @@ impl Config {
             refresh_reuse_grace: Duration::from_secs(grace),
             store,
             store_prefix,
+            database,
             trusted_proxies,
             trusted_proxy_header,
             admin,

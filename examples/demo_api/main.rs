@@ -20,6 +20,7 @@ mod config;
 mod header_limit;
 mod keys;
 mod observability;
+mod pg;
 mod problem;
 mod store;
 

@@ -11,14 +11,22 @@
 //! `P{<user id>}:user` → hash `email`, `password_hash`, `role`; `P{<user id>}:items` → hash
 //! item id → name; `P{stats}` → hash `users`, `items`. Every call is bounded by the
 //! connection's per-call timeout; a failure is a `StoreError` and the handler answers 503.
+//!
+//! PostgreSQL (`DATABASE_URL`, see `pg.rs`): tables `users` (a unique index on the normalised
+//! email makes registration race-free) and `items` (looked up by owner *and* id), `uuid`
+//! ids, parameterized queries only.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use redis::cmd;
+use sqlx::postgres::PgPool;
 use tower_shield::StoreError;
 use tower_shield::id::{ItemId, UserId};
 use tower_shield::redis::{KeyPrefix, RedisConnection};
+use uuid::Uuid;
+
+use crate::pg::call;
 
 /// One account.
 #[derive(Clone)]
@@ -56,6 +64,19 @@ pub(crate) enum Store {
         conn: RedisConnection,
         prefix: KeyPrefix,
     },
+    Postgres(PgPool),
+}
+
+/// A `users` row.
+type UserRow = (Uuid, String, String, String);
+
+fn user_of((id, email, password_hash, role): UserRow) -> User {
+    User {
+        id: UserId::from_uuid(id),
+        email,
+        password_hash,
+        role,
+    }
 }
 
 #[derive(Debug, Default)]
@@ -127,6 +148,22 @@ impl Store {
                     .await?;
                 Ok(Some(user))
             }
+            Self::Postgres(pool) => {
+                // The unique index on the normalised email decides a race.
+                let done = call(
+                    sqlx::query(
+                        "INSERT INTO users (id, email, password_hash, role) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(user.id.uuid())
+                    .bind(&user.email)
+                    .bind(&user.password_hash)
+                    .bind(&user.role)
+                    .execute(pool),
+                )
+                .await?;
+                Ok((done.rows_affected() == 1).then_some(user))
+            }
         }
     }
 
@@ -137,6 +174,16 @@ impl Store {
                 Self::lock(memory).users.insert(user.id, user.clone());
             }
             Self::Redis { conn, prefix } => write_user(conn, prefix, user).await?,
+            Self::Postgres(pool) => {
+                call(
+                    sqlx::query("UPDATE users SET password_hash = $2, role = $3 WHERE id = $1")
+                        .bind(user.id.uuid())
+                        .bind(&user.password_hash)
+                        .bind(&user.role)
+                        .execute(pool),
+                )
+                .await?;
+            }
         }
         Ok(())
     }
@@ -159,6 +206,22 @@ impl Store {
                     Some(id) => self.user(id).await,
                     None => Ok(None),
                 }
+            }
+            Self::Postgres(pool) => {
+                // PostgreSQL text cannot hold NUL: no account has such an address.
+                if email.contains('\0') {
+                    return Ok(None);
+                }
+                let row: Option<UserRow> = call(
+                    sqlx::query_as(
+                        "SELECT id, email, password_hash, role FROM users \
+                         WHERE lower(email) = lower($1)",
+                    )
+                    .bind(email)
+                    .fetch_optional(pool),
+                )
+                .await?;
+                Ok(row.map(user_of))
             }
         }
     }
@@ -184,6 +247,17 @@ impl Store {
                     role: role.clone(),
                 }))
             }
+            Self::Postgres(pool) => {
+                let row: Option<UserRow> = call(
+                    sqlx::query_as(
+                        "SELECT id, email, password_hash, role FROM users WHERE id = $1",
+                    )
+                    .bind(id.uuid())
+                    .fetch_optional(pool),
+                )
+                .await?;
+                Ok(row.map(user_of))
+            }
         }
     }
 
@@ -198,6 +272,15 @@ impl Store {
                         .arg("email"),
                 )
                 .await
+            }
+            Self::Postgres(pool) => {
+                let row: Option<(String,)> = call(
+                    sqlx::query_as("SELECT email FROM users WHERE id = $1")
+                        .bind(id.uuid())
+                        .fetch_optional(pool),
+                )
+                .await?;
+                Ok(row.map(|(email,)| email))
             }
         }
     }
@@ -230,6 +313,19 @@ impl Store {
                     .await?;
                 user.role = role.to_owned();
                 Ok(Some(user))
+            }
+            Self::Postgres(pool) => {
+                let row: Option<UserRow> = call(
+                    sqlx::query_as(
+                        "UPDATE users SET role = $2 WHERE id = $1 \
+                         RETURNING id, email, password_hash, role",
+                    )
+                    .bind(id.uuid())
+                    .bind(role)
+                    .fetch_optional(pool),
+                )
+                .await?;
+                Ok(row.map(user_of))
             }
         }
     }
@@ -265,6 +361,16 @@ impl Store {
                     )
                     .await?;
             }
+            Self::Postgres(pool) => {
+                call(
+                    sqlx::query("INSERT INTO items (id, owner, name) VALUES ($1, $2, $3)")
+                        .bind(item.id.uuid())
+                        .bind(owner.uuid())
+                        .bind(name)
+                        .execute(pool),
+                )
+                .await?;
+            }
         }
         Ok(item)
     }
@@ -294,6 +400,22 @@ impl Store {
                 items.sort_by_key(|item| item.id.uuid());
                 Ok(items)
             }
+            Self::Postgres(pool) => {
+                let rows: Vec<(Uuid, String)> = call(
+                    sqlx::query_as("SELECT id, name FROM items WHERE owner = $1 ORDER BY id")
+                        .bind(owner.uuid())
+                        .fetch_all(pool),
+                )
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, name)| Item {
+                        id: ItemId::from_uuid(id),
+                        name,
+                        owner,
+                    })
+                    .collect())
+            }
         }
     }
 
@@ -315,6 +437,17 @@ impl Store {
                     .await?;
                 Ok(name.map(|name| Item { id, name, owner }))
             }
+            Self::Postgres(pool) => {
+                // Owner and id together: another owner's item is not found.
+                let row: Option<(String,)> = call(
+                    sqlx::query_as("SELECT name FROM items WHERE owner = $1 AND id = $2")
+                        .bind(owner.uuid())
+                        .bind(id.uuid())
+                        .fetch_optional(pool),
+                )
+                .await?;
+                Ok(row.map(|(name,)| Item { id, name, owner }))
+            }
         }
     }
 
@@ -335,6 +468,16 @@ impl Store {
                     )
                     .await?;
                 Ok((users.unwrap_or(0), items.unwrap_or(0)))
+            }
+            Self::Postgres(pool) => {
+                let (users, items): (i64, i64) = call(
+                    sqlx::query_as(
+                        "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM items)",
+                    )
+                    .fetch_one(pool),
+                )
+                .await?;
+                Ok((users.unsigned_abs(), items.unsigned_abs()))
             }
         }
     }

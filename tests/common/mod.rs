@@ -120,6 +120,7 @@ fn base_command() -> Command {
         "REFRESH_TOKEN_TTL_SECS",
         "REFRESH_REUSE_GRACE_SECS",
         "STORE_URL",
+        "DATABASE_URL",
         "STORE_PREFIX",
         "DEMO_ADMIN_EMAIL",
         "DEMO_ADMIN_PASSWORD",

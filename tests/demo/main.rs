@@ -38,6 +38,13 @@ mod metrics;
     feature = "jwt",
     feature = "rate-limit",
     feature = "cors",
+    feature = "api-key"
+))]
+mod postgres;
+#[cfg(all(
+    feature = "jwt",
+    feature = "rate-limit",
+    feature = "cors",
     feature = "redis"
 ))]
 mod redis;
