@@ -107,30 +107,34 @@ pub(crate) async fn spawn_listening(
     }
 }
 
+/// Every variable the demo reads: removed from a test's demo environment first, so a
+/// developer's shell (or CI's `DATABASE_URL`) cannot leak into a test.
+pub(crate) const DEMO_VARIABLES: &[&str] = &[
+    "CORS_ALLOWED_ORIGINS",
+    "JWT_PRIVATE_KEY_FILE",
+    "JWT_ALGORITHM",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "ACCESS_TOKEN_TTL_SECS",
+    "REFRESH_TOKEN_TTL_SECS",
+    "REFRESH_REUSE_GRACE_SECS",
+    "STORE_URL",
+    "DATABASE_URL",
+    "STORE_PREFIX",
+    "DEMO_ADMIN_EMAIL",
+    "DEMO_ADMIN_PASSWORD",
+    "COOKIE_SECURE",
+    "DEMO_RATE_LIMIT_SCALE",
+    "TRUSTED_PROXY_HEADER",
+    "DEMO_ACCESS_LOG",
+    "METRICS_ADDR",
+    "LOG_FORMAT",
+];
+
 /// The environment every test demo starts with (before the test's own variables).
 fn base_command() -> Command {
     let mut command = Command::new(demo_path());
-    for var in [
-        "CORS_ALLOWED_ORIGINS",
-        "JWT_PRIVATE_KEY_FILE",
-        "JWT_ALGORITHM",
-        "JWT_ISSUER",
-        "JWT_AUDIENCE",
-        "ACCESS_TOKEN_TTL_SECS",
-        "REFRESH_TOKEN_TTL_SECS",
-        "REFRESH_REUSE_GRACE_SECS",
-        "STORE_URL",
-        "DATABASE_URL",
-        "STORE_PREFIX",
-        "DEMO_ADMIN_EMAIL",
-        "DEMO_ADMIN_PASSWORD",
-        "COOKIE_SECURE",
-        "DEMO_RATE_LIMIT_SCALE",
-        "TRUSTED_PROXY_HEADER",
-        "DEMO_ACCESS_LOG",
-        "METRICS_ADDR",
-        "LOG_FORMAT",
-    ] {
+    for var in DEMO_VARIABLES {
         command.env_remove(var);
     }
     command

@@ -30,6 +30,9 @@ struct Running {
 
 async fn start(name: &str, env: &[(&str, &str)]) -> Running {
     let mut command = Command::new(example_path(name));
+    for var in crate::common::DEMO_VARIABLES {
+        command.env_remove(var);
+    }
     command
         .env("BIND_ADDR", "127.0.0.1:0")
         .env_remove("TRUSTED_PROXIES")
