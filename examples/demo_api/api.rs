@@ -174,6 +174,14 @@ pub(crate) async fn set_role(
     }
     match state.store.set_role(id, &body.role).await {
         Ok(Some(user)) => {
+            // The user's keys act with the role the user has now.
+            let keys = state.api_keys.store().as_ref();
+            if crate::api_keys::follow_role(keys, &user.id.to_string(), &user.role)
+                .await
+                .is_err()
+            {
+                return unavailable(&headers, &extensions);
+            }
             Json(json!({ "id": user.id, "email": user.email, "role": user.role })).into_response()
         }
         Ok(None) => Refusal::new(&ProblemType::NOT_FOUND).build(&headers, &extensions),

@@ -20,6 +20,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tower_shield::Principal;
+use tower_shield::StoreError;
 use tower_shield::api_key::{
     ApiKey, ApiKeyIdentity, ApiKeyRecord, ApiKeyStore, ApiKeys, IpAllowlist, KeyId, NewApiKey,
 };
@@ -318,4 +319,32 @@ pub(crate) async fn ping(request: Request) -> Response {
         "owner": principal.subject.as_ref(),
     }))
     .into_response()
+}
+
+/// Revokes every key of `owner` (their sessions are being ended: a key must not outlive
+/// them).
+pub(crate) async fn revoke_all(store: &dyn ApiKeyStore, owner: &str) -> Result<(), StoreError> {
+    for record in store.list(owner).await? {
+        if !record.revoked {
+            store.revoke(&record.id).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Gives every live key of `owner` the owner's new role (a key acts as its owner: it must
+/// not keep a role the owner lost, nor its rate-limit tier).
+pub(crate) async fn follow_role(
+    store: &dyn ApiKeyStore,
+    owner: &str,
+    role: &str,
+) -> Result<(), StoreError> {
+    for record in store.list(owner).await? {
+        if !record.revoked && record.role.as_deref() != Some(role) {
+            let mut record = ApiKeyRecord::clone(&record);
+            record.role = Some(role.to_owned());
+            store.put(&record).await?;
+        }
+    }
+    Ok(())
 }

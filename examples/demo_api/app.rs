@@ -224,7 +224,7 @@ async fn finish<St: RateLimitStore>(
         // A request an `ApiKeyLayer` in front already authenticated (`/api/me`,
         // `/api/items*`) passes without a token. Only routes with a key layer in front can
         // carry a `Principal` here: the others stay bearer only.
-        .accept_authenticated()
+        .accept_api_keys()
         .build()?;
     let mut cookie = RefreshCookie::new();
     if !config.cookie_secure {
@@ -235,9 +235,15 @@ async fn finish<St: RateLimitStore>(
         .await
         .ok_or_else(|| ConfigError::invalid("argon2", "cannot hash"))?;
     if let Some(admin) = &config.admin {
-        auth::seed_admin(&backends.store, &tokens, &admin.email, &admin.password)
-            .await
-            .map_err(|reason| env_error("DEMO_ADMIN_EMAIL", reason))?;
+        auth::seed_admin(
+            &backends.store,
+            &tokens,
+            backends.api_keys.as_ref(),
+            &admin.email,
+            &admin.password,
+        )
+        .await
+        .map_err(|reason| env_error("DEMO_ADMIN_EMAIL", reason))?;
     }
 
     let state = Arc::new(Shared {

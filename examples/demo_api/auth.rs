@@ -127,10 +127,12 @@ pub(crate) async fn hash_password(password: String) -> Option<String> {
 /// its access tokens refused from this second): someone who registered the address before it
 /// was made the admin's, or who holds a session from before the password was changed, must
 /// not keep (or refresh into) admin rights. An admin account with the seeded password is left
-/// as it is, so restarting (or starting a second process) logs nobody out.
+/// as it is, so restarting (or starting a second process) logs nobody out. Ending the
+/// sessions also revokes the account's API keys.
 pub(crate) async fn seed_admin(
     store: &crate::store::Store,
     tokens: &RefreshTokens<Arc<dyn RefreshStore>>,
+    keys: &dyn tower_shield::api_key::ApiKeyStore,
     email: &str,
     password: &str,
 ) -> Result<(), &'static str> {
@@ -184,6 +186,10 @@ pub(crate) async fn seed_admin(
         .logout_everywhere(&user.id.to_string())
         .await
         .map_err(|_| "cannot revoke the sessions of the account to seed")?;
+    // Its API keys end with its sessions.
+    crate::api_keys::revoke_all(keys, &user.id.to_string())
+        .await
+        .map_err(|_| "cannot revoke the API keys of the account to seed")?;
     Ok(())
 }
 

@@ -275,6 +275,7 @@ enum Extracted {
 fn extract(headers: &HeaderMap, name: &HeaderName) -> Extracted {
     let mut found: Option<&[u8]> = None;
     let mut lines = 0;
+    let mut other_scheme = false;
     for value in headers.get_all(header::AUTHORIZATION) {
         lines += 1;
         let bytes = value.as_bytes();
@@ -284,11 +285,14 @@ fn extract(headers: &HeaderMap, name: &HeaderName) -> Extracted {
             .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"apikey"))
         {
             found = Some(bytes.get(scheme_end..).unwrap_or_default().trim_ascii());
+        } else {
+            other_scheme = true;
         }
     }
     for value in headers.get_all(name) {
-        if found.is_some() {
-            // Two keys (two lines, or both places): which one is meant is unknown.
+        if found.is_some() || other_scheme {
+            // Two keys (two lines, or both places), or a key beside another credential (a
+            // bearer token of someone else): which identity is meant is unknown.
             return Extracted::Invalid;
         }
         found = Some(value.as_bytes().trim_ascii());

@@ -11,6 +11,18 @@ use crate::error::StoreError;
 use crate::jwt::revocation::StoreFuture;
 use crate::redis::{KeyPrefix, RedisConnection};
 
+/// Writes a record, keeping a revocation already stored (final), never moving the last use
+/// back.
+const PUT: &str = r"
+local revoked = ARGV[2]
+if redis.call('HGET', KEYS[1], 'revoked') == '1' then revoked = '1' end
+local seen = tonumber(redis.call('HGET', KEYS[1], 'last_used') or '0') or 0
+local used = math.max(seen, tonumber(ARGV[3]))
+redis.call('HSET', KEYS[1], 'record', ARGV[1], 'revoked', revoked,
+  'last_used', string.format('%.0f', used))
+return 1
+";
+
 /// Marks a record revoked (only one that exists).
 const REVOKE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -37,6 +49,7 @@ return 1
 pub struct RedisApiKeyStore {
     conn: RedisConnection,
     prefix: KeyPrefix,
+    put: Arc<Script>,
     revoke: Arc<Script>,
     touch: Arc<Script>,
 }
@@ -56,6 +69,7 @@ impl RedisApiKeyStore {
         Self {
             conn,
             prefix,
+            put: Arc::new(Script::new(PUT)),
             revoke: Arc::new(Script::new(REVOKE)),
             touch: Arc::new(Script::new(TOUCH)),
         }
@@ -107,7 +121,7 @@ impl ApiKeyStore for RedisApiKeyStore {
                 "an API key record that does not serialise".into(),
             )));
         };
-        let conn = self.conn.clone();
+        let (conn, script) = (self.conn.clone(), self.put.clone());
         let (key, index, id) = (
             self.record_key(&record.id),
             self.owner_key(&record.owner),
@@ -116,19 +130,10 @@ impl ApiKeyStore for RedisApiKeyStore {
         let revoked = if record.revoked { "1" } else { "0" };
         let last_used = record.last_used_at.unwrap_or(0);
         StoreFuture::boxed(async move {
-            // Two keys of two slots: two commands (the index is only for listing).
-            let _: i64 = conn
-                .query(
-                    ::redis::cmd("HSET")
-                        .arg(&key)
-                        .arg("record")
-                        .arg(json)
-                        .arg("revoked")
-                        .arg(revoked)
-                        .arg("last_used")
-                        .arg(last_used),
-                )
-                .await?;
+            let mut invocation = script.key(&key);
+            invocation.arg(json).arg(revoked).arg(last_used);
+            let _: i64 = conn.run_script(&invocation).await?;
+            // Another slot: a command of its own (the index is only for listing).
             let _: i64 = conn.query(::redis::cmd("SADD").arg(&index).arg(id)).await?;
             Ok(())
         })

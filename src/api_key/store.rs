@@ -94,7 +94,8 @@ impl ApiKeyRecord {
 pub trait ApiKeyStore: Send + Sync + fmt::Debug + 'static {
     /// The record of `id`, if any.
     fn get(&self, id: &KeyId) -> StoreFuture<Option<Arc<ApiKeyRecord>>>;
-    /// Creates or replaces a record.
+    /// Creates or replaces a record, never clearing a revocation already stored (a rotation
+    /// racing a revocation must not undo it).
     fn put(&self, record: &ApiKeyRecord) -> StoreFuture<()>;
     /// Marks a record revoked; `false` when there is none.
     fn revoke(&self, id: &KeyId) -> StoreFuture<bool>;
@@ -184,7 +185,16 @@ impl ApiKeyStore for MemoryApiKeyStore {
                 "the in-memory API key store is full".into(),
             )));
         }
-        self.records.insert(record.id, Arc::new(record.clone()));
+        // A revocation is final: a write racing it (a rotation that read the record before)
+        // keeps it.
+        let mut record = record.clone();
+        self.records
+            .entry(record.id)
+            .and_modify(|existing| {
+                record.revoked |= existing.revoked;
+                *existing = Arc::new(record.clone());
+            })
+            .or_insert_with(|| Arc::new(record.clone()));
         StoreFuture::ready(Ok(()))
     }
 

@@ -56,7 +56,7 @@ pub struct JwtAuthLayerBuilder<C = Claims> {
     rfc9068_claims: bool,
     failure_level: tracing::Level,
     optional: bool,
-    accept_authenticated: bool,
+    accept_api_keys: bool,
     revocation: Option<Arc<dyn RevocationStore>>,
     cache: Option<usize>,
     clock: Arc<dyn Clock>,
@@ -96,7 +96,7 @@ impl<C> JwtAuthLayerBuilder<C> {
             rfc9068_claims: self.rfc9068_claims,
             failure_level: self.failure_level,
             optional: self.optional,
-            accept_authenticated: self.accept_authenticated,
+            accept_api_keys: self.accept_api_keys,
             revocation: self.revocation,
             cache: self.cache,
             clock: self.clock,
@@ -172,12 +172,13 @@ impl<C> JwtAuthLayerBuilder<C> {
         self
     }
 
-    /// Passes a request that already carries a [`Principal`] (put there by a layer in front,
-    /// such as an `ApiKeyLayer` in optional mode) without looking for a token: for routes
-    /// that accept either credential. A client cannot put a `Principal` in a request; only
-    /// server-side layers can.
-    pub fn accept_authenticated(mut self) -> Self {
-        self.accept_authenticated = true;
+    /// Passes a request an `ApiKeyLayer` in front already authenticated (it carries an
+    /// `ApiKeyIdentity`, which only that layer inserts) without looking for a token: for
+    /// routes that take a bearer token or an API key. Any other request is checked as usual.
+    #[cfg(feature = "api-key")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "api-key")))]
+    pub fn accept_api_keys(mut self) -> Self {
+        self.accept_api_keys = true;
         self
     }
 
@@ -267,7 +268,7 @@ impl<C> JwtAuthLayerBuilder<C> {
                 source: self.source,
                 token_source: self.token_source,
                 optional: self.optional,
-                accept_authenticated: self.accept_authenticated,
+                accept_api_keys: self.accept_api_keys,
                 revocation: self.revocation,
                 cache: self.cache.map(TokenCache::new),
                 clock: self.clock,
@@ -396,7 +397,7 @@ impl JwtAuthLayer {
             rfc9068_claims: true,
             failure_level: tracing::Level::INFO,
             optional: false,
-            accept_authenticated: false,
+            accept_api_keys: false,
             revocation: None,
             cache: None,
             clock: Arc::new(SystemClock),
@@ -532,7 +533,7 @@ pub(crate) struct Shared<C> {
     pub(crate) source: Arc<dyn KeySource>,
     pub(crate) token_source: TokenSource,
     pub(crate) optional: bool,
-    pub(crate) accept_authenticated: bool,
+    pub(crate) accept_api_keys: bool,
     pub(crate) revocation: Option<Arc<dyn RevocationStore>>,
     pub(crate) cache: Option<TokenCache<C>>,
     pub(crate) clock: Arc<dyn Clock>,

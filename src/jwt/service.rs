@@ -18,7 +18,6 @@ use super::layer::{CachedLookup, JwtTelemetry, Outcome, Shared};
 use super::revocation::{StoreFuture, TokenRef};
 use super::validation::Invalid;
 use crate::body::ShieldBody;
-use crate::extensions::Principal;
 use crate::refusal::{ProblemType, Refusal};
 
 /// The service built by [`JwtAuthLayer`](super::JwtAuthLayer).
@@ -96,7 +95,13 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let shared = &self.shared;
-        if shared.accept_authenticated && req.extensions().get::<Principal>().is_some() {
+        #[cfg(feature = "api-key")]
+        if shared.accept_api_keys
+            && req
+                .extensions()
+                .get::<crate::api_key::ApiKeyIdentity>()
+                .is_some()
+        {
             return ResponseFuture::calling(self.inner.call(req));
         }
         // What `JwtAuthLayer::lookup_cached` left, if anything (used only when it matches).

@@ -450,7 +450,7 @@ async fn a_key_or_a_bearer_token_on_one_route() {
             JwtAuthLayer::builder(signing)
                 .issuer("https://issuer")
                 .audience("api")
-                .accept_authenticated()
+                .accept_api_keys()
                 .build()
                 .unwrap(),
         )
@@ -491,5 +491,53 @@ async fn a_key_or_a_bearer_token_on_one_route() {
             .to_str()
             .unwrap()
             .starts_with("ApiKey")
+    );
+}
+
+/// A rotation that read the record before a revocation cannot undo it when it writes.
+#[tokio::test]
+async fn a_stale_write_never_clears_a_revocation() {
+    let (keys, key, _clock) = setup(IpAllowlist::Any).await;
+    let id = key.id().unwrap();
+    let stale =
+        tower_shield::api_key::ApiKeyRecord::clone(&keys.store().get(&id).await.unwrap().unwrap());
+    assert!(keys.revoke(&id).await.unwrap());
+    keys.store().put(&stale).await.unwrap();
+    assert!(keys.store().get(&id).await.unwrap().unwrap().revoked);
+    if let Some(url) = crate::rate_limit_support::redis_url("a_stale_write_never_clears") {
+        use tower_shield::api_key::RedisApiKeyStore;
+        use tower_shield::redis::{KeyPrefix, RedisConnection};
+        let conn = RedisConnection::connect(&url).await.unwrap();
+        let prefix = KeyPrefix::new(crate::rate_limit_support::unique_prefix()).unwrap();
+        let redis = ApiKeys::new(RedisApiKeyStore::new(conn, prefix));
+        let (key, record) = redis
+            .create(NewApiKey::new("o", "n", IpAllowlist::Any))
+            .await
+            .unwrap();
+        let id = key.id().unwrap();
+        assert!(redis.revoke(&id).await.unwrap());
+        redis.store().put(&record).await.unwrap();
+        assert!(redis.store().get(&id).await.unwrap().unwrap().revoked);
+    }
+}
+
+/// A key beside a bearer token (perhaps someone else's): which identity is meant is unknown.
+#[tokio::test]
+async fn a_key_beside_another_credential_is_refused() {
+    let (keys, key, clock) = setup(IpAllowlist::Any).await;
+    let svc = ApiKeyLayer::builder(keys.store().clone())
+        .optional()
+        .clock(clock)
+        .build()
+        .unwrap()
+        .layer(whoami());
+    let mut req = call_with(Some(("x-api-key", key.expose())), "192.0.2.1:1");
+    req.headers_mut().insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_static("Bearer a.b.c"),
+    );
+    assert_eq!(
+        svc.oneshot(req).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
     );
 }
