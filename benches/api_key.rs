@@ -4,6 +4,7 @@
 //! - `warm`: a valid key from an allowed address (the record looked up, the hash compared,
 //!   the allowlist checked, the identity inserted);
 //! - `unknown`: a well-formed key whose id no record has (one store lookup, then 401);
+//! - `wrong-secret`: a known id with another secret (the same work as `unknown`, then 401);
 //! - `malformed`: a value that cannot be a key (401 without asking the store);
 //! - `jwt-cache-hit`: a cached bearer token (RS256, revocation store checked);
 //! - `bare`: the inner service alone.
@@ -49,6 +50,7 @@ struct Fixture {
     jwt: JwtAuthLayer,
     key: String,
     unknown: String,
+    wrong_secret: String,
     bearer: String,
 }
 
@@ -92,6 +94,8 @@ fn fixture() -> Fixture {
             .build()
             .expect("jwt"),
         key: key.expose().to_owned(),
+        // The record's id (`api_` and 22 characters, then `_`) with another secret.
+        wrong_secret: format!("{}{}", &key.expose()[..27], &unknown.expose()[27..]),
         unknown: unknown.expose().to_owned(),
         bearer: format!("Bearer {}", token.as_str()),
     }
@@ -127,6 +131,7 @@ fn run_variant(f: &Fixture, variant: &str, n: usize) -> Duration {
     match variant {
         "warm" => timed!(f.keys.layer(inner()), make(&f.key, &x_api_key)),
         "unknown" => timed!(f.keys.layer(inner()), make(&f.unknown, &x_api_key)),
+        "wrong-secret" => timed!(f.keys.layer(inner()), make(&f.wrong_secret, &x_api_key)),
         "malformed" => timed!(f.keys.layer(inner()), make("api_not-a-key", &x_api_key)),
         "jwt-cache-hit" => {
             // One verification first: every driven request is a cache hit.
@@ -139,7 +144,14 @@ fn run_variant(f: &Fixture, variant: &str, n: usize) -> Duration {
     }
 }
 
-const VARIANTS: [&str; 5] = ["bare", "warm", "unknown", "malformed", "jwt-cache-hit"];
+const VARIANTS: [&str; 6] = [
+    "bare",
+    "warm",
+    "unknown",
+    "wrong-secret",
+    "malformed",
+    "jwt-cache-hit",
+];
 
 fn bench(c: &mut Criterion) {
     support::maybe_install_recorder();

@@ -69,13 +69,18 @@ impl Presented {
         let rest = text.strip_prefix(API_KEY_PREFIX.as_bytes())?;
         let (id, rest) = rest.split_at_checked(ID_LEN)?;
         let secret = rest.strip_prefix(b"_")?;
-        let id: [u8; 16] = crate::jwt::b64_decode_url(id)?.try_into().ok()?;
-        let secret: [u8; 32] = crate::jwt::b64_decode_url(secret)?.try_into().ok()?;
         Some(Self {
-            id: KeyId(id),
-            hash: KeyHash::of_secret(&secret),
+            id: KeyId(decode_exact(id)?),
+            hash: KeyHash::of_secret(&decode_exact::<32>(secret)?),
         })
     }
+}
+
+/// Decodes base64url into exactly `N` bytes, on the stack.
+fn decode_exact<const N: usize>(text: &[u8]) -> Option<[u8; N]> {
+    let mut buf = [0u8; 48];
+    let decoded = crate::jwt::b64_decode_url_small(text, &mut buf)?;
+    decoded.as_ref().try_into().ok()
 }
 
 /// A key record's id: 16 random bytes, the part of the key a store looks records up by.

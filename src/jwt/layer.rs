@@ -268,6 +268,7 @@ impl<C> JwtAuthLayerBuilder<C> {
                 source: self.source,
                 token_source: self.token_source,
                 optional: self.optional,
+                #[cfg(feature = "api-key")]
                 accept_api_keys: self.accept_api_keys,
                 revocation: self.revocation,
                 cache: self.cache.map(TokenCache::new),
@@ -533,6 +534,7 @@ pub(crate) struct Shared<C> {
     pub(crate) source: Arc<dyn KeySource>,
     pub(crate) token_source: TokenSource,
     pub(crate) optional: bool,
+    #[cfg(feature = "api-key")]
     pub(crate) accept_api_keys: bool,
     pub(crate) revocation: Option<Arc<dyn RevocationStore>>,
     pub(crate) cache: Option<TokenCache<C>>,

@@ -108,6 +108,8 @@ pub use revocation::{MemoryRevocationStore, RevocationStore};
 pub use service::{JwtAuthService, ResponseFuture};
 pub use validation::TokenType;
 
+#[cfg(feature = "api-key")]
+pub(crate) use b64::decode_url_small as b64_decode_url_small;
 #[cfg(any(feature = "tokens", feature = "api-key"))]
 pub(crate) use b64::{decode_url as b64_decode_url, encode_url as b64_encode_url};
 #[cfg(feature = "tokens")]

@@ -4,6 +4,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -12,11 +14,12 @@ use http_body_util::{BodyExt, Full};
 use tower::{Layer, ServiceExt, service_fn};
 use tower_shield::Principal;
 use tower_shield::api_key::{
-    ApiKey, ApiKeyIdentity, ApiKeyLayer, ApiKeyStore, ApiKeys, IpAllowlist, MemoryApiKeyStore,
-    NewApiKey,
+    ApiKey, ApiKeyIdentity, ApiKeyLayer, ApiKeyRecord, ApiKeyStore, ApiKeys, IpAllowlist, KeyId,
+    MemoryApiKeyStore, NewApiKey,
 };
 use tower_shield::clock::ManualClock;
 use tower_shield::jwt::Scopes;
+use tower_shield::jwt::revocation::StoreFuture;
 
 type Body = Full<Bytes>;
 
@@ -540,4 +543,81 @@ async fn a_key_beside_another_credential_is_refused() {
         svc.oneshot(req).await.unwrap().status(),
         StatusCode::UNAUTHORIZED
     );
+}
+
+/// A store that counts its lookups.
+#[derive(Debug, Clone)]
+struct Counting {
+    inner: MemoryApiKeyStore,
+    gets: Arc<AtomicUsize>,
+}
+
+impl ApiKeyStore for Counting {
+    fn get(&self, id: &KeyId) -> StoreFuture<Option<Arc<ApiKeyRecord>>> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.inner.get(id)
+    }
+    fn put(&self, record: &ApiKeyRecord) -> StoreFuture<()> {
+        self.inner.put(record)
+    }
+    fn revoke(&self, id: &KeyId) -> StoreFuture<bool> {
+        self.inner.revoke(id)
+    }
+    fn touch(&self, id: &KeyId, at: u64) -> StoreFuture<()> {
+        self.inner.touch(id, at)
+    }
+    fn list(&self, owner: &str) -> StoreFuture<Vec<Arc<ApiKeyRecord>>> {
+        self.inner.list(owner)
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_id_and_a_wrong_secret_are_told_apart_by_nothing() {
+    let (keys, key, clock) = setup(IpAllowlist::Any).await;
+    let gets = Arc::new(AtomicUsize::new(0));
+    let store = Counting {
+        inner: keys.store().clone(),
+        gets: gets.clone(),
+    };
+    let svc = ApiKeyLayer::builder(store)
+        .clock(clock)
+        .build()
+        .unwrap()
+        .layer(whoami());
+    let other = ApiKeys::new(MemoryApiKeyStore::new())
+        .create(NewApiKey::new("x", "x", IpAllowlist::Any))
+        .await
+        .unwrap()
+        .0;
+    let real = key.expose();
+    let wrong_secret = format!("{}{}", &real[..27], &other.expose()[27..]);
+    let mut seen = Vec::new();
+    for presented in [other.expose(), wrong_secret.as_str()] {
+        let before = gets.load(Ordering::SeqCst);
+        let r = svc
+            .clone()
+            .oneshot(call_with(Some(("x-api-key", presented)), "192.0.2.1:1"))
+            .await
+            .unwrap();
+        // One lookup each, then the same comparison (against a hash no key has when the
+        // record is missing): the work does not tell which it was.
+        assert_eq!(gets.load(Ordering::SeqCst) - before, 1);
+        let status = r.status();
+        let headers: Vec<_> = r
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        seen.push((status, headers, text(r).await));
+    }
+    assert_eq!(seen[0].0, StatusCode::UNAUTHORIZED);
+    assert_eq!(seen[0], seen[1]);
+    // A value that cannot be a key never reaches the store.
+    let before = gets.load(Ordering::SeqCst);
+    let r = svc
+        .oneshot(call_with(Some(("x-api-key", &real[..60])), "192.0.2.1:1"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(gets.load(Ordering::SeqCst), before);
 }
