@@ -148,7 +148,7 @@ pub(crate) struct NewKey {
 }
 
 /// Checks a new key's fields: its allowlist and lifetime, or every field error at once.
-fn validate(body: &NewKey) -> Result<(Vec<IpNet>, i64), Vec<FieldError>> {
+fn validate(body: &NewKey) -> Result<(IpAllowlist, i64), Vec<FieldError>> {
     let mut errors = Vec::new();
     let length = body.name.chars().count();
     if !(1..=MAX_NAME).contains(&length) || body.name.chars().any(char::is_control) {
@@ -157,44 +157,35 @@ fn validate(body: &NewKey) -> Result<(Vec<IpNet>, i64), Vec<FieldError>> {
             "must be 1 to 100 characters, without control characters",
         ));
     }
-    let mut nets = Vec::new();
+    let mut allowed = None;
     if !(1..=MAX_NETWORKS).contains(&body.allowed_ips.len()) {
         errors.push(field("allowed_ips", "must hold 1 to 32 CIDRs"));
     } else {
-        for text in &body.allowed_ips {
-            // A CIDR (host bits cleared), or a single address (/32, /128).
-            let net = text
-                .parse::<IpNet>()
-                .map(|net| net.trunc())
-                .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from));
-            match net {
-                Ok(net) if net.prefix_len() == 0 => {
-                    errors.push(field(
-                        "allowed_ips",
-                        "0.0.0.0/0 and ::/0 are refused: name the networks the key is used from",
-                    ));
-                    break;
-                }
-                Ok(net) => {
-                    if !nets.contains(&net) {
-                        nets.push(net);
-                    }
-                }
-                Err(_) => {
-                    errors.push(field("allowed_ips", "each entry must be a CIDR"));
-                    break;
-                }
-            }
+        // Each a CIDR (host bits cleared by `IpAllowlist::networks`), or a single address.
+        let nets: Result<Vec<IpNet>, _> = body
+            .allowed_ips
+            .iter()
+            .map(|text| {
+                text.parse::<IpNet>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+            })
+            .collect();
+        match nets.map(IpAllowlist::networks) {
+            Err(_) => errors.push(field("allowed_ips", "each entry must be a CIDR")),
+            Ok(Err(_)) => errors.push(field(
+                "allowed_ips",
+                "0.0.0.0/0, ::/0 and lists as wide are refused: name the networks the key is used from",
+            )),
+            Ok(Ok(list)) => allowed = Some(list),
         }
     }
     let days = body.expires_in_days.unwrap_or(DEFAULT_DAYS);
     if !(1..=MAX_DAYS).contains(&days) {
         errors.push(field("expires_in_days", "must be 1 to 365"));
     }
-    if errors.is_empty() {
-        Ok((nets, days))
-    } else {
-        Err(errors)
+    match allowed {
+        Some(allowed) if errors.is_empty() => Ok((allowed, days)),
+        _ => Err(errors),
     }
 }
 
@@ -208,7 +199,7 @@ pub(crate) async fn create(
     let Some(owner) = caller(&extensions) else {
         return invalid_token(&headers, &extensions);
     };
-    let (nets, days) = match validate(&body) {
+    let (allowed, days) = match validate(&body) {
         Ok(valid) => valid,
         Err(errors) => return invalid(errors, &headers, &extensions),
     };
@@ -218,7 +209,7 @@ pub(crate) async fn create(
         Ok(None) => return invalid_token(&headers, &extensions),
         Err(_) => return unavailable(&headers, &extensions),
     };
-    let new = NewApiKey::new(owner.to_string(), body.name, IpAllowlist::Networks(nets))
+    let new = NewApiKey::new(owner.to_string(), body.name, allowed)
         .role(role)
         .expires_in(Duration::from_secs(days.unsigned_abs() * 86_400));
     match state.api_keys.create(new).await {

@@ -9,8 +9,8 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::key::{KeyHash, KeyId};
-use crate::client_ip::canonical_ip;
-use crate::error::StoreError;
+use crate::client_ip::{canonical_ip, canonical_net, covers_everything};
+use crate::error::{ConfigError, StoreError};
 use crate::jwt::revocation::StoreFuture;
 
 /// The addresses a key may be used from.
@@ -20,11 +20,42 @@ use crate::jwt::revocation::StoreFuture;
 pub enum IpAllowlist {
     /// Anywhere. Only on purpose: a key alone is not proof of who the caller is.
     Any,
-    /// These networks (IPv4-mapped IPv6 addresses count as IPv4). Empty: nowhere.
+    /// These networks (IPv4-mapped IPv6 addresses and networks count as IPv4). Empty:
+    /// nowhere.
     Networks(Vec<IpNet>),
 }
 
 impl IpAllowlist {
+    /// These networks, checked: each is cut to its prefix, IPv4-mapped ones become IPv4 and
+    /// repeats are dropped. A list that together holds every address of a family
+    /// (`0.0.0.0/0`, or `0.0.0.0/1` with `128.0.0.0/1`) is refused: say [`Any`](Self::Any)
+    /// for that, on purpose.
+    ///
+    /// ```
+    /// use tower_shield::api_key::IpAllowlist;
+    ///
+    /// let list = IpAllowlist::networks(["10.0.0.0/8".parse()?, "::ffff:192.0.2.7/128".parse()?])?;
+    /// assert!(list.allows("192.0.2.7".parse()?));
+    /// assert!(IpAllowlist::networks(["0.0.0.0/1".parse()?, "128.0.0.0/1".parse()?]).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn networks<I: IntoIterator<Item = IpNet>>(nets: I) -> Result<Self, ConfigError> {
+        let mut list: Vec<IpNet> = Vec::new();
+        for net in nets {
+            let net = canonical_net(net.trunc());
+            if !list.contains(&net) {
+                list.push(net);
+            }
+        }
+        if covers_everything(&list) {
+            return Err(ConfigError::dangerous(
+                "allowed",
+                "the networks together hold every address: use IpAllowlist::Any on purpose",
+            ));
+        }
+        Ok(Self::Networks(list))
+    }
+
     /// Whether `ip` may use the key. Compared with the client's own address, never with the
     /// /56 group rate limits use: a group would widen the list.
     pub fn allows(&self, ip: IpAddr) -> bool {
@@ -32,7 +63,7 @@ impl IpAllowlist {
             Self::Any => true,
             Self::Networks(nets) => {
                 let ip = canonical_ip(ip);
-                nets.iter().any(|net| net.contains(&ip))
+                nets.iter().any(|net| canonical_net(*net).contains(&ip))
             }
         }
     }

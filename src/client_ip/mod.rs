@@ -62,7 +62,9 @@ pub use extract::ClientIpRejection;
 #[cfg(any(feature = "rate-limit", feature = "api-key"))]
 pub(crate) use layer::warn_missing_peer;
 pub use layer::{ClientIpLayer, ClientIpService, ResponseFuture};
-pub use proxies::{PeerLookup, TrustedProxies, canonical_ip, peer_addr};
+#[cfg(feature = "api-key")]
+pub(crate) use proxies::covers_everything;
+pub use proxies::{PeerLookup, TrustedProxies, canonical_ip, canonical_net, peer_addr};
 pub use resolver::{
     ClientIpResolver, DEFAULT_IPV6_PREFIX, ForwardedHeader, MAX_FORWARDING_HOPS,
     MAX_FORWARDING_LINE_BYTES,

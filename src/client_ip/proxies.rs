@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
 use http::Extensions;
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 
 use crate::error::ConfigError;
 
@@ -92,7 +92,7 @@ impl TrustedProxies {
                 return Err(ConfigError::invalid("trusted_proxies", "an entry is empty"));
             }
             let net = match IpNet::from_str(entry) {
-                Ok(net) => net.trunc(),
+                Ok(net) => canonical_net(net.trunc()),
                 Err(_) => match IpAddr::from_str(entry) {
                     Ok(ip) => IpNet::from(canonical_ip(ip)),
                     Err(_) => {
@@ -110,6 +110,12 @@ impl TrustedProxies {
                 ));
             }
             nets.push(net);
+        }
+        if covers_everything(&nets) {
+            return Err(ConfigError::dangerous(
+                "trusted_proxies",
+                "the entries together would trust every address on the Internet",
+            ));
         }
         Ok(Self {
             nets,
@@ -159,6 +165,28 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     }
+}
+
+/// An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) turned back into IPv4 (`10.0.0.0/8`),
+/// so it matches the addresses [`canonical_ip`] yields; others unchanged. A shorter prefix
+/// than `/96` reaches beyond the mapped range and stays IPv6.
+pub fn canonical_net(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => v6
+            .addr()
+            .to_ipv4_mapped()
+            .and_then(|v4| Ipv4Net::new(v4, v6.prefix_len() - 96).ok())
+            .map_or(net, |v4| IpNet::V4(v4.trunc())),
+        other => other,
+    }
+}
+
+/// Whether `nets` together hold every address of a family (`0.0.0.0/1` and `128.0.0.0/1`
+/// are as wide as `0.0.0.0/0`).
+pub(crate) fn covers_everything(nets: &[IpNet]) -> bool {
+    IpNet::aggregate(&nets.to_vec())
+        .iter()
+        .any(|net| net.prefix_len() == 0)
 }
 
 /// The TCP peer's address, from the request extensions (the default [`PeerLookup`]): a
@@ -228,6 +256,26 @@ mod tests {
     }
 
     #[test]
+    fn ipv4_mapped_networks_match_ipv4_clients() {
+        let proxies = TrustedProxies::new(["::ffff:10.0.0.0/104", "::ffff:192.0.2.7"]).unwrap();
+        assert_eq!(proxies.networks()[0].to_string(), "10.0.0.0/8");
+        assert!(proxies.contains("10.1.2.3".parse().unwrap()));
+        assert!(proxies.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(proxies.contains("192.0.2.7".parse().unwrap()));
+        assert!(!proxies.contains("11.0.0.1".parse().unwrap()));
+        // Shorter than /96 reaches past the mapped range: left as IPv6.
+        for other in ["::fffe:0:0/95", "2001:db8::/32", "::ffff:0:0/96"] {
+            let net: IpNet = other.parse().unwrap();
+            let expected = if other == "::ffff:0:0/96" {
+                "0.0.0.0/0"
+            } else {
+                other
+            };
+            assert_eq!(canonical_net(net).to_string(), expected);
+        }
+    }
+
+    #[test]
     fn trusting_everyone_is_refused() {
         assert!(matches!(
             TrustedProxies::new(["0.0.0.0/0"]),
@@ -237,6 +285,22 @@ mod tests {
             TrustedProxies::new(["::/0"]),
             Err(ConfigError::Dangerous { .. })
         ));
+        // The same, spelled so that no single entry is /0.
+        for wide in [
+            &["0.0.0.0/1", "128.0.0.0/1"][..],
+            &["::/1", "8000::/1"],
+            &["::ffff:0.0.0.0/96"],
+            &["::ffff:0.0.0.0/97", "128.0.0.0/1"],
+        ] {
+            assert!(
+                matches!(
+                    TrustedProxies::new(wide.iter().copied()),
+                    Err(ConfigError::Dangerous { .. })
+                ),
+                "{wide:?}"
+            );
+        }
+        assert!(TrustedProxies::new(["0.0.0.0/1"]).is_ok());
         assert!(TrustedProxies::new(["nope"]).is_err());
         assert!(TrustedProxies::from_comma_separated("10.0.0.0/8,").is_err());
         assert!(TrustedProxies::from_comma_separated("").unwrap().is_empty());

@@ -590,6 +590,14 @@ async fn invalid_keys_are_422s() {
             "allowed_ips",
         ),
         (
+            json!({ "name": "k", "allowed_ips": ["0.0.0.0/1", "128.0.0.0/1"] }),
+            "allowed_ips",
+        ),
+        (
+            json!({ "name": "k", "allowed_ips": ["::ffff:0.0.0.0/96"] }),
+            "allowed_ips",
+        ),
+        (
             json!({ "name": "k", "allowed_ips": ["10.0.0.0/8", "1.2.3.4/0"] }),
             "allowed_ips",
         ),

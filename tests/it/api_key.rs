@@ -621,3 +621,40 @@ async fn an_unknown_id_and_a_wrong_secret_are_told_apart_by_nothing() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(gets.load(Ordering::SeqCst), before);
 }
+
+#[tokio::test]
+async fn ipv4_mapped_allowlist_entries_match_ipv4_clients() {
+    let allowed = IpAllowlist::networks(["::ffff:10.21.0.0/112".parse().unwrap()]).unwrap();
+    assert_eq!(allowed, nets(&["10.21.0.0/16"]));
+    let (keys, key, clock) = setup(allowed).await;
+    // Even when the variant is built by hand, a mapped entry matches.
+    let by_hand = nets(&["::ffff:10.21.0.0/112"]);
+    assert!(by_hand.allows("10.21.3.4".parse().unwrap()));
+    assert!(!by_hand.allows("10.22.0.1".parse().unwrap()));
+    let svc = ApiKeyLayer::builder(keys.store().clone())
+        .clock(clock)
+        .build()
+        .unwrap()
+        .layer(whoami());
+    for (peer, status) in [
+        ("10.21.0.7:1", StatusCode::OK),
+        ("[::ffff:10.21.200.1]:1", StatusCode::OK),
+        ("10.22.0.7:1", StatusCode::FORBIDDEN),
+    ] {
+        let r = svc
+            .clone()
+            .oneshot(call_with(Some(("x-api-key", key.expose())), peer))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{peer}");
+    }
+    for wide in [
+        &["0.0.0.0/0"][..],
+        &["0.0.0.0/1", "128.0.0.0/1"],
+        &["::/1", "8000::/1"],
+        &["::ffff:0.0.0.0/96"],
+    ] {
+        let list = wide.iter().map(|n| n.parse().unwrap());
+        assert!(IpAllowlist::networks(list).is_err(), "{wide:?}");
+    }
+}
