@@ -41,7 +41,7 @@ pub use redis::RedisApiKeyStore;
 pub use store::{ApiKeyRecord, ApiKeyStore, DEFAULT_MAX_API_KEYS, IpAllowlist, MemoryApiKeyStore};
 
 use crate::clock::{Clock, SystemClock};
-use crate::error::StoreError;
+use crate::error::{ConfigError, StoreError};
 
 /// What a new key is for: its owner, name and allowlist, and optionally a role, scopes and
 /// an expiry.
@@ -103,6 +103,18 @@ impl<St: std::fmt::Debug> std::fmt::Debug for ApiKeys<St> {
     }
 }
 
+/// Why [`ApiKeys::create`] made no key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreateKeyError {
+    /// The allowlist holds every address: say [`IpAllowlist::Any`] for that, on purpose.
+    #[error(transparent)]
+    Allowlist(#[from] ConfigError),
+    /// The store (or the system's random source) failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 impl<St: ApiKeyStore> ApiKeys<St> {
     /// Keys in `store`, on the system clock.
     pub fn new(store: St) -> Self {
@@ -122,8 +134,11 @@ impl<St: ApiKeyStore> ApiKeys<St> {
         &self.store
     }
 
-    /// Makes a key: the key itself (to show its holder once) and its record.
-    pub async fn create(&self, new: NewApiKey) -> Result<(ApiKey, ApiKeyRecord), StoreError> {
+    /// Makes a key: the key itself (to show its holder once) and its record. Its
+    /// allowlist is stored as [`IpAllowlist::networks`] gives it back; a list that holds
+    /// every address is refused with [`CreateKeyError::Allowlist`].
+    pub async fn create(&self, new: NewApiKey) -> Result<(ApiKey, ApiKeyRecord), CreateKeyError> {
+        let allowed = new.allowed.checked()?;
         let id = KeyId::generate()?;
         let (key, hash) = ApiKey::generate(id)?;
         let now = self.clock.unix_secs();
@@ -133,7 +148,7 @@ impl<St: ApiKeyStore> ApiKeys<St> {
             name: new.name,
             role: new.role,
             scopes: new.scopes,
-            allowed: new.allowed,
+            allowed,
             created_at: now,
             expires_at: new
                 .expires_in

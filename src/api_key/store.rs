@@ -56,6 +56,14 @@ impl IpAllowlist {
         Ok(Self::Networks(list))
     }
 
+    /// The list [`networks`](Self::networks) would make of this one; `Any` stays `Any`.
+    pub(crate) fn checked(self) -> Result<Self, ConfigError> {
+        match self {
+            Self::Networks(nets) => Self::networks(nets),
+            any => Ok(any),
+        }
+    }
+
     /// Whether `ip` may use the key. Compared with the client's own address, never with the
     /// /56 group rate limits use: a group would widen the list.
     pub fn allows(&self, ip: IpAddr) -> bool {

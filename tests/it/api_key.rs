@@ -14,8 +14,8 @@ use http_body_util::{BodyExt, Full};
 use tower::{Layer, ServiceExt, service_fn};
 use tower_shield::Principal;
 use tower_shield::api_key::{
-    ApiKey, ApiKeyIdentity, ApiKeyLayer, ApiKeyRecord, ApiKeyStore, ApiKeys, IpAllowlist, KeyId,
-    MemoryApiKeyStore, NewApiKey,
+    ApiKey, ApiKeyIdentity, ApiKeyLayer, ApiKeyRecord, ApiKeyStore, ApiKeys, CreateKeyError,
+    IpAllowlist, KeyId, MemoryApiKeyStore, NewApiKey,
 };
 use tower_shield::clock::ManualClock;
 use tower_shield::jwt::Scopes;
@@ -656,5 +656,23 @@ async fn ipv4_mapped_allowlist_entries_match_ipv4_clients() {
     ] {
         let list = wide.iter().map(|n| n.parse().unwrap());
         assert!(IpAllowlist::networks(list).is_err(), "{wide:?}");
+        // Nor can a list built by hand make such a key.
+        let made = ApiKeys::new(MemoryApiKeyStore::new())
+            .create(NewApiKey::new("x", "x", nets(wide)))
+            .await;
+        assert!(
+            matches!(made, Err(CreateKeyError::Allowlist(_))),
+            "{wide:?}"
+        );
     }
+    // A list built by hand is stored as `networks` gives it back.
+    let (_, record) = ApiKeys::new(MemoryApiKeyStore::new())
+        .create(NewApiKey::new(
+            "x",
+            "x",
+            nets(&["::ffff:10.21.0.9/112", "10.21.0.0/16"]),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(record.allowed, nets(&["10.21.0.0/16"]));
 }
