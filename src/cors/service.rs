@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use http::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
     ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS,
-    ACCESS_CONTROL_REQUEST_METHOD, ORIGIN, VARY,
+    ACCESS_CONTROL_REQUEST_METHOD, HOST, ORIGIN, VARY,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use tower_service::Service;
@@ -62,6 +62,21 @@ fn refuse<B>(
     Refusal::new(&ProblemType::CORS_REJECTED)
         .with_header(VARY, vary.clone())
         .build(headers, extensions)
+}
+
+/// Whether `Origin` names the host the request was sent to (`https://api.example` with
+/// `Host: api.example`): the page's own request, not a cross-origin one.
+#[cold]
+fn same_origin(headers: &HeaderMap) -> bool {
+    let (Some(origin), Some(host)) = (headers.get(ORIGIN), headers.get(HOST)) else {
+        return false;
+    };
+    let origin = origin.as_bytes();
+    origin
+        .windows(3)
+        .position(|w| w == b"://")
+        .and_then(|at| origin.get(at + 3..))
+        .is_some_and(|authority| authority.eq_ignore_ascii_case(host.as_bytes()))
 }
 
 /// The `cors.rejected` security event (bounded per client). The `Origin` is logged bounded
@@ -242,7 +257,9 @@ where
             ));
         }
         let refused = origin_present && allowed.is_none();
-        if refused {
+        // Browsers send `Origin` on a page's own POSTs too: served without CORS headers like
+        // any other, but not counted or logged as a cross-origin attempt.
+        if refused && !same_origin(headers) {
             config.rejected_simple.increment(1);
             rejected_event(headers, request.extensions(), Reason::Origin);
         }

@@ -199,11 +199,23 @@ async fn cors_rejections_and_request_ids() {
             .headers()
             .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
     );
+    // A page's own request carries its origin too: not a cross-origin attempt.
+    let own = Request::builder()
+        .method(Method::POST)
+        .header(header::ORIGIN, "https://API.example")
+        .header(header::HOST, "api.example")
+        .body(Body::default())
+        .unwrap();
+    assert_eq!(
+        svc.clone().oneshot(own).await.unwrap().status(),
+        StatusCode::OK
+    );
     let text = handle.render();
     let cors = "tower_shield_cors_rejections_total";
     assert_eq!(sample(&text, cors, r#"kind="preflight""#), 1, "{text}");
     assert_eq!(sample(&text, cors, r#"kind="simple""#), 1, "{text}");
     let ids = "tower_shield_request_ids_total";
-    assert_eq!(sample(&text, ids, r#"source="generated""#), 1, "{text}");
+    // The preflight and the page's own request came without one.
+    assert_eq!(sample(&text, ids, r#"source="generated""#), 2, "{text}");
     assert_eq!(sample(&text, ids, r#"source="incoming""#), 1, "{text}");
 }
