@@ -355,8 +355,11 @@ impl RedisStore {
             );
             if cost < 0 {
                 // Budget is back: no local refusal until Redis says otherwise (removed after
-                // the refund, so a refusal that raced it cannot outlive it).
-                this.inner.deny.remove(&id);
+                // the refund, so a refusal that raced it cannot outlive it). With the cache
+                // off there is nothing to remove, and no shard lock to take.
+                if this.inner.deny_max > 0 {
+                    this.inner.deny.remove(&id);
+                }
             } else if !decision.allowed && decision.remaining == 0 {
                 // Refused locally until a request of cost 1 would pass.
                 // Saturating: a valid quota (a long period, a large burst) can exceed u64 µs.
