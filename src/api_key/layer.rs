@@ -18,8 +18,6 @@ use crate::body::ShieldBody;
 use crate::client_ip::{ClientIp, ClientIpResolver};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{ConfigError, StoreError};
-use crate::extensions::Principal;
-use crate::jwt::Scopes;
 use crate::jwt::revocation::StoreFuture;
 use crate::refusal::{ProblemType, Refusal};
 use crate::telemetry::{self, Counter, EventGate};
@@ -36,8 +34,8 @@ const TOUCH_EVERY_SECS: u64 = 60;
 /// The most keys whose last touch one process remembers.
 const MAX_TOUCHED: usize = 100_000;
 
-/// Which key authenticated a request, in its extensions (beside the [`Principal`] and
-/// [`Scopes`] the key grants).
+/// Which key authenticated a request, in its extensions (beside the
+/// [`Principal`](crate::Principal) and [`Scopes`](crate::jwt::Scopes) the key grants).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ApiKeyIdentity {
@@ -50,7 +48,8 @@ pub struct ApiKeyIdentity {
 /// Server-to-server authentication with API keys: reads the key from
 /// `Authorization: ApiKey <key>` or `X-API-Key` (never from the URL), checks its hash, state,
 /// expiry and that the client's address is in the key's allowlist, and puts the same
-/// [`Principal`] (the key's owner and role) and [`Scopes`] a `JwtAuthLayer` would, plus an
+/// [`Principal`](crate::Principal) (the key's owner and role) and
+/// [`Scopes`](crate::jwt::Scopes) a `JwtAuthLayer` would, plus an
 /// [`ApiKeyIdentity`], into the request extensions.
 ///
 /// Refusals are problem+json: 401 with `WWW-Authenticate: ApiKey realm="…"` for a missing,
@@ -427,17 +426,10 @@ impl Shared {
         if extensions.get::<ClientIp>().is_none() {
             extensions.insert(client);
         }
-        extensions.insert(Principal::new(
-            record.owner.as_str(),
-            record.role.as_deref().map(Arc::from),
-        ));
-        extensions.insert(Scopes::new(
-            record.scopes.iter().map(|s| s.as_str().into()).collect(),
-        ));
-        extensions.insert(ApiKeyIdentity {
-            key_id: record.id,
-            name: Arc::from(record.name.as_str()),
-        });
+        let granted = record.granted();
+        extensions.insert(granted.principal.clone());
+        extensions.insert(granted.scopes.clone());
+        extensions.insert(granted.identity.clone());
         Ok(())
     }
 

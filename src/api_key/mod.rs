@@ -157,6 +157,7 @@ impl<St: ApiKeyStore> ApiKeys<St> {
             revoked: false,
             hash,
             previous: None,
+            identity: store::IdentityCell::default(),
         };
         self.store.put(&record).await?;
         Ok((key, record))

@@ -2,15 +2,18 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::key::{KeyHash, KeyId};
+use super::layer::ApiKeyIdentity;
+use crate::Principal;
 use crate::client_ip::{canonical_ip, canonical_net, covers_everything};
 use crate::error::{ConfigError, StoreError};
+use crate::jwt::Scopes;
 use crate::jwt::revocation::StoreFuture;
 
 /// The addresses a key may be used from.
@@ -105,6 +108,35 @@ pub struct ApiKeyRecord {
     pub(crate) hash: KeyHash,
     /// After a rotation: the previous secret's hash and until when it still works.
     pub(crate) previous: Option<(KeyHash, u64)>,
+    /// What an accepted request gets, made on first use of this very record.
+    #[serde(skip)]
+    pub(crate) identity: IdentityCell,
+}
+
+/// The extensions a record grants (`Principal`, `Scopes`, `ApiKeyIdentity`), built once per
+/// record a store hands out instead of once per request. Never copied: a clone of a record
+/// (the start of every change to it, such as a new role) starts empty, so a changed record
+/// never grants what the old one did.
+#[derive(Default)]
+pub(crate) struct IdentityCell(OnceLock<Granted>);
+
+/// What [`IdentityCell`] holds.
+pub(crate) struct Granted {
+    pub(crate) principal: Principal,
+    pub(crate) scopes: Scopes,
+    pub(crate) identity: ApiKeyIdentity,
+}
+
+impl Clone for IdentityCell {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl fmt::Debug for IdentityCell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IdentityCell")
+    }
 }
 
 impl ApiKeyRecord {
@@ -117,6 +149,18 @@ impl ApiKeyRecord {
             .as_ref()
             .is_some_and(|(hash, until)| hash.matches(presented) & (now < *until));
         current | previous
+    }
+
+    /// What an accepted request carries, built on first use.
+    pub(crate) fn granted(&self) -> &Granted {
+        self.identity.0.get_or_init(|| Granted {
+            principal: Principal::new(self.owner.as_str(), self.role.as_deref().map(Arc::from)),
+            scopes: Scopes::new(self.scopes.iter().map(|s| s.as_str().into()).collect()),
+            identity: ApiKeyIdentity {
+                key_id: self.id,
+                name: Arc::from(self.name.as_str()),
+            },
+        })
     }
 
     /// Until when a rotated-out secret keeps working, if one does.

@@ -676,3 +676,33 @@ async fn ipv4_mapped_allowlist_entries_match_ipv4_clients() {
         .unwrap();
     assert_eq!(record.allowed, nets(&["10.21.0.0/16"]));
 }
+
+#[tokio::test]
+async fn a_changed_record_grants_what_it_says_now() {
+    let (keys, key, clock) = setup(IpAllowlist::Any).await;
+    let svc = ApiKeyLayer::builder(keys.store().clone())
+        .clock(clock)
+        .build()
+        .unwrap()
+        .layer(whoami());
+    let call = || async {
+        let r = svc
+            .clone()
+            .oneshot(call_with(Some(("x-api-key", key.expose())), "192.0.2.1:1"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        text(r).await
+    };
+    let id = key.id().unwrap();
+    assert!(call().await.starts_with("svc_billing|service|"));
+    // Twice from the same stored record: the same grant.
+    assert!(call().await.starts_with("svc_billing|service|"));
+    let mut changed = (*keys.store().get(&id).await.unwrap().unwrap()).clone();
+    changed.role = Some("auditor".into());
+    changed.scopes.clear();
+    keys.store().put(&changed).await.unwrap();
+    let now = call().await;
+    assert!(now.starts_with("svc_billing|auditor|"), "{now}");
+    assert!(now.ends_with("|false"), "{now}");
+}
