@@ -190,18 +190,7 @@ impl ApiKeyLayerBuilder {
 
     /// The layer; a realm that cannot be a quoted header value is an error.
     pub fn build(self) -> Result<ApiKeyLayer, ConfigError> {
-        if self.realm.is_empty()
-            || self.realm.len() > 128
-            || !self
-                .realm
-                .bytes()
-                .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-        {
-            return Err(ConfigError::invalid(
-                "realm",
-                "1 to 128 printable ASCII characters without quotes or backslashes",
-            ));
-        }
+        crate::jwt::check_realm(&self.realm)?;
         if self.header == header::AUTHORIZATION || self.header == header::COOKIE {
             return Err(ConfigError::invalid(
                 "header",
@@ -278,7 +267,7 @@ fn extract(headers: &HeaderMap, name: &HeaderName) -> Extracted {
     for value in headers.get_all(header::AUTHORIZATION) {
         lines += 1;
         let bytes = value.as_bytes();
-        let scheme_end = bytes.iter().position(|&b| b == b' ').unwrap_or(bytes.len());
+        let scheme_end = crate::jwt::scheme_len_of(bytes);
         if bytes
             .get(..scheme_end)
             .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"apikey"))

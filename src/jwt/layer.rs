@@ -281,8 +281,8 @@ impl<C> JwtAuthLayerBuilder<C> {
     }
 }
 
-/// The `WWW-Authenticate` values for a missing and an invalid token.
-pub(crate) fn challenges(realm: &str) -> Result<(HeaderValue, HeaderValue), ConfigError> {
+/// Refuses a challenge `realm` that cannot be a quoted header value.
+pub(crate) fn check_realm(realm: &str) -> Result<(), ConfigError> {
     if realm.is_empty()
         || realm.len() > 128
         || !realm
@@ -294,6 +294,12 @@ pub(crate) fn challenges(realm: &str) -> Result<(HeaderValue, HeaderValue), Conf
             "1 to 128 printable ASCII characters without `\"` or `\\`",
         ));
     }
+    Ok(())
+}
+
+/// The `WWW-Authenticate` values for a missing and an invalid token.
+pub(crate) fn challenges(realm: &str) -> Result<(HeaderValue, HeaderValue), ConfigError> {
+    check_realm(realm)?;
     let missing = HeaderValue::from_str(&format!("Bearer realm=\"{realm}\""))
         .map_err(|_| ConfigError::invalid("realm", "not a header value"))?;
     let invalid = HeaderValue::from_str(&format!(
@@ -923,7 +929,7 @@ fn probe<C>(cache: &TokenCache<C>, token: &[u8]) -> Result<Found<C>, TokenKey> {
 }
 
 /// The index of the first space (the length of an `Authorization` scheme), or the length.
-fn scheme_len_of(bytes: &[u8]) -> usize {
+pub(crate) fn scheme_len_of(bytes: &[u8]) -> usize {
     bytes.iter().position(|&b| b == b' ').unwrap_or(bytes.len())
 }
 

@@ -114,6 +114,8 @@ pub(crate) use b64::decode_url_small as b64_decode_url_small;
 pub(crate) use b64::{decode_url as b64_decode_url, encode_url as b64_encode_url};
 #[cfg(feature = "tokens")]
 pub(crate) use layer::MAX_LEEWAY;
+#[cfg(feature = "api-key")]
+pub(crate) use layer::{check_realm, scheme_len_of};
 
 /// Whether two byte strings are equal, in a time that depends only on their lengths (aws-lc's
 /// `CRYPTO_memcmp`: about 35 ns for a 700-byte token, where `subtle`'s byte-by-byte
